@@ -1,0 +1,342 @@
+/**
+ * Configuration: one YAML file, environment overrides for secrets and URLs, validated once with
+ * zod, defaults in one place, deeply frozen. This is the only module that reads `process.env`.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().positive();
+const filePath = z.string().min(1);
+
+const pscEndpoints = z
+  .object({
+    authorization: z.url().optional(),
+    token: z.url().optional(),
+    userinfo: z.url().optional(),
+    backchannelAuthentication: z.url().optional(),
+    endSession: z.url().optional(),
+    revocation: z.url().optional(),
+    introspection: z.url().optional(),
+    jwks: z.url().optional(),
+  })
+  .strict()
+  .default({});
+
+const clientSchema = z
+  .object({
+    id: z.string().min(1).max(128),
+    certFile: filePath.optional(),
+    keyFile: filePath.optional(),
+    pkcs12File: filePath.optional(),
+    pkcs12PassphraseFile: filePath.optional(),
+    authMethod: z
+      .enum(["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"])
+      .default("tls_client_auth"),
+    clientSecretFile: filePath.optional(),
+    apiKeyHashes: z
+      .array(z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be 'sha256:' followed by 64 hex digits"))
+      .default([]),
+    redirectUris: z.array(z.url()).default([]),
+    allowedServices: z.array(z.string()).default([]),
+    exposePscTokens: z.boolean().default(false),
+    maxPendingCiba: z.number().int().positive().default(20),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const pem = c.certFile !== undefined || c.keyFile !== undefined;
+    if (pem && (c.certFile === undefined || c.keyFile === undefined)) {
+      ctx.addIssue({ code: "custom", message: "certFile and keyFile go together", path: ["certFile"] });
+    }
+    if (pem && c.pkcs12File !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "use either certFile/keyFile or pkcs12File",
+        path: ["pkcs12File"],
+      });
+    }
+    if (!pem && c.pkcs12File === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: "a client needs a certificate: certFile+keyFile or pkcs12File",
+        path: ["certFile"],
+      });
+    }
+    if (c.authMethod.startsWith("client_secret") && c.clientSecretFile === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message: `required by authMethod ${c.authMethod}`,
+        path: ["clientSecretFile"],
+      });
+    }
+  });
+
+const teleserviceSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "lowercase letters, digits and dashes"),
+    upstreamUrl: z.url(),
+    tokenExchange: z
+      .object({
+        endpoint: z.url(),
+        scope: z.string().default(""),
+        audience: z.string().optional(),
+        resource: z.string().optional(),
+        subjectTokenType: z.string().default("urn:ietf:params:oauth:token-type:access_token"),
+        extraParams: z.record(z.string(), z.string()).default({ subject_issuer: "psc" }),
+        refreshBeforeExpirySeconds: z.number().int().nonnegative().default(60),
+      })
+      .strict()
+      .nullable()
+      .default(null),
+    caFile: filePath.optional(),
+    connectTimeoutMs: positiveMs.default(5_000),
+    headersTimeoutMs: positiveMs.default(30_000),
+    bodyTimeoutMs: positiveMs.default(60_000),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .positive()
+      .default(64 * 1024 * 1024),
+    maxConnectionsPerOrigin: z.number().int().positive().default(32),
+  })
+  .strict();
+
+const sessionStoreSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("memory") }).strict(),
+  z
+    .object({
+      kind: z.literal("redis"),
+      url: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),
+    })
+    .strict(),
+]);
+
+/** The validated configuration schema (exported for documentation and tests). */
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        listenAddress: z.string().default("0.0.0.0"),
+        port: port.default(8443),
+        tls: z
+          .object({
+            certFile: filePath,
+            keyFile: filePath,
+            clientCaFile: filePath.optional(),
+          })
+          .strict(),
+        maxRequestBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024 * 1024),
+        maxHeaderBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024),
+        shutdownGraceMs: positiveMs.default(10_000),
+        trustedProxies: z.array(z.string()).default([]),
+      })
+      .strict(),
+    psc: z
+      .object({
+        discoveryUrl: z.url(),
+        endpoints: pscEndpoints,
+        caFile: filePath.optional(),
+        scope: z.string().default("openid scope_all"),
+        acrValues: z.enum(["eidas1", "eidas2", "eidas3"]).default("eidas1"),
+        clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+        timeoutMs: positiveMs.default(10_000),
+      })
+      .strict(),
+    clients: z.array(clientSchema).default([]),
+    teleservices: z.array(teleserviceSchema).default([]),
+    sessions: z
+      .object({
+        idleSeconds: z
+          .number()
+          .int()
+          .positive()
+          .max(30 * 60)
+          .default(30 * 60),
+        absoluteSeconds: z
+          .number()
+          .int()
+          .positive()
+          .max(4 * 3600)
+          .default(4 * 3600),
+        refreshBeforeExpirySeconds: z.number().int().nonnegative().max(100).default(20),
+      })
+      .strict()
+      .default({ idleSeconds: 1800, absoluteSeconds: 14400, refreshBeforeExpirySeconds: 20 }),
+    stores: z
+      .object({
+        sessions: sessionStoreSchema.default({ kind: "memory" }),
+        mongodbUrl: z
+          .string()
+          .regex(/^mongodb(\+srv)?:\/\//, "must be a mongodb:// URL")
+          .optional(),
+      })
+      .strict()
+      .default({ sessions: { kind: "memory" } }),
+    log: z
+      .object({
+        level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+      })
+      .strict()
+      .default({ level: "info" }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.clients.forEach((cl, i) => {
+      if (seen.has(cl.id))
+        ctx.addIssue({ code: "custom", message: `duplicate client id ${cl.id}`, path: ["clients", i, "id"] });
+      seen.add(cl.id);
+    });
+    const services = new Set(c.teleservices.map((t) => t.name));
+    c.clients.forEach((cl, i) => {
+      cl.allowedServices.forEach((s, j) => {
+        if (!services.has(s)) {
+          ctx.addIssue({
+            code: "custom",
+            message: `unknown teleservice ${s}`,
+            path: ["clients", i, "allowedServices", j],
+          });
+        }
+      });
+    });
+  });
+
+/** The configuration after validation and defaults. */
+export type Config = z.infer<typeof configSchema>;
+/** One configured client (a business backend, identified by its certificate CN). */
+export type ClientConfig = Config["clients"][number];
+/** One configured teleservice. */
+export type TeleserviceConfig = Config["teleservices"][number];
+
+/** Thrown when the configuration cannot be read or is invalid; the message names every faulty key. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Environment variables that override keys of the file (secrets and URLs). */
+export const ENV_OVERRIDES: Record<string, string[]> = {
+  EPROXY_PORT: ["server", "port"],
+  EPROXY_LISTEN_ADDRESS: ["server", "listenAddress"],
+  EPROXY_TLS_CERT_FILE: ["server", "tls", "certFile"],
+  EPROXY_TLS_KEY_FILE: ["server", "tls", "keyFile"],
+  EPROXY_PSC_DISCOVERY_URL: ["psc", "discoveryUrl"],
+  EPROXY_REDIS_URL: ["stores", "sessions"],
+  EPROXY_MONGODB_URL: ["stores", "mongodbUrl"],
+  EPROXY_LOG_LEVEL: ["log", "level"],
+};
+
+function setPath(obj: Record<string, unknown>, keys: string[], value: unknown): void {
+  let cur = obj;
+  for (const k of keys.slice(0, -1)) {
+    if (typeof cur[k] !== "object" || cur[k] === null) cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[keys[keys.length - 1] as string] = value;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object" && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+const FILE_KEYS = new Set([
+  "certFile",
+  "keyFile",
+  "clientCaFile",
+  "caFile",
+  "pkcs12File",
+  "pkcs12PassphraseFile",
+  "clientSecretFile",
+]);
+
+function resolveFiles(o: unknown, baseDir: string): void {
+  if (Array.isArray(o)) {
+    for (const v of o) resolveFiles(v, baseDir);
+  } else if (o && typeof o === "object") {
+    const rec = o as Record<string, unknown>;
+    for (const [k, v] of Object.entries(rec)) {
+      if (FILE_KEYS.has(k) && typeof v === "string") rec[k] = path.resolve(baseDir, v);
+      else resolveFiles(v, baseDir);
+    }
+  }
+}
+
+/** Formats zod issues as `path.to.key[0]: reason` lines. */
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const key = i.path.reduce<string>(
+        (acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
+        "",
+      );
+      return `  - ${key || "(root)"}: ${i.message}`;
+    })
+    .join("\n");
+}
+
+/**
+ * Validates a raw configuration object (as parsed from YAML), applies environment overrides,
+ * resolves file paths against `baseDir`, and returns it frozen.
+ */
+export function parseConfig(
+  raw: unknown,
+  env: NodeJS.ProcessEnv = {},
+  baseDir = process.cwd(),
+): Readonly<Config> {
+  const obj = (raw && typeof raw === "object" ? structuredClone(raw) : {}) as Record<string, unknown>;
+  for (const [name, keys] of Object.entries(ENV_OVERRIDES)) {
+    const v = env[name];
+    if (v === undefined || v === "") continue;
+    if (name === "EPROXY_PORT") setPath(obj, keys, Number(v));
+    else if (name === "EPROXY_REDIS_URL") setPath(obj, keys, { kind: "redis", url: v });
+    else setPath(obj, keys, v);
+  }
+  const result = configSchema.safeParse(obj);
+  if (!result.success) {
+    throw new ConfigError(`invalid configuration:\n${formatIssues(result.error)}`);
+  }
+  resolveFiles(result.data, baseDir);
+  return deepFreeze(result.data);
+}
+
+/** Reads, validates and freezes the configuration file named by `file` or `EPROXY_CONFIG`. */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const name = file ?? env.EPROXY_CONFIG;
+  if (!name) throw new ConfigError("no configuration file: pass --config FILE or set EPROXY_CONFIG");
+  let text: string;
+  try {
+    text = readFileSync(name, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      `cannot read configuration file ${name}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+    );
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`configuration file ${name} is not valid YAML: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, env, path.dirname(path.resolve(name)));
+}
+
+/** Reads the process environment once, for the CLI (the only place process.env is read). */
+export function processEnv(): NodeJS.ProcessEnv {
+  return process.env;
+}

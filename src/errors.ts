@@ -1,0 +1,63 @@
+/**
+ * The domain error of eProxy: a closed set of codes, a public message safe to show to callers,
+ * and an optional cause that is logged but never sent.
+ */
+
+/** Every failure eProxy reports, with how each boundary renders it. */
+export const ERROR_CODES = {
+  INVALID_ARGUMENT: { status: 400, side: "Sender", fr: "Requête invalide" },
+  UNAUTHENTICATED: { status: 401, side: "Sender", fr: "Appelant non authentifié" },
+  SESSION_INVALID: { status: 401, side: "Sender", fr: "Session absente, inconnue ou expirée" },
+  REAUTHENTICATION_REQUIRED: {
+    status: 401,
+    side: "Sender",
+    fr: "La session a expiré et ne peut pas être rafraîchie : nouvelle authentification requise",
+  },
+  PERMISSION_DENIED: { status: 403, side: "Sender", fr: "Accès refusé pour ce client" },
+  NOT_FOUND: { status: 404, side: "Sender", fr: "Ressource inconnue" },
+  METHOD_NOT_ALLOWED: { status: 405, side: "Sender", fr: "Méthode non autorisée" },
+  CONFLICT: { status: 409, side: "Sender", fr: "Conflit avec l'état courant" },
+  PAYLOAD_TOO_LARGE: { status: 413, side: "Sender", fr: "Corps de requête trop volumineux" },
+  TOO_MANY_REQUESTS: { status: 429, side: "Sender", fr: "Trop de requêtes en cours" },
+  NOT_IMPLEMENTED: { status: 501, side: "Receiver", fr: "Fonction non disponible" },
+  PSC_UNAVAILABLE: { status: 503, side: "Receiver", fr: "Pro Santé Connect est indisponible" },
+  STORE_UNAVAILABLE: { status: 503, side: "Receiver", fr: "Stockage des sessions indisponible" },
+  UPSTREAM_UNAVAILABLE: { status: 503, side: "Receiver", fr: "Téléservice injoignable" },
+  UPSTREAM_TIMEOUT: { status: 504, side: "Receiver", fr: "Le téléservice n'a pas répondu à temps" },
+  UPSTREAM_BAD_RESPONSE: {
+    status: 502,
+    side: "Receiver",
+    fr: "Réponse invalide du téléservice ou certificat refusé",
+  },
+  UNAVAILABLE: { status: 503, side: "Receiver", fr: "Service momentanément indisponible" },
+  INTERNAL: { status: 500, side: "Receiver", fr: "Erreur interne" },
+} as const satisfies Record<string, { status: number; side: "Sender" | "Receiver"; fr: string }>;
+
+/** One of eProxy's closed error codes. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The one error type domain code throws; `message` is public, `cause` stays private. */
+export class EproxyError extends Error {
+  /** Closed code that every boundary maps. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown }) {
+    super(publicMessage, options);
+    this.name = "EproxyError";
+    this.code = code;
+  }
+}
+
+/**
+ * Turns anything thrown into an EproxyError; unknown errors become INTERNAL with a generic
+ * message so that no library internals reach a caller.
+ */
+export function toEproxyError(err: unknown): EproxyError {
+  if (err instanceof EproxyError) return err;
+  return new EproxyError("INTERNAL", "internal error", { cause: err });
+}
+
+/** HTTP status of an error code. */
+export function httpStatusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
+}

@@ -1,0 +1,174 @@
+/**
+ * A minimal router for the REST facade, served as the Connect adapter's fallback: exact segments,
+ * `:param` segments and a trailing `*` rest segment. Anything thrown becomes a problem+json answer.
+ */
+import type { ServerResponse } from "node:http";
+import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { EproxyError } from "../errors.ts";
+import { requestContext } from "../log.ts";
+import { sendProblem } from "./problem.ts";
+
+/** A request as the node adapter hands it to the fallback (HTTP/1.1 or HTTP/2). */
+export type NodeRequest = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[0];
+/** The matching response. */
+export type NodeResponse = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[1];
+
+/** `writeHead` on either response flavour (their overloads differ only in typing). */
+export function writeHead(
+  res: NodeResponse,
+  status: number,
+  headers: Record<string, string | number | string[]>,
+): void {
+  (res as unknown as ServerResponse).writeHead(status, headers);
+}
+
+/** What a REST handler receives. */
+export interface RestContext {
+  /** Raw request. */
+  req: NodeRequest;
+  /** Raw response. */
+  res: NodeResponse;
+  /** Parsed URL (path and query). */
+  url: URL;
+  /** Path parameters by name; `*` holds the rest of the path. */
+  params: Record<string, string>;
+  /** Request id of this request. */
+  requestId: string;
+}
+
+/** A REST route. */
+export interface Route {
+  /** HTTP method. */
+  method: "GET" | "POST" | "DELETE" | "PUT";
+  /** Path pattern such as `/oauth2/ciba/:authReqId` or `/send/:service/*`. */
+  pattern: string;
+  /** Handler; throw an EproxyError to answer a problem document. */
+  handler: (ctx: RestContext) => Promise<void> | void;
+  /** Custom error renderer (the SOAP relay answers faults instead of problem documents). */
+  onError?: (ctx: RestContext, err: unknown) => void;
+}
+
+function match(pattern: string[], segments: string[]): Record<string, string> | undefined {
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i] as string;
+    if (p === "*") {
+      params["*"] = segments.slice(i).join("/");
+      return params;
+    }
+    const s = segments[i];
+    if (s === undefined) return undefined;
+    if (p.startsWith(":")) {
+      if (s === "") return undefined;
+      params[p.slice(1)] = decodeURIComponent(s);
+    } else if (p !== s) return undefined;
+  }
+  return segments.length === pattern.length ? params : undefined;
+}
+
+/** Builds the fallback handler from a list of routes. */
+export function createRestRouter(
+  routes: readonly Route[],
+  log: Logger,
+): (req: NodeRequest, res: NodeResponse) => void {
+  const compiled = routes.map((r) => ({ ...r, parts: r.pattern.split("/").slice(1) }));
+  return (req, res) => {
+    const requestId = requestContext.getStore()?.requestId ?? "";
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "https://eproxy.invalid");
+    } catch {
+      sendProblem(res, new EproxyError("INVALID_ARGUMENT", "malformed request target"), requestId);
+      return;
+    }
+    const segments = url.pathname.split("/").slice(1);
+    const allowed: string[] = [];
+    for (const route of compiled) {
+      let params: Record<string, string> | undefined;
+      try {
+        params = match(route.parts, segments);
+      } catch {
+        sendProblem(res, new EproxyError("INVALID_ARGUMENT", "malformed path encoding"), requestId);
+        return;
+      }
+      if (!params) continue;
+      if (route.method !== req.method) {
+        allowed.push(route.method);
+        continue;
+      }
+      const ctx: RestContext = { req, res, url, params, requestId };
+      const fail = (err: unknown) => {
+        if (!(err instanceof EproxyError) || err.code === "INTERNAL")
+          log.error({ err }, "REST handler failed");
+        if (route.onError) route.onError(ctx, err);
+        else sendProblem(res, err, requestId);
+      };
+      try {
+        Promise.resolve(route.handler(ctx)).catch(fail);
+      } catch (err) {
+        fail(err);
+      }
+      return;
+    }
+    if (allowed.length > 0) {
+      sendProblem(
+        res,
+        new EproxyError("METHOD_NOT_ALLOWED", `method ${req.method} not allowed here`),
+        requestId,
+        {
+          allow: [...new Set(allowed)].join(", "),
+        },
+      );
+      return;
+    }
+    sendProblem(res, new EproxyError("NOT_FOUND", `no route for ${url.pathname}`), requestId);
+  };
+}
+
+/** Writes a JSON answer. */
+export function sendJson(
+  res: NodeResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body);
+  writeHead(res, status, {
+    ...headers,
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "cache-control": "no-store",
+  });
+  res.end(text);
+}
+
+/**
+ * Reads a JSON request body, refusing more than `maxBytes` (413) and anything that is not a JSON
+ * object (400).
+ */
+export async function readJsonObject(req: NodeRequest, maxBytes: number): Promise<Record<string, unknown>> {
+  const ct = String(req.headers["content-type"] ?? "");
+  if (!/^application\/([\w.+-]*\+)?json\b/i.test(ct)) {
+    throw new EproxyError("INVALID_ARGUMENT", "expected Content-Type: application/json");
+  }
+  const declared = Number(req.headers["content-length"] ?? Number.NaN);
+  if (declared > maxBytes) throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${maxBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new EproxyError("INVALID_ARGUMENT", "body is not valid JSON");
+  }
+  if (!value || typeof value !== "object" || Array.isArray(value)) {
+    throw new EproxyError("INVALID_ARGUMENT", "body must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}

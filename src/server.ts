@@ -1,0 +1,174 @@
+/**
+ * The one HTTPS listener: HTTP/2 with HTTP/1.1 fallback, serving gRPC, gRPC-Web and Connect for
+ * every service, gRPC reflection, and the REST facade as the Connect adapter's fallback.
+ */
+import { randomUUID } from "node:crypto";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { AuthService, file_eproxy_v1_auth } from "../gen/eproxy/v1/auth_pb.ts";
+import { file_eproxy_v1_relay, RelayService } from "../gen/eproxy/v1/relay_pb.ts";
+import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.ts";
+import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
+import type { Deps } from "./deps.ts";
+import { requestContext } from "./log.ts";
+import { createHealthRoutes } from "./rest/health-routes.ts";
+import { createRestRouter, type Route } from "./rest/router.ts";
+import { createAuthService } from "./rpc/auth-service.ts";
+import { createErrorInterceptor } from "./rpc/interceptors.ts";
+import { registerReflection } from "./rpc/reflection-service.ts";
+import { createRelayService } from "./rpc/relay-service.ts";
+
+/** A running eProxy listener. */
+export interface EproxyServer {
+  /** Bound port (useful when configured with port 0). */
+  port: number;
+  /** Base URL, e.g. `https://localhost:8443`. */
+  url: string;
+  /** Stops accepting, lets in-flight requests finish within the grace period, then closes the stores. */
+  close(): Promise<void>;
+}
+
+const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** Routes of the REST facade that later features add (passed in by the composition root). */
+export interface ServerOptions {
+  /** Extra REST routes (e.g. `/oauth2/...`, `/send/...`). */
+  restRoutes?: Route[];
+}
+
+/** Starts the listener on the configured address and port. */
+export async function startServer(deps: Deps, options: ServerOptions = {}): Promise<EproxyServer> {
+  const { config, log } = deps;
+  const rest = createRestRouter([...createHealthRoutes(deps.readiness), ...(options.restRoutes ?? [])], log);
+  const handler = connectNodeAdapter({
+    routes(router) {
+      router.service(AuthService, createAuthService(deps));
+      router.service(RelayService, createRelayService(deps));
+      registerReflection(
+        router,
+        [
+          file_eproxy_v1_auth,
+          file_eproxy_v1_relay,
+          file_grpc_reflection_v1_reflection,
+          file_grpc_reflection_v1alpha_reflection,
+        ],
+        [AuthService.typeName, RelayService.typeName],
+      );
+    },
+    fallback: rest,
+    // Connect's default is 4 GiB: cap what one RPC message may be, both ways.
+    readMaxBytes: config.server.maxRequestBytes,
+    writeMaxBytes: config.server.maxRequestBytes,
+    interceptors: [createErrorInterceptor(log)],
+  });
+
+  const server = http2.createSecureServer(
+    {
+      cert: deps.tls.cert,
+      key: deps.tls.key,
+      allowHTTP1: true,
+      minVersion: "TLSv1.2",
+      // Backends may authenticate with a certificate; a missing one is not a TLS error here,
+      // the RPC layer decides (API key or certificate).
+      ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+      settings: { maxHeaderListSize: config.server.maxHeaderBytes },
+      // Node's 10 MB default resets big in-flight uploads with ENHANCE_YOUR_CALM.
+      maxSessionMemory: 64,
+    } as http2.SecureServerOptions,
+    (req, res) => {
+      const given = req.headers["x-request-id"];
+      const requestId = typeof given === "string" && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
+      res.setHeader("x-request-id", requestId);
+      const started = performance.now();
+      trackHttp1(req.socket as TLSSocket, res);
+      requestContext.run({ requestId }, () => {
+        res.once("finish", () => {
+          log.info(
+            {
+              method: req.method,
+              path: (req.url ?? "").split("?")[0],
+              status: res.statusCode,
+              httpVersion: req.httpVersion,
+              durationMs: Math.round(performance.now() - started),
+            },
+            "request",
+          );
+        });
+        handler(req, res);
+      });
+    },
+  );
+
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const sockets = new Set<TLSSocket>();
+  // In-flight HTTP/1.1 requests per socket, so that shutdown closes idle keep-alive sockets at once
+  // and busy ones right after their response.
+  const http1Active = new Map<TLSSocket, number>();
+  let draining = false;
+  function trackHttp1(socket: TLSSocket, res: http2.Http2ServerResponse): void {
+    if (socket.alpnProtocol === "h2") return;
+    http1Active.set(socket, (http1Active.get(socket) ?? 0) + 1);
+    if (draining) res.setHeader("connection", "close");
+    res.once("close", () => {
+      const n = (http1Active.get(socket) ?? 1) - 1;
+      http1Active.set(socket, n);
+      if (draining && n === 0) socket.end();
+    });
+  }
+  server.on("session", (s) => {
+    sessions.add(s);
+    s.once("close", () => sessions.delete(s));
+  });
+  server.on("secureConnection", (s: TLSSocket) => {
+    sockets.add(s);
+    s.once("close", () => {
+      sockets.delete(s);
+      http1Active.delete(s);
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.server.port, config.server.listenAddress, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host =
+    config.server.listenAddress === "0.0.0.0" || config.server.listenAddress === "::"
+      ? "localhost"
+      : config.server.listenAddress;
+  log.info(
+    { port, address: config.server.listenAddress },
+    "eProxy listening (gRPC, gRPC-Web, Connect, REST)",
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    url: `https://${host}:${port}`,
+    close() {
+      closing ??= (async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // GOAWAY: HTTP/2 clients stop opening streams, in-flight streams finish.
+        for (const s of sessions) s.close();
+        const grace = setTimeout(() => {
+          for (const s of sessions) s.destroy();
+          for (const s of sockets) s.destroy();
+        }, config.server.shutdownGraceMs);
+        grace.unref();
+        draining = true;
+        // Idle HTTP/1.1 keep-alive sockets would hold close() forever.
+        for (const s of sockets) if (s.alpnProtocol !== "h2" && !http1Active.get(s)) s.end();
+        await closed;
+        clearTimeout(grace);
+        await deps.close();
+        log.info("eProxy stopped");
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,16 @@
+import { describe, expect, it } from "vitest";
+import { createApiKey, hashApiKey, matchesApiKey } from "../../src/auth/api-keys.ts";
+
+describe("API keys", () => {
+  it("are random, hashed, and matched only by the right key", () => {
+    const a = createApiKey();
+    const b = createApiKey();
+    expect(a.key).not.toBe(b.key);
+    expect(a.hash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(a.hash).toBe(hashApiKey(a.key));
+    expect(matchesApiKey(a.key, [b.hash, a.hash])).toBe(true);
+    expect(matchesApiKey(b.key, [a.hash])).toBe(false);
+    expect(matchesApiKey(a.key, [])).toBe(false);
+    expect(matchesApiKey(`${a.key}x`, [a.hash])).toBe(false);
+  });
+});
