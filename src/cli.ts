@@ -15,7 +15,7 @@ const USAGE = `Usage: eproxy <command> [options]
 
 Commands:
   serve     --config FILE        run the proxy (or set EPROXY_CONFIG)
-  sandbox   [--port 8443] [--dir certs]
+  sandbox   [--port 8443] [--psc-port 8444] [--dir certs] [--approve-after-ms 3000]
                                  run everything locally with zero configuration
   certs     [--dir certs] [--client ID]...
                                  create a development PKI (CA, server, client certificates)

@@ -120,6 +120,10 @@ export const configSchema = z
       .object({
         listenAddress: z.string().default("0.0.0.0"),
         port: port.default(8443),
+        publicBaseUrl: z
+          .url()
+          .refine((u) => u.startsWith("https://"), "must be an https:// URL")
+          .optional(),
         tls: z
           .object({
             certFile: filePath,
@@ -211,8 +215,10 @@ export const configSchema = z
     });
   });
 
-/** The configuration after validation and defaults. */
-export type Config = z.infer<typeof configSchema>;
+/** The configuration after validation and defaults (`server.publicBaseUrl` always set). */
+export type Config = z.infer<typeof configSchema> & {
+  server: z.infer<typeof configSchema>["server"] & { publicBaseUrl: string };
+};
 /** One configured client (a business backend, identified by its certificate CN). */
 export type ClientConfig = Config["clients"][number];
 /** One configured teleservice. */
@@ -230,6 +236,7 @@ export class ConfigError extends Error {
 export const ENV_OVERRIDES: Record<string, string[]> = {
   EPROXY_PORT: ["server", "port"],
   EPROXY_LISTEN_ADDRESS: ["server", "listenAddress"],
+  EPROXY_PUBLIC_BASE_URL: ["server", "publicBaseUrl"],
   EPROXY_TLS_CERT_FILE: ["server", "tls", "certFile"],
   EPROXY_TLS_KEY_FILE: ["server", "tls", "keyFile"],
   EPROXY_PSC_DISCOVERY_URL: ["psc", "discoveryUrl"],
@@ -312,7 +319,12 @@ export function parseConfig(
     throw new ConfigError(`invalid configuration:\n${formatIssues(result.error)}`);
   }
   resolveFiles(result.data, baseDir);
-  return deepFreeze(result.data);
+  const data = result.data as Config & { server: { publicBaseUrl: string } };
+  data.server.publicBaseUrl = (data.server.publicBaseUrl ?? `https://localhost:${data.server.port}`).replace(
+    /\/+$/,
+    "",
+  );
+  return deepFreeze(data);
 }
 
 /** Reads, validates and freezes the configuration file named by `file` or `EPROXY_CONFIG`. */

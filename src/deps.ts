@@ -4,7 +4,15 @@
  */
 import { readFileSync } from "node:fs";
 import type { Logger } from "pino";
+import { type Ciba, createCiba } from "./auth/ciba.ts";
+import { type CodeFlow, createCodeFlow } from "./auth/code-flow.ts";
+import type { PscGateway } from "./auth/psc-gateway.ts";
+import { createSessions, type Sessions } from "./auth/sessions.ts";
+import type { AuthStore } from "./auth/store.ts";
 import type { Config } from "./config.ts";
+import { type ClientIdentity, loadClientIdentity } from "./infra/client-tls.ts";
+import { createMemoryStore } from "./infra/memory-store.ts";
+import { createPscGateway } from "./infra/psc-openid.ts";
 
 /** A named probe used by `/readyz`. */
 export interface ReadinessCheck {
@@ -32,14 +40,36 @@ export interface Deps {
   log: Logger;
   /** TLS material of the listener. */
   tls: ServerTls;
+  /** TLS identities of the clients, by client id. */
+  identities: ReadonlyMap<string, ClientIdentity>;
+  /** Session, code-flow and one-time-code storage. */
+  store: AuthStore;
+  /** Pro Santé Connect. */
+  psc: PscGateway;
+  /** Sessions. */
+  sessions: Sessions;
+  /** CIBA requests and their pollers. */
+  ciba: Ciba;
+  /** Authorization code flow. */
+  codeFlow: CodeFlow;
   /** Probes for `/readyz`. */
   readiness: ReadinessCheck[];
   /** Closes every store and pool (called once on shutdown). */
   close(): Promise<void>;
 }
 
+/** Parts a caller (tests, sandbox) may supply instead of the configured ones. */
+export interface DepsOverrides {
+  store?: AuthStore;
+  psc?: PscGateway;
+}
+
 /** Builds the dependencies from a validated configuration. */
-export async function createDeps(config: Readonly<Config>, log: Logger): Promise<Deps> {
+export async function createDeps(
+  config: Readonly<Config>,
+  log: Logger,
+  overrides: DepsOverrides = {},
+): Promise<Deps> {
   const tls: ServerTls = {
     cert: readFileSync(config.server.tls.certFile, "utf8"),
     key: readFileSync(config.server.tls.keyFile, "utf8"),
@@ -47,18 +77,34 @@ export async function createDeps(config: Readonly<Config>, log: Logger): Promise
       ? { clientCa: readFileSync(config.server.tls.clientCaFile, "utf8") }
       : {}),
   };
-  const closers: Array<() => Promise<void>> = [];
-  const readiness: ReadinessCheck[] = [];
+  const identities = new Map(config.clients.map((c) => [c.id, loadClientIdentity(c)] as const));
   if (config.stores.sessions.kind === "memory") {
     log.warn("sessions are kept in process memory: fine for one instance and the sandbox, not for replicas");
   }
+  const store = overrides.store ?? createMemoryStore();
+  const psc = overrides.psc ?? createPscGateway(config, identities, log);
+  const sessions = createSessions({ config, store, psc, log });
+  const ciba = createCiba({ config, psc, sessions, log });
+  const codeFlow = createCodeFlow({ config, store, psc, sessions, log });
+  const readiness: ReadinessCheck[] = [
+    { name: "sessionStore", check: () => store.ping() },
+    { name: "psc", check: () => psc.ready() },
+  ];
   return {
     config,
     log,
     tls,
+    identities,
+    store,
+    psc,
+    sessions,
+    ciba,
+    codeFlow,
     readiness,
     async close() {
-      for (const c of closers.reverse()) await c();
+      ciba.close();
+      await psc.close();
+      await store.close();
     },
   };
 }

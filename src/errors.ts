@@ -14,6 +14,8 @@ export const ERROR_CODES = {
     fr: "La session a expiré et ne peut pas être rafraîchie : nouvelle authentification requise",
   },
   PERMISSION_DENIED: { status: 403, side: "Sender", fr: "Accès refusé pour ce client" },
+  AUTHENTICATION_DENIED: { status: 403, side: "Sender", fr: "Le professionnel a refusé l'authentification" },
+  AUTHENTICATION_EXPIRED: { status: 408, side: "Sender", fr: "Le professionnel n'a pas répondu à temps" },
   NOT_FOUND: { status: 404, side: "Sender", fr: "Ressource inconnue" },
   METHOD_NOT_ALLOWED: { status: 405, side: "Sender", fr: "Méthode non autorisée" },
   CONFLICT: { status: 409, side: "Sender", fr: "Conflit avec l'état courant" },

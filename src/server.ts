@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
+import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AuthService, file_eproxy_v1_auth } from "../gen/eproxy/v1/auth_pb.ts";
 import { file_eproxy_v1_relay, RelayService } from "../gen/eproxy/v1/relay_pb.ts";
@@ -13,10 +14,12 @@ import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/re
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import type { Deps } from "./deps.ts";
 import { requestContext } from "./log.ts";
+import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
 import { createRestRouter, type Route } from "./rest/router.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
+import { kPeer, peerOf } from "./rpc/peer.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
 import { createRelayService } from "./rpc/relay-service.ts";
 
@@ -41,7 +44,10 @@ export interface ServerOptions {
 /** Starts the listener on the configured address and port. */
 export async function startServer(deps: Deps, options: ServerOptions = {}): Promise<EproxyServer> {
   const { config, log } = deps;
-  const rest = createRestRouter([...createHealthRoutes(deps.readiness), ...(options.restRoutes ?? [])], log);
+  const rest = createRestRouter(
+    [...createHealthRoutes(deps.readiness), ...createAuthRoutes(deps), ...(options.restRoutes ?? [])],
+    log,
+  );
   const handler = connectNodeAdapter({
     routes(router) {
       router.service(AuthService, createAuthService(deps));
@@ -62,6 +68,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     readMaxBytes: config.server.maxRequestBytes,
     writeMaxBytes: config.server.maxRequestBytes,
     interceptors: [createErrorInterceptor(log)],
+    contextValues: (req) => createContextValues().set(kPeer, peerOf(req)),
   });
 
   const server = http2.createSecureServer(

@@ -19,6 +19,8 @@ const SUBCODES: Record<ErrorCode, string> = {
   SESSION_INVALID: "SessionInvalid",
   REAUTHENTICATION_REQUIRED: "ReauthenticationRequired",
   PERMISSION_DENIED: "ServiceNotAllowed",
+  AUTHENTICATION_DENIED: "AuthenticationDenied",
+  AUTHENTICATION_EXPIRED: "AuthenticationExpired",
   NOT_FOUND: "UnknownService",
   METHOD_NOT_ALLOWED: "MethodNotAllowed",
   CONFLICT: "Conflict",

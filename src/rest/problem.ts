@@ -23,6 +23,8 @@ const TITLES: Record<ErrorCode, string> = {
   SESSION_INVALID: "Session missing, unknown or expired",
   REAUTHENTICATION_REQUIRED: "Re-authentication required",
   PERMISSION_DENIED: "Permission denied",
+  AUTHENTICATION_DENIED: "Authentication refused by the professional",
+  AUTHENTICATION_EXPIRED: "Authentication not approved in time",
   NOT_FOUND: "Not found",
   METHOD_NOT_ALLOWED: "Method not allowed",
   CONFLICT: "Conflict",

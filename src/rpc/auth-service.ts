@@ -1,28 +1,88 @@
 /**
- * Connect implementation of eproxy.v1.AuthService: translates between protobuf messages and the
- * auth domain.
+ * Connect implementation of eproxy.v1.AuthService: authenticate the caller, decode, call the auth
+ * domain, encode.
  */
-import type { ServiceImpl } from "@connectrpc/connect";
-import type { AuthService } from "../../gen/eproxy/v1/auth_pb.ts";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { type AuthService, Channel } from "../../gen/eproxy/v1/auth_pb.ts";
+import { assertSameClient, authenticateCaller } from "../auth/callers.ts";
+import type { ClientConfig } from "../config.ts";
 import type { Deps } from "../deps.ts";
 import { EproxyError } from "../errors.ts";
+import { toPollCibaProto, toSessionProto } from "./mappers.ts";
+import { credentialsOf, kPeer, sessionTokenOf } from "./peer.ts";
 
-const notYet = (): never => {
-  throw new EproxyError("NOT_IMPLEMENTED", "not implemented yet");
-};
+/** The authenticated client of an RPC. */
+export function callerOf(deps: Deps, ctx: HandlerContext): ClientConfig {
+  return authenticateCaller(deps.config, credentialsOf(ctx.requestHeader, ctx.values.get(kPeer)));
+}
+
+function channelOf(c: Channel): "CARD" | "MOBILE" | undefined {
+  if (c === Channel.CARD) return "CARD";
+  if (c === Channel.MOBILE) return "MOBILE";
+  if (c === Channel.UNSPECIFIED) return undefined;
+  throw new EproxyError("INVALID_ARGUMENT", "channel must be CHANNEL_CARD or CHANNEL_MOBILE");
+}
 
 /** Creates the AuthService implementation. */
-export function createAuthService(_deps: Deps): ServiceImpl<typeof AuthService> {
+export function createAuthService(deps: Deps): ServiceImpl<typeof AuthService> {
+  const { ciba, sessions, codeFlow } = deps;
   return {
-    startCiba: notYet,
-    pollCiba: notYet,
-    // biome-ignore lint/correctness/useYield: placeholder until CIBA lands
-    async *watchCiba() {
-      notYet();
+    async startCiba(req, ctx) {
+      const caller = callerOf(deps, ctx);
+      assertSameClient(caller, req.clientId);
+      const channel = channelOf(req.channel);
+      const r = await ciba.start(caller, {
+        nationalId: req.nationalId,
+        bindingMessage: req.bindingMessage,
+        ...(channel ? { channel } : {}),
+        ...(req.scope ? { scope: req.scope } : {}),
+      });
+      if ("session" in r) return { reused: true, session: toSessionProto(r.session) };
+      return {
+        authReqId: r.request.authReqId,
+        expiresInSeconds: Math.max(0, Math.round((r.request.expiresAt - Date.now()) / 1000)),
+        intervalSeconds: r.request.intervalSeconds,
+        bindingMessage: r.request.bindingMessage,
+        reused: r.reused,
+      };
     },
-    startCodeFlow: notYet,
-    codeFlowCallback: notYet,
-    getSession: notYet,
-    logout: notYet,
+
+    async pollCiba(req, ctx) {
+      const caller = callerOf(deps, ctx);
+      return toPollCibaProto(ciba.get(caller.id, req.authReqId));
+    },
+
+    async *watchCiba(req, ctx) {
+      const caller = callerOf(deps, ctx);
+      for await (const v of ciba.watch(caller.id, req.authReqId, ctx.signal)) {
+        const { status, session, errorMessage } = toPollCibaProto(v);
+        yield { status, ...(session ? { session } : {}), errorMessage };
+      }
+    },
+
+    async startCodeFlow(req, ctx) {
+      const caller = callerOf(deps, ctx);
+      assertSameClient(caller, req.clientId);
+      return codeFlow.start(caller, req.redirectUri);
+    },
+
+    async codeFlowCallback(req, ctx) {
+      const caller = callerOf(deps, ctx);
+      assertSameClient(caller, req.clientId);
+      return { session: toSessionProto(await codeFlow.redeem(caller, req.code)) };
+    },
+
+    async getSession(req, ctx) {
+      const caller = callerOf(deps, ctx);
+      const rec = await sessions.fresh(sessionTokenOf(ctx.requestHeader, req.sessionToken), caller.id);
+      return { session: toSessionProto(await sessions.view(rec)) };
+    },
+
+    async logout(req, ctx) {
+      const caller = callerOf(deps, ctx);
+      return {
+        pscLoggedOut: await sessions.logout(sessionTokenOf(ctx.requestHeader, req.sessionToken), caller.id),
+      };
+    },
   };
 }

@@ -7,6 +7,8 @@ const CONNECT_CODES: Record<ErrorCode, Code> = {
   SESSION_INVALID: Code.Unauthenticated,
   REAUTHENTICATION_REQUIRED: Code.Unauthenticated,
   PERMISSION_DENIED: Code.PermissionDenied,
+  AUTHENTICATION_DENIED: Code.PermissionDenied,
+  AUTHENTICATION_EXPIRED: Code.DeadlineExceeded,
   NOT_FOUND: Code.NotFound,
   METHOD_NOT_ALLOWED: Code.Unimplemented,
   CONFLICT: Code.AlreadyExists,

@@ -1,33 +1,47 @@
 /**
  * `eproxy sandbox`: everything a newcomer needs on one machine, with zero configuration — a
- * development PKI, the proxy on a fixed port, and how to call it. Never imported by `serve`.
+ * development PKI, the PSC simulator, the proxy on a fixed port, and how to call it. Never imported
+ * by `serve`.
  */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
+import { createApiKey } from "../auth/api-keys.ts";
 import { parseConfig } from "../config.ts";
 import { createDeps } from "../deps.ts";
 import { ensureDevPki } from "../infra/dev-pki.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../server.ts";
+import { type PscSimulator, startPscSimulator } from "./psc-simulator.ts";
 
 /** Client ids (certificate CNs) of the sandbox backends. */
 export const SANDBOX_CLIENT_IDS = ["lps-demo", "lps-other"] as const;
+
+/** Redirect URI registered for the sandbox backends (a local web app would listen there). */
+export const SANDBOX_REDIRECT_URI = "https://localhost:3000/psc/callback";
 
 /** Options of the sandbox. */
 export interface SandboxOptions {
   /** Proxy port (8443 by default; 0 picks a free one). */
   port: number;
+  /** PSC simulator port (proxy port + 1 by default). */
+  pscPort?: number;
   /** Where the development PKI lives. */
   certsDir: string;
   /** Where the instructions are printed. */
   out: NodeJS.WritableStream;
   /** Log level of the embedded proxy. */
   logLevel?: string;
+  /** Delay before the PSC simulator approves a CIBA request (default 3000 ms). */
+  approveAfterMs?: number;
 }
 
 /** A running sandbox. */
 export interface Sandbox {
   /** URL of the proxy. */
   url: string;
+  /** The PSC simulator. */
+  psc: PscSimulator;
   /** Stops everything. */
   close(): Promise<void>;
 }
@@ -37,27 +51,57 @@ function rel(file: string): string {
   return r.startsWith("..") ? file : r;
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+/** The sandbox API keys (one per client), created once next to the PKI. */
+function sandboxApiKeys(dir: string): Record<string, { key: string; hash: string }> {
+  const file = path.join(dir, "sandbox-api-keys.json");
+  if (existsSync(file)) return JSON.parse(readFileSync(file, "utf8"));
+  const keys = Object.fromEntries(SANDBOX_CLIENT_IDS.map((id) => [id, createApiKey()]));
+  writeFileSync(file, JSON.stringify(keys, null, 2), { mode: 0o600 });
+  return keys;
+}
+
 /** Starts the sandbox and prints how to call it. */
 export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const pki = await ensureDevPki(opts.certsDir, SANDBOX_CLIENT_IDS);
+  const keys = sandboxApiKeys(opts.certsDir);
+  const port = opts.port === 0 ? await freePort() : opts.port;
+  const publicBaseUrl = `https://localhost:${port}`;
+  const psc = await startPscSimulator({
+    port: opts.pscPort ?? (opts.port === 0 ? 0 : port + 1),
+    tls: { cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem },
+    clients: SANDBOX_CLIENT_IDS.map((id) => ({
+      id,
+      redirectUris: [`${publicBaseUrl}/oauth2/codeflow/${id}/callback`],
+    })),
+    autoApproveMs: opts.approveAfterMs ?? 3_000,
+  });
   const config = parseConfig(
     {
       server: {
         listenAddress: "127.0.0.1",
-        port: opts.port,
+        port,
+        publicBaseUrl,
         tls: { certFile: pki.server.certFile, keyFile: pki.server.keyFile, clientCaFile: pki.ca.certFile },
         shutdownGraceMs: 2_000,
       },
-      psc: {
-        // The PSC simulator joins the sandbox with the authentication feature.
-        discoveryUrl:
-          "https://localhost:8444/auth/realms/esante-wallet/.well-known/wallet-openid-configuration",
-        caFile: pki.ca.certFile,
-      },
+      psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.ca.certFile },
       clients: SANDBOX_CLIENT_IDS.map((id) => ({
         id,
         certFile: pki.clients[id]?.certFile,
         keyFile: pki.clients[id]?.keyFile,
+        apiKeyHashes: [keys[id]?.hash],
+        redirectUris: [SANDBOX_REDIRECT_URI],
       })),
       log: { level: opts.logLevel ?? "info" },
     },
@@ -68,20 +112,36 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const deps = await createDeps(config, log);
   const server = await startServer(deps);
   const ca = rel(pki.ca.certFile);
+  const cert = rel(pki.clients["lps-demo"]?.certFile ?? "");
+  const key = rel(pki.clients["lps-demo"]?.keyFile ?? "");
+  const url = `https://localhost:${server.port}`;
+  const bufCurl = `npx buf curl --cacert ${ca} --cert ${cert} --key ${key} --protocol grpc`;
   opts.out.write(
     [
       "",
-      `eProxy sandbox ready on ${server.url}  (CA: ${ca})`,
+      `eProxy sandbox ready on ${url}  (CA: ${ca})`,
+      `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
+      `Backend credentials of lps-demo: client certificate ${cert}, or API key ${keys["lps-demo"]?.key}`,
       "",
       "Check it:",
-      `  curl --cacert ${ca} ${server.url}/healthz`,
-      `  npx buf curl --cacert ${ca} --list-methods ${server.url}`,
-      "Call it:",
-      `  npx buf curl --cacert ${ca} --protocol grpc ${server.url}/eproxy.v1.AuthService/StartCiba -d '{"clientId":"lps-demo","nationalId":"899700218896","channel":"CHANNEL_MOBILE"}'`,
+      `  curl --cacert ${ca} ${url}/healthz`,
+      `  npx buf curl --cacert ${ca} --list-methods ${url}`,
+      "Authenticate a professional by CIBA (gRPC, then follow the request until it is approved):",
+      `  ${bufCurl} ${url}/eproxy.v1.AuthService/StartCiba -d '{"clientId":"lps-demo","nationalId":"899700218896","channel":"CHANNEL_MOBILE","bindingMessage":"42"}'`,
+      `  ${bufCurl} ${url}/eproxy.v1.AuthService/WatchCiba -d '{"authReqId":"<authReqId from the answer above>"}'`,
+      "The same in one blocking REST call:",
+      `  curl --cacert ${ca} -H 'x-eproxy-api-key: ${keys["lps-demo"]?.key}' -H 'content-type: application/json' ${url}/oauth2/ciba -d '{"clientId":"lps-demo","nationalId":"899700218896","channel":"MOBILE","bindingMessage":"42"}'`,
       "",
       "Ctrl-C stops it.",
       "",
     ].join("\n"),
   );
-  return server;
+  return {
+    url,
+    psc,
+    async close() {
+      await server.close();
+      await psc.close();
+    },
+  };
 }

@@ -1,0 +1,150 @@
+/**
+ * The authorization code flow with PKCE: start (registered redirect URIs only, exact match), PSC's
+ * callback (single-use state, code exchange, ID token validation, session), and the one-time proxy
+ * code the backend redeems for the session.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import type { ClientConfig, Config } from "../config.ts";
+import { EproxyError } from "../errors.ts";
+import { acrSatisfies, type PscGateway } from "./psc-gateway.ts";
+import { hashToken, type Sessions, type SessionView } from "./sessions.ts";
+import type { AuthStore } from "./store.ts";
+
+const STATE_TTL_MS = 10 * 60_000;
+const ONE_TIME_CODE_TTL_MS = 60_000;
+
+interface FlowState {
+  clientId: string;
+  redirectUri: string;
+  nonce: string;
+  codeVerifier: string;
+}
+
+interface OneTimeCode {
+  clientId: string;
+  session: SessionView;
+}
+
+/** The code-flow service. */
+export interface CodeFlow {
+  /** Returns PSC's authorization URL for a client and one of its registered redirect URIs. */
+  start(
+    client: ClientConfig,
+    redirectUri: string,
+  ): Promise<{ authorizationUrl: string; expiresInSeconds: number }>;
+  /**
+   * Handles PSC's redirect to eProxy; returns where to send the browser (the backend's redirect URI
+   * with `code`, or with `error`). Throws only when no safe redirect target is known.
+   */
+  callback(clientId: string, callbackUrl: URL): Promise<string>;
+  /** Redeems a one-time code for the session, once. */
+  redeem(client: ClientConfig, code: string): Promise<SessionView>;
+}
+
+const random = () => randomBytes(32).toString("base64url");
+
+/** Creates the code-flow service. */
+export function createCodeFlow(deps: {
+  config: Readonly<Config>;
+  store: AuthStore;
+  psc: PscGateway;
+  sessions: Sessions;
+  log: Logger;
+}): CodeFlow {
+  const { config, store, psc, sessions, log } = deps;
+  const callbackFor = (clientId: string) =>
+    `${config.server.publicBaseUrl}/oauth2/codeflow/${encodeURIComponent(clientId)}/callback`;
+
+  function withParams(target: string, params: Record<string, string>): string {
+    const u = new URL(target);
+    for (const [k, v] of Object.entries(params)) u.searchParams.set(k, v);
+    return u.toString();
+  }
+
+  return {
+    async start(client, redirectUri) {
+      // Exact match only: anything else would make eProxy an open redirector.
+      if (!client.redirectUris.includes(redirectUri)) {
+        throw new EproxyError("INVALID_ARGUMENT", "redirectUri is not registered for this client");
+      }
+      const state = random();
+      const nonce = random();
+      const codeVerifier = random();
+      const codeChallenge = createHash("sha256").update(codeVerifier).digest("base64url");
+      await store.putTransient(
+        "codeflow-state",
+        hashToken(state),
+        { clientId: client.id, redirectUri, nonce, codeVerifier } satisfies FlowState,
+        STATE_TTL_MS,
+      );
+      const authorizationUrl = await psc.authorizationUrl(client.id, {
+        redirectUri: callbackFor(client.id),
+        state,
+        nonce,
+        codeChallenge,
+        scope: config.psc.scope,
+        acrValues: config.psc.acrValues,
+      });
+      return { authorizationUrl, expiresInSeconds: STATE_TTL_MS / 1000 };
+    },
+
+    async callback(clientId, callbackUrl) {
+      const state = callbackUrl.searchParams.get("state");
+      if (!state) throw new EproxyError("INVALID_ARGUMENT", "missing state");
+      const flow = await store.takeTransient<FlowState>("codeflow-state", hashToken(state));
+      if (!flow || flow.clientId !== clientId) {
+        throw new EproxyError("INVALID_ARGUMENT", "unknown, expired or already used state");
+      }
+      const pscError = callbackUrl.searchParams.get("error");
+      if (pscError) {
+        const description = callbackUrl.searchParams.get("error_description");
+        return withParams(flow.redirectUri, {
+          error: /^[\w.-]{1,64}$/.test(pscError) ? pscError : "server_error",
+          ...(description ? { error_description: description.slice(0, 200) } : {}),
+        });
+      }
+      const client = config.clients.find((c) => c.id === clientId);
+      if (!client) throw new EproxyError("INVALID_ARGUMENT", "unknown client");
+      try {
+        // The URL PSC redirected to, as registered: public base plus the received query.
+        const current = new URL(callbackFor(clientId));
+        current.search = callbackUrl.search;
+        const { tokens, claims } = await psc.exchangeCode(clientId, {
+          callbackUrl: current,
+          state,
+          nonce: flow.nonce,
+          codeVerifier: flow.codeVerifier,
+        });
+        if (!acrSatisfies(claims.acr, config.psc.acrValues)) {
+          return withParams(flow.redirectUri, { error: "insufficient_acr" });
+        }
+        const session = await sessions.create(client, tokens, claims);
+        const code = random();
+        await store.putTransient(
+          "one-time-code",
+          hashToken(code),
+          { clientId, session } satisfies OneTimeCode,
+          ONE_TIME_CODE_TTL_MS,
+        );
+        return withParams(flow.redirectUri, { code });
+      } catch (err) {
+        log.warn({ err: (err as Error).message, clientId }, "code flow callback failed");
+        const error =
+          err instanceof EproxyError && err.code === "PSC_UNAVAILABLE"
+            ? "temporarily_unavailable"
+            : "access_denied";
+        return withParams(flow.redirectUri, { error });
+      }
+    },
+
+    async redeem(client, code) {
+      if (!code) throw new EproxyError("INVALID_ARGUMENT", "missing code");
+      const entry = await store.takeTransient<OneTimeCode>("one-time-code", hashToken(code));
+      if (!entry || entry.clientId !== client.id) {
+        throw new EproxyError("INVALID_ARGUMENT", "unknown, expired or already used code");
+      }
+      return entry.session;
+    },
+  };
+}

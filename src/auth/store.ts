@@ -1,0 +1,70 @@
+/**
+ * The store the authentication domain needs: sessions (keyed by the hash of their token, with a
+ * per-professional index for reuse), and single-use transient records (code-flow state, one-time
+ * codes). Implementations: memory (`infra/memory-store.ts`); Redis joins with the stores feature.
+ */
+import type { PscTokens } from "./psc-gateway.ts";
+
+/** The professional's identity, mapped from PSC userinfo. */
+export interface Professional {
+  nationalId: string;
+  givenName: string;
+  familyName: string;
+  exercises: Array<{
+    professionCode: string;
+    categoryCode: string;
+    savoirFaireCode: string;
+    activities: Array<{ structureId: string; sectorCode: string; structureName: string }>;
+  }>;
+  authMode: string;
+}
+
+/** A session as stored. Times are milliseconds since the epoch. */
+export interface SessionRecord {
+  /** SHA-256 of the session token (hex); the store key. */
+  id: string;
+  /** Owning client. */
+  clientId: string;
+  /** The professional. */
+  professional: Professional;
+  /** acr reached at PSC. */
+  acr: string;
+  /** PSC tokens (never leave volatile or TTL storage). */
+  psc: PscTokens;
+  /** Creation time. */
+  createdAt: number;
+  /** Hard end of the session. */
+  absoluteExpiresAt: number;
+  /** Incremented on every write of tokens; writes with a stale version are refused. */
+  version: number;
+}
+
+/** Kinds of single-use records. */
+export type TransientKind = "codeflow-state" | "one-time-code";
+
+/** Storage for the authentication domain. */
+export interface AuthStore {
+  /** Reads a live session (undefined when missing or idle-expired). */
+  getSession(id: string): Promise<SessionRecord | undefined>;
+  /** Idle expiry (ms since epoch) of a live session. */
+  sessionIdleExpiry(id: string): Promise<number | undefined>;
+  /**
+   * Writes a session that lives `ttlMs` more (idle timeout, capped by the absolute end), only if the
+   * stored version is `rec.version - 1` (or absent for version 1). Returns false on a conflict.
+   */
+  putSession(rec: SessionRecord, ttlMs: number): Promise<boolean>;
+  /** Pushes back the idle expiry without touching the content. */
+  touchSession(id: string, ttlMs: number): Promise<void>;
+  /** Deletes a session and its index entry. */
+  deleteSession(id: string): Promise<void>;
+  /** The live session of a client for a professional, if any. */
+  findSessionId(clientId: string, nationalId: string): Promise<string | undefined>;
+  /** Stores a single-use record. */
+  putTransient(kind: TransientKind, key: string, value: unknown, ttlMs: number): Promise<void>;
+  /** Reads and deletes a single-use record atomically. */
+  takeTransient<T>(kind: TransientKind, key: string): Promise<T | undefined>;
+  /** Resolves when the store answers. */
+  ping(): Promise<void>;
+  /** Releases connections and timers. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,87 @@
+/**
+ * In-memory AuthStore: the embedded default for one instance and the sandbox. Expired entries are
+ * invisible at once and swept every minute.
+ */
+import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
+
+interface Entry<T> {
+  value: T;
+  expiresAt: number;
+}
+
+/** Creates the in-memory store. `now` is injectable for tests. */
+export function createMemoryStore(now: () => number = Date.now): AuthStore {
+  const sessions = new Map<string, Entry<SessionRecord>>();
+  const index = new Map<string, Entry<string>>();
+  const transient = new Map<string, Entry<string>>();
+  const live = <T>(m: Map<string, Entry<T>>, k: string): Entry<T> | undefined => {
+    const e = m.get(k);
+    if (!e) return undefined;
+    if (e.expiresAt <= now()) {
+      m.delete(k);
+      return undefined;
+    }
+    return e;
+  };
+  const indexKey = (clientId: string, nationalId: string) => `${clientId}\n${nationalId}`;
+  const sweep = setInterval(() => {
+    for (const m of [sessions, index, transient] as Array<Map<string, Entry<unknown>>>) {
+      for (const [k, e] of m) if (e.expiresAt <= now()) m.delete(k);
+    }
+  }, 60_000);
+  sweep.unref();
+
+  return {
+    async getSession(id) {
+      // A copy: callers must not mutate what the store holds.
+      const e = live(sessions, id);
+      return e ? structuredClone(e.value) : undefined;
+    },
+    async sessionIdleExpiry(id) {
+      return live(sessions, id)?.expiresAt;
+    },
+    async putSession(rec, ttlMs) {
+      const cur = live(sessions, rec.id);
+      if ((cur?.value.version ?? 0) !== rec.version - 1) return false;
+      const expiresAt = Math.min(now() + ttlMs, rec.absoluteExpiresAt);
+      sessions.set(rec.id, { value: structuredClone(rec), expiresAt });
+      index.set(indexKey(rec.clientId, rec.professional.nationalId), { value: rec.id, expiresAt });
+      return true;
+    },
+    async touchSession(id, ttlMs) {
+      const e = live(sessions, id);
+      if (!e) return;
+      e.expiresAt = Math.min(now() + ttlMs, e.value.absoluteExpiresAt);
+      const ie = index.get(indexKey(e.value.clientId, e.value.professional.nationalId));
+      if (ie?.value === id) ie.expiresAt = e.expiresAt;
+    },
+    async deleteSession(id) {
+      const e = sessions.get(id);
+      sessions.delete(id);
+      if (e) {
+        const k = indexKey(e.value.clientId, e.value.professional.nationalId);
+        if (index.get(k)?.value === id) index.delete(k);
+      }
+    },
+    async findSessionId(clientId, nationalId) {
+      const e = live(index, indexKey(clientId, nationalId));
+      return e && live(sessions, e.value) ? e.value : undefined;
+    },
+    async putTransient(kind: TransientKind, key, value, ttlMs) {
+      transient.set(`${kind}:${key}`, { value: JSON.stringify(value), expiresAt: now() + ttlMs });
+    },
+    async takeTransient<T>(kind: TransientKind, key: string) {
+      const k = `${kind}:${key}`;
+      const e = live(transient, k);
+      transient.delete(k);
+      return e ? (JSON.parse(e.value) as T) : undefined;
+    },
+    async ping() {},
+    async close() {
+      clearInterval(sweep);
+      sessions.clear();
+      index.clear();
+      transient.clear();
+    },
+  };
+}

@@ -1,0 +1,382 @@
+/**
+ * The PSC gateway on openid-client v6: discovery from PSC's non-standard path with per-endpoint
+ * overrides, per-client authentication (tls_client_auth through one undici Agent per client
+ * certificate, injected with openid-client's `customFetch`; client_secret_basic/post), ID token
+ * signature checks, bounded clock tolerance. Foreign errors are translated here, by their codes.
+ */
+import { readFileSync } from "node:fs";
+import * as oidc from "openid-client";
+import type { Logger } from "pino";
+import { Agent, fetch as undiciFetch } from "undici";
+import type { CibaPollOutcome, IdClaims, PscGateway, PscTokens } from "../auth/psc-gateway.ts";
+import type { Config } from "../config.ts";
+import { EproxyError } from "../errors.ts";
+import type { ClientIdentity } from "./client-tls.ts";
+
+const CIBA_GRANT = "urn:openid:params:grant-type:ciba";
+
+/** Thrown by our fetch wrapper when PSC answers 502/503/504, so that Retry-After is not lost. */
+class PscHttpUnavailable extends Error {
+  readonly status: number;
+  readonly retryAfterMs: number | undefined;
+  constructor(status: number, retryAfter: number | undefined) {
+    super(`PSC answered HTTP ${status}`);
+    this.status = status;
+    this.retryAfterMs = retryAfter;
+  }
+}
+
+function retryAfterMs(h: string | null): number | undefined {
+  if (!h) return undefined;
+  const s = Number(h);
+  if (Number.isFinite(s)) return Math.max(0, s * 1000);
+  const d = Date.parse(h);
+  return Number.isNaN(d) ? undefined : Math.max(0, d - Date.now());
+}
+
+function* causes(err: unknown): Generator<unknown> {
+  let e: unknown = err;
+  for (let i = 0; i < 8 && e; i++) {
+    yield e;
+    e = (e as { cause?: unknown }).cause;
+  }
+}
+
+function findCause<T>(err: unknown, pred: (e: unknown) => e is T): T | undefined {
+  for (const e of causes(err)) if (pred(e)) return e;
+  return undefined;
+}
+
+/** Maps a transport-level failure (refused, reset, TLS, timeout, 5xx) to PSC_UNAVAILABLE. */
+function toPscError(err: unknown, what: string): EproxyError {
+  if (err instanceof EproxyError) return err;
+  return new EproxyError("PSC_UNAVAILABLE", `Pro Santé Connect unavailable (${what})`, { cause: err });
+}
+
+function tokensOf(r: oidc.TokenEndpointResponse, now = Date.now()): PscTokens {
+  const extra = r as oidc.TokenEndpointResponse & { refresh_expires_in?: number; session_state?: string };
+  return {
+    accessToken: r.access_token,
+    ...(r.refresh_token ? { refreshToken: r.refresh_token } : {}),
+    ...(r.id_token ? { idToken: r.id_token } : {}),
+    accessExpiresAt: now + (r.expires_in ?? 120) * 1000,
+    ...(typeof extra.refresh_expires_in === "number"
+      ? { refreshExpiresAt: now + extra.refresh_expires_in * 1000 }
+      : {}),
+    ...(r.scope ? { scope: r.scope } : {}),
+    ...(typeof extra.session_state === "string" ? { sessionState: extra.session_state } : {}),
+  };
+}
+
+function claimsOf(r: { claims(): oidc.IDToken | undefined }): IdClaims {
+  const c = r.claims();
+  if (!c) throw new EproxyError("PSC_UNAVAILABLE", "Pro Santé Connect returned no ID token");
+  return { sub: c.sub, ...(typeof c.acr === "string" ? { acr: c.acr } : {}) };
+}
+
+/** Creates the PSC gateway for the configured clients. */
+export function createPscGateway(
+  config: Readonly<Config>,
+  identities: ReadonlyMap<string, ClientIdentity>,
+  log: Logger,
+): PscGateway {
+  const psc = config.psc;
+  const ca = psc.caFile ? readFileSync(psc.caFile, "utf8") : undefined;
+  const agents = new Map<string, Agent>();
+  const configs = new Map<string, Promise<oidc.Configuration>>();
+  let metadata: Promise<oidc.ServerMetadata> | undefined;
+  const discoveryAgent = new Agent({ connect: { ...(ca ? { ca } : {}), minVersion: "TLSv1.2" } });
+
+  function agentFor(clientId: string): Agent {
+    let a = agents.get(clientId);
+    if (!a) {
+      const id = identities.get(clientId);
+      if (!id) throw new EproxyError("PERMISSION_DENIED", `unknown client ${clientId}`);
+      a = new Agent({
+        connect: { ...id.tls, ...(ca ? { ca } : {}), minVersion: "TLSv1.2" },
+        keepAliveTimeout: 30_000,
+        connections: 16,
+      });
+      agents.set(clientId, a);
+    }
+    return a;
+  }
+
+  function fetchWith(agent: Agent): oidc.CustomFetch {
+    return async (url, options) => {
+      const signal = options.signal
+        ? AbortSignal.any([options.signal, AbortSignal.timeout(psc.timeoutMs)])
+        : AbortSignal.timeout(psc.timeoutMs);
+      const res = await undiciFetch(url, { ...(options as object), signal, dispatcher: agent } as Parameters<
+        typeof undiciFetch
+      >[1]);
+      if (res.status === 502 || res.status === 503 || res.status === 504) {
+        await res.body?.cancel();
+        throw new PscHttpUnavailable(res.status, retryAfterMs(res.headers.get("retry-after")));
+      }
+      return res as unknown as Response;
+    };
+  }
+
+  function loadMetadata(): Promise<oidc.ServerMetadata> {
+    metadata ??= (async () => {
+      // openid-client uses a URL containing /.well-known/ as-is: PSC's wallet-openid-configuration works.
+      const cfg = await oidc.discovery(
+        new URL(psc.discoveryUrl),
+        "eproxy-discovery",
+        undefined,
+        oidc.None(),
+        {
+          [oidc.customFetch]: fetchWith(discoveryAgent),
+          timeout: Math.ceil(psc.timeoutMs / 1000),
+        },
+      );
+      const e = psc.endpoints;
+      const overrides: Record<string, string | undefined> = {
+        authorization_endpoint: e.authorization,
+        token_endpoint: e.token,
+        userinfo_endpoint: e.userinfo,
+        backchannel_authentication_endpoint: e.backchannelAuthentication,
+        end_session_endpoint: e.endSession,
+        revocation_endpoint: e.revocation,
+        introspection_endpoint: e.introspection,
+        jwks_uri: e.jwks,
+      };
+      const m: Record<string, unknown> = { ...cfg.serverMetadata() };
+      for (const [k, v] of Object.entries(overrides)) if (v) m[k] = v;
+      return m as unknown as oidc.ServerMetadata;
+    })().catch((err: unknown) => {
+      metadata = undefined;
+      throw toPscError(err, "discovery");
+    });
+    return metadata;
+  }
+
+  function configFor(clientId: string): Promise<oidc.Configuration> {
+    let p = configs.get(clientId);
+    if (!p) {
+      p = (async () => {
+        const client = config.clients.find((c) => c.id === clientId);
+        if (!client) throw new EproxyError("PERMISSION_DENIED", `unknown client ${clientId}`);
+        const meta = await loadMetadata();
+        let auth: oidc.ClientAuth;
+        const secret = () => readFileSync(client.clientSecretFile as string, "utf8").trim();
+        switch (client.authMethod) {
+          case "client_secret_basic":
+            auth = oidc.ClientSecretBasic(secret());
+            break;
+          case "client_secret_post":
+            auth = oidc.ClientSecretPost(secret());
+            break;
+          case "private_key_jwt":
+            throw new EproxyError("NOT_IMPLEMENTED", "private_key_jwt is not supported yet");
+          default:
+            auth = oidc.TlsClientAuth();
+        }
+        const cfg = new oidc.Configuration(
+          meta,
+          clientId,
+          {
+            use_mtls_endpoint_aliases: client.authMethod === "tls_client_auth",
+            tls_client_certificate_bound_access_tokens: client.authMethod === "tls_client_auth",
+            [oidc.clockTolerance]: psc.clockToleranceSeconds,
+          },
+          auth,
+        );
+        cfg[oidc.customFetch] = fetchWith(agentFor(clientId));
+        cfg.timeout = Math.ceil(psc.timeoutMs / 1000);
+        // Verify ID token signatures against PSC's JWKS, not only their claims.
+        oidc.enableNonRepudiationChecks(cfg);
+        return cfg;
+      })().catch((err: unknown) => {
+        configs.delete(clientId);
+        throw err;
+      });
+      configs.set(clientId, p);
+    }
+    return p;
+  }
+
+  const oauthError = (err: unknown) =>
+    findCause(err, (e): e is oidc.ResponseBodyError => e instanceof oidc.ResponseBodyError);
+
+  return {
+    async startCiba(clientId, p) {
+      const cfg = await configFor(clientId);
+      try {
+        const r = await oidc.initiateBackchannelAuthentication(cfg, {
+          scope: p.scope,
+          acr_values: p.acrValues,
+          login_hint: p.loginHint,
+          binding_message: p.bindingMessage,
+          channel: p.channel,
+        });
+        return {
+          authReqId: r.auth_req_id,
+          expiresInSeconds: r.expires_in,
+          ...(typeof r.interval === "number" ? { intervalSeconds: r.interval } : {}),
+        };
+      } catch (err) {
+        const oe = oauthError(err);
+        if (oe?.error === "unknown_user_id") {
+          throw new EproxyError("INVALID_ARGUMENT", "Pro Santé Connect does not know this national id", {
+            cause: err,
+          });
+        }
+        if (oe) {
+          throw new EproxyError("INVALID_ARGUMENT", `Pro Santé Connect refused the request (${oe.error})`, {
+            cause: err,
+          });
+        }
+        throw toPscError(err, "backchannel authentication");
+      }
+    },
+
+    async pollCiba(clientId, authReqId): Promise<CibaPollOutcome> {
+      const cfg = await configFor(clientId);
+      try {
+        const r = await oidc.genericGrantRequest(cfg, CIBA_GRANT, { auth_req_id: authReqId });
+        return { kind: "approved", tokens: tokensOf(r), claims: claimsOf(r) };
+      } catch (err) {
+        const oe = oauthError(err);
+        switch (oe?.error) {
+          case "authorization_pending":
+            return { kind: "pending" };
+          case "slow_down":
+            return { kind: "slow_down" };
+          case "expired_token":
+            return { kind: "expired" };
+          case "access_denied":
+            return { kind: "denied" };
+          case undefined:
+            break;
+          default:
+            return { kind: "failed", message: `Pro Santé Connect answered ${oe?.error}` };
+        }
+        const unavailable = findCause(err, (e): e is PscHttpUnavailable => e instanceof PscHttpUnavailable);
+        if (unavailable)
+          return {
+            kind: "unavailable",
+            ...(unavailable.retryAfterMs !== undefined ? { retryAfterMs: unavailable.retryAfterMs } : {}),
+          };
+        const ce = findCause(err, (e): e is oidc.ClientError => e instanceof oidc.ClientError);
+        if (ce && !findCause(err, (e): e is TypeError => e instanceof TypeError)) {
+          log.warn({ code: ce.code }, "invalid CIBA answer from PSC");
+          return { kind: "failed", message: "invalid answer from Pro Santé Connect" };
+        }
+        log.warn({ err: (err as Error).message }, "PSC unreachable while polling CIBA");
+        return { kind: "unavailable" };
+      }
+    },
+
+    async authorizationUrl(clientId, p) {
+      const cfg = await configFor(clientId);
+      return oidc
+        .buildAuthorizationUrl(cfg, {
+          redirect_uri: p.redirectUri,
+          response_type: "code",
+          scope: p.scope,
+          acr_values: p.acrValues,
+          state: p.state,
+          nonce: p.nonce,
+          code_challenge: p.codeChallenge,
+          code_challenge_method: "S256",
+        })
+        .toString();
+    },
+
+    async exchangeCode(clientId, p) {
+      const cfg = await configFor(clientId);
+      try {
+        const r = await oidc.authorizationCodeGrant(cfg, p.callbackUrl, {
+          pkceCodeVerifier: p.codeVerifier,
+          expectedState: p.state,
+          expectedNonce: p.nonce,
+          idTokenExpected: true,
+        });
+        return { tokens: tokensOf(r), claims: claimsOf(r) };
+      } catch (err) {
+        if (findCause(err, (e): e is PscHttpUnavailable => e instanceof PscHttpUnavailable)) {
+          throw toPscError(err, "token");
+        }
+        const oe = oauthError(err);
+        if (oe)
+          throw new EproxyError("UNAUTHENTICATED", `Pro Santé Connect refused the code (${oe.error})`, {
+            cause: err,
+          });
+        if (
+          findCause(err, (e): e is oidc.ClientError => e instanceof oidc.ClientError) &&
+          !findCause(err, (e): e is TypeError => e instanceof TypeError)
+        ) {
+          throw new EproxyError("UNAUTHENTICATED", "the authorization response or ID token is invalid", {
+            cause: err,
+          });
+        }
+        throw toPscError(err, "token");
+      }
+    },
+
+    async refresh(clientId, refreshToken) {
+      const cfg = await configFor(clientId);
+      try {
+        return tokensOf(await oidc.refreshTokenGrant(cfg, refreshToken));
+      } catch (err) {
+        const oe = oauthError(err);
+        if (oe?.error === "invalid_grant") {
+          throw new EproxyError(
+            "REAUTHENTICATION_REQUIRED",
+            "the PSC session ended: re-authentication required",
+            { cause: err },
+          );
+        }
+        throw toPscError(err, "refresh");
+      }
+    },
+
+    async userinfo(clientId, accessToken, sub) {
+      const cfg = await configFor(clientId);
+      try {
+        return (await oidc.fetchUserInfo(cfg, accessToken, sub)) as Record<string, unknown>;
+      } catch (err) {
+        throw toPscError(err, "userinfo");
+      }
+    },
+
+    async endSession(clientId, idToken) {
+      const cfg = await configFor(clientId);
+      const endpoint = cfg.serverMetadata().end_session_endpoint;
+      if (!endpoint) return false;
+      try {
+        const res = await fetchWith(agentFor(clientId))(endpoint, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ id_token_hint: idToken, client_id: clientId }).toString(),
+          redirect: "manual",
+        } as Parameters<oidc.CustomFetch>[1]);
+        await res.body?.cancel();
+        return res.status < 400;
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, "PSC end-session failed");
+        return false;
+      }
+    },
+
+    async revoke(clientId, token, hint) {
+      const cfg = await configFor(clientId);
+      if (!cfg.serverMetadata().revocation_endpoint) return;
+      try {
+        await oidc.tokenRevocation(cfg, token, { token_type_hint: hint });
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, "PSC token revocation failed");
+      }
+    },
+
+    async ready() {
+      await loadMetadata();
+    },
+
+    async close() {
+      await Promise.all([...agents.values(), discoveryAgent].map((a) => a.close()));
+    },
+  };
+}

@@ -1,0 +1,199 @@
+/**
+ * The REST facade of authentication (`/oauth2/...`), for backends that prefer plain JSON, and for
+ * browsers in the code flow. Same domain calls as AuthService.
+ */
+import { toJson } from "@bufbuild/protobuf";
+import { SessionSchema } from "../../gen/eproxy/v1/session_pb.ts";
+import { assertSameClient, authenticateCaller } from "../auth/callers.ts";
+import type { CibaView } from "../auth/ciba.ts";
+import type { SessionView } from "../auth/sessions.ts";
+import type { ClientConfig } from "../config.ts";
+import type { Deps } from "../deps.ts";
+import { EproxyError } from "../errors.ts";
+import { toSessionProto } from "../rpc/mappers.ts";
+import { credentialsOf, type HeaderSource, peerOf, sessionTokenOf } from "../rpc/peer.ts";
+import {
+  type NodeRequest,
+  type RestContext,
+  type Route,
+  readJsonObject,
+  sendJson,
+  writeHead,
+} from "./router.ts";
+
+/** Case-insensitive header access on a Node request. */
+export function headersOf(req: NodeRequest): HeaderSource {
+  return {
+    get(name) {
+      const v = req.headers[name.toLowerCase()];
+      return Array.isArray(v) ? (v[0] ?? null) : (v ?? null);
+    },
+  };
+}
+
+/** The authenticated client of a REST request. */
+export function restCaller(deps: Deps, req: NodeRequest): ClientConfig {
+  return authenticateCaller(deps.config, credentialsOf(headersOf(req), peerOf(req)));
+}
+
+/** Session JSON, as the protobuf JSON mapping of eproxy.v1.Session. */
+export function sessionJson(v: SessionView): unknown {
+  return toJson(SessionSchema, toSessionProto(v));
+}
+
+function cibaJson(v: CibaView): Record<string, unknown> {
+  return {
+    authReqId: v.authReqId,
+    status: v.status,
+    expiresAt: new Date(v.expiresAt).toISOString(),
+    interval: v.intervalSeconds,
+    bindingMessage: v.bindingMessage,
+    ...(v.session ? { session: sessionJson(v.session) } : {}),
+    ...(v.errorMessage ? { errorMessage: v.errorMessage } : {}),
+  };
+}
+
+function optionalString(body: Record<string, unknown>, key: string): string | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "string") throw new EproxyError("INVALID_ARGUMENT", `${key} must be a string`);
+  return v;
+}
+
+function channelOf(v: string | undefined): "CARD" | "MOBILE" | undefined {
+  if (v === undefined || v === "") return undefined;
+  if (v === "CARD" || v === "MOBILE") return v;
+  throw new EproxyError("INVALID_ARGUMENT", "channel must be CARD or MOBILE");
+}
+
+/** Answers a settled CIBA request: 200 with the session, or a problem for the other final states. */
+function finalAnswer(v: CibaView): { status: number; body: unknown } {
+  switch (v.status) {
+    case "APPROVED":
+      return { status: 200, body: cibaJson(v) };
+    case "DENIED":
+      throw new EproxyError(
+        "AUTHENTICATION_DENIED",
+        v.errorMessage ?? "the professional refused the authentication",
+      );
+    case "EXPIRED":
+      throw new EproxyError(
+        "AUTHENTICATION_EXPIRED",
+        v.errorMessage ?? "the professional did not answer in time",
+      );
+    default:
+      throw new EproxyError("PSC_UNAVAILABLE", v.errorMessage ?? "the authentication failed");
+  }
+}
+
+/** Routes of the `/oauth2` facade. */
+export function createAuthRoutes(deps: Deps): Route[] {
+  const { ciba, sessions, codeFlow, config } = deps;
+  const max = 64 * 1024;
+
+  async function startCiba({ req, res, url }: RestContext): Promise<void> {
+    const caller = restCaller(deps, req);
+    const body = await readJsonObject(req, max);
+    assertSameClient(caller, optionalString(body, "clientId"));
+    const channel = channelOf(optionalString(body, "channel"));
+    const bindingMessage = optionalString(body, "bindingMessage");
+    const scope = optionalString(body, "scope");
+    const started = await ciba.start(caller, {
+      nationalId: optionalString(body, "nationalId") ?? "",
+      ...(bindingMessage !== undefined ? { bindingMessage } : {}),
+      ...(channel ? { channel } : {}),
+      ...(scope ? { scope } : {}),
+    });
+    if ("session" in started) {
+      // The reference proxy answers 304 here; a JSON body is more useful: same session, no push.
+      sendJson(res, 200, { status: "APPROVED", reused: true, session: sessionJson(started.session) });
+      return;
+    }
+    const asyncMode =
+      url.searchParams.get("mode") === "async" || /\brespond-async\b/i.test(String(req.headers.prefer ?? ""));
+    const location = `/oauth2/ciba/${encodeURIComponent(started.request.authReqId)}`;
+    if (asyncMode) {
+      sendJson(
+        res,
+        202,
+        { ...cibaJson(started.request), reused: started.reused },
+        {
+          location,
+          ...(/respond-async/i.test(String(req.headers.prefer ?? ""))
+            ? { "preference-applied": "respond-async" }
+            : {}),
+        },
+      );
+      return;
+    }
+    // Blocking mode (what integrators already use): answer at a final state, up to the request's expiry.
+    const abort = new AbortController();
+    res.once("close", () => abort.abort());
+    const final = await ciba.settled(caller.id, started.request.authReqId, abort.signal);
+    const { status, body: answer } = finalAnswer(final);
+    sendJson(res, status, { ...(answer as object), reused: started.reused });
+  }
+
+  return [
+    { method: "POST", pattern: "/oauth2/ciba", handler: startCiba },
+    {
+      method: "GET",
+      pattern: "/oauth2/ciba/:authReqId",
+      handler: ({ req, res, params }) => {
+        const caller = restCaller(deps, req);
+        sendJson(res, 200, cibaJson(ciba.get(caller.id, params.authReqId as string)));
+      },
+    },
+    {
+      // Reached by the end user's browser: no API key; the exact redirect URI match is the guard.
+      method: "GET",
+      pattern: "/oauth2/codeflow/:clientId",
+      handler: async ({ res, params, url }) => {
+        const client = config.clients.find((c) => c.id === params.clientId);
+        if (!client) throw new EproxyError("NOT_FOUND", "unknown client");
+        const { authorizationUrl } = await codeFlow.start(client, url.searchParams.get("redirectUri") ?? "");
+        writeHead(res, 302, { location: authorizationUrl, "cache-control": "no-store" });
+        res.end();
+      },
+    },
+    {
+      // PSC's redirect, through the browser: guarded by the single-use state.
+      method: "GET",
+      pattern: "/oauth2/codeflow/:clientId/callback",
+      handler: async ({ res, params, url }) => {
+        const target = await codeFlow.callback(params.clientId as string, url);
+        writeHead(res, 302, { location: target, "cache-control": "no-store" });
+        res.end();
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/oauth2/codeflow/token",
+      handler: async ({ req, res }) => {
+        const caller = restCaller(deps, req);
+        const body = await readJsonObject(req, max);
+        assertSameClient(caller, optionalString(body, "clientId"));
+        const session = await codeFlow.redeem(caller, optionalString(body, "code") ?? "");
+        sendJson(res, 200, sessionJson(session));
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/oauth2/session",
+      handler: async ({ req, res }) => {
+        const caller = restCaller(deps, req);
+        const rec = await sessions.fresh(sessionTokenOf(headersOf(req)), caller.id);
+        sendJson(res, 200, sessionJson(await sessions.view(rec)));
+      },
+    },
+    {
+      method: "DELETE",
+      pattern: "/oauth2/session",
+      handler: async ({ req, res }) => {
+        const caller = restCaller(deps, req);
+        const pscLoggedOut = await sessions.logout(sessionTokenOf(headersOf(req)), caller.id);
+        sendJson(res, 200, { loggedOut: true, pscLoggedOut });
+      },
+    },
+  ];
+}
