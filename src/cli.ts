@@ -56,13 +56,26 @@ async function main(argv: string[]): Promise<void> {
     case "sandbox": {
       const { values } = parseArgs({
         args: rest,
-        options: { port: { type: "string", short: "p" }, dir: { type: "string" } },
+        options: {
+          port: { type: "string", short: "p" },
+          "psc-port": { type: "string" },
+          dir: { type: "string" },
+          "approve-after-ms": { type: "string" },
+        },
       });
-      const port = values.port === undefined ? 8443 : Number(values.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535)
-        throw new ConfigError(`--port: not a port number: ${values.port}`);
+      const num = (name: string, v: string | undefined, max: number): number | undefined => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0 || n > max)
+          throw new ConfigError(`--${name}: not a valid number: ${v}`);
+        return n;
+      };
+      const pscPort = num("psc-port", values["psc-port"], 65535);
+      const approveAfterMs = num("approve-after-ms", values["approve-after-ms"], 600_000);
       const sandbox = await runSandbox({
-        port,
+        port: num("port", values.port, 65535) ?? 8443,
+        ...(pscPort !== undefined ? { pscPort } : {}),
+        ...(approveAfterMs !== undefined ? { approveAfterMs } : {}),
         certsDir: path.resolve(values.dir ?? "certs"),
         out: process.stdout,
       });

@@ -353,8 +353,12 @@ export function createPscGateway(
           body: new URLSearchParams({ id_token_hint: idToken, client_id: clientId }).toString(),
           redirect: "manual",
         } as Parameters<oidc.CustomFetch>[1]);
+        if (res.status >= 400) {
+          log.warn({ status: res.status, body: (await res.text()).slice(0, 200) }, "PSC end-session refused");
+          return false;
+        }
         await res.body?.cancel();
-        return res.status < 400;
+        return true;
       } catch (err) {
         log.warn({ err: (err as Error).message }, "PSC end-session failed");
         return false;

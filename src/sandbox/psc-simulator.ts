@@ -201,7 +201,11 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       id_token_signed_response_alg: "RS256",
     })),
     jwks: { keys: [jwk] },
-    cookies: { keys: [randomBytes(32).toString("hex")] },
+    cookies: {
+      keys: [randomBytes(32).toString("hex")],
+      long: { sameSite: "none" },
+      short: { sameSite: "none" },
+    },
     scopes: ["openid", "offline_access", "scope_all"],
     claims: {
       openid: ["sub"],
@@ -249,6 +253,8 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     rotateRefreshToken: opts.rotateRefreshToken ?? false,
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
     pkce: { required: () => true },
+    // Keycloak (PSC) accepts POST on the end-session endpoint; eProxy uses it to keep the ID token out of URLs.
+    enableHttpPostMethods: true,
     clientBasedCORS: () => false,
     findAccount: async (_ctx, sub) => {
       const claims: PscClaims | undefined = PROFESSIONALS[sub];
@@ -401,6 +407,12 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
   }
 
   function listPending() {
+    for (const [id, e] of pending) {
+      if (e.request.isExpired) {
+        clearTimeout(e.timer);
+        pending.delete(id);
+      }
+    }
     return [...pending.entries()].map(([authReqId, { request }]) => {
       const params = (request.params ?? {}) as Record<string, string>;
       return {

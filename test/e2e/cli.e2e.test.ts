@@ -19,28 +19,49 @@ afterAll(async () => {
 });
 
 describe("eproxy sandbox", () => {
-  it("starts with zero configuration and the printed commands reach it", async () => {
+  it("starts with zero configuration; the printed commands authenticate a professional", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "eproxy-sandbox-"));
     const port = await freePort();
-    const p = startCli(["sandbox", "--port", String(port), "--dir", path.join(dir, "certs")]);
+    const p = startCli([
+      "sandbox",
+      "--port",
+      String(port),
+      "--psc-port",
+      String(await freePort()),
+      "--dir",
+      path.join(dir, "certs"),
+      "--approve-after-ms",
+      "500",
+    ]);
     started.push(p);
     await p.waitFor(/Ctrl-C stops it/);
     expect(existsSync(path.join(dir, "certs", "clients", "lps-demo.pem"))).toBe(true);
+    const line = (re: RegExp) => {
+      const l = p.stdout().match(re)?.[1];
+      expect(l, `no line matching ${re}`).toBeDefined();
+      return l as string;
+    };
 
-    const curlLine = p.stdout().match(/^ {2}(curl .*\/healthz)$/m)?.[1];
-    expect(curlLine).toBeDefined();
-    const curl = await sh("sh", ["-c", curlLine as string]);
+    const curl = await sh("sh", ["-c", line(/^ {2}(curl .*\/healthz)$/m)]);
     expect(JSON.parse(curl.stdout)).toEqual({ status: "ok" });
-
-    const list = p.stdout().match(/^ {2}(npx buf curl .*--list-methods.*)$/m)?.[1];
-    const listed = await sh("sh", ["-c", list as string]);
+    const listed = await sh("sh", ["-c", line(/^ {2}(npx buf curl .*--list-methods.*)$/m)]);
     expect(listed.stdout).toContain("eproxy.v1.AuthService/StartCiba");
 
-    const call = p.stdout().match(/^ {2}(npx buf curl .*StartCiba.*)$/m)?.[1];
-    expect(call).toBeDefined();
-    const answer = await sh("sh", ["-c", call as string]).catch((e: { stdout: string; stderr: string }) => e);
-    // The sandbox's AuthService answers (UNIMPLEMENTED until the PSC simulator lands).
-    expect(`${answer.stdout}${answer.stderr}`).toMatch(/"code": "unimplemented"/);
+    // The printed gRPC StartCiba line, then the WatchCiba line with the returned id.
+    const start = await sh("sh", ["-c", line(/^ {2}(npx buf curl .*StartCiba.*)$/m)]);
+    const { authReqId } = JSON.parse(start.stdout);
+    expect(authReqId).toBeTruthy();
+    const watch = await sh("sh", [
+      "-c",
+      line(/^ {2}(npx buf curl .*WatchCiba.*)$/m).replace("<authReqId from the answer above>", authReqId),
+    ]);
+    expect(watch.stdout).toContain('"status": "CIBA_STATUS_APPROVED"');
+    expect(watch.stdout).toMatch(/"sessionToken": "eps_[\w-]{43}"/);
+    expect(watch.stdout).toContain('"familyName": "SANDBOX-MEDECIN"');
+
+    // The printed blocking REST line: the professional already has a session, so it is reused (no push).
+    const rest = await sh("sh", ["-c", line(/^ {2}(curl .*\/oauth2\/ciba .*)$/m)]);
+    expect(JSON.parse(rest.stdout)).toMatchObject({ status: "APPROVED", reused: true });
 
     p.child.kill("SIGTERM");
     expect(await p.exited).toBe(0);

@@ -120,8 +120,9 @@ describe("one HTTPS listener", () => {
         .startCiba({ clientId: "lps-demo", nationalId: "899700218896", channel: Channel.MOBILE })
         .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ConnectError);
-      // Handlers reached (not a routing 404): the RPC layer answers with a typed code.
-      expect((err as ConnectError).code).toBe(Code.Unimplemented);
+      // Handlers reached (not a routing 404): without credentials the RPC layer answers a typed code.
+      expect((err as ConnectError).code).toBe(Code.Unauthenticated);
+      expect((err as ConnectError).metadata.get("x-eproxy-error")).toBe("UNAUTHENTICATED");
       const relay = createClient(RelayService, transport());
       const err2 = await relay.forwardSoap({ service: "insi" }).catch((e: unknown) => e);
       expect((err2 as ConnectError).code).toBe(Code.Unimplemented);
@@ -135,21 +136,28 @@ describe("one HTTPS listener", () => {
         body: "{}",
         headers: { "content-type": "application/json" },
       });
-      expect(res.status).toBe(501);
-      expect(JSON.parse(res.body)).toEqual({ code: "unimplemented", message: "not implemented yet" });
+      expect(res.status).toBe(401);
+      expect(JSON.parse(res.body)).toEqual({
+        code: "unauthenticated",
+        message: "an API key or a client certificate is required",
+      });
       expect(res.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
     }
   });
 
-  it("serves /healthz over HTTP/1.1 and HTTP/2, and /readyz", async () => {
+  it("serves /healthz over HTTP/1.1 and HTTP/2; /readyz is red while PSC is unreachable", async () => {
     for (const call of [http1, h2]) {
       const res = await call(`${t.url}/healthz`, ca);
       expect(res.status).toBe(200);
       expect(JSON.parse(res.body)).toEqual({ status: "ok" });
     }
+    // This server's PSC discovery URL points at a closed port.
     const ready = await http1(`${t.url}/readyz`, ca);
-    expect(ready.status).toBe(200);
-    expect(JSON.parse(ready.body).status).toBe("ok");
+    expect(ready.status).toBe(503);
+    expect(JSON.parse(ready.body)).toEqual({
+      status: "unavailable",
+      checks: { sessionStore: "ok", psc: "unavailable" },
+    });
   });
 
   it("answers unknown paths and wrong methods with problem+json", async () => {
@@ -246,7 +254,7 @@ describe("one HTTPS listener", () => {
       "-d",
       '{"clientId":"lps-demo","nationalId":"899700218896","channel":"CHANNEL_MOBILE"}',
     ]).catch((e: { stdout: string; stderr: string }) => e);
-    expect(`${call.stdout}${call.stderr}`).toContain("unimplemented");
+    expect(`${call.stdout}${call.stderr}`).toContain("unauthenticated");
   });
 });
 
@@ -281,8 +289,8 @@ describe("graceful shutdown", () => {
     await new Promise((r) => setTimeout(r, 100));
     req.end("}");
     const res = await answer;
-    expect(res.status).toBe(501);
-    expect(JSON.parse(res.body).code).toBe("unimplemented");
+    expect(res.status).toBe(401);
+    expect(JSON.parse(res.body).code).toBe("unauthenticated");
     await closing;
     await expect(http1(`${s.url}/healthz`, ca)).rejects.toThrow(/ECONNREFUSED/);
   });

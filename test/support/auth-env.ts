@@ -1,0 +1,177 @@
+/**
+ * A full authentication environment for integration tests: the PSC simulator and a real eProxy on
+ * free ports, both over TLS with the shared test PKI, two clients with API keys.
+ */
+import { readFileSync } from "node:fs";
+import https from "node:https";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { AuthService } from "../../gen/eproxy/v1/auth_pb.ts";
+import { createApiKey } from "../../src/auth/api-keys.ts";
+import { parseConfig } from "../../src/config.ts";
+import { createDeps, type Deps } from "../../src/deps.ts";
+import { createLogger } from "../../src/log.ts";
+import {
+  type PscSimulator,
+  type PscSimulatorOptions,
+  startPscSimulator,
+} from "../../src/sandbox/psc-simulator.ts";
+import { type EproxyServer, startServer } from "../../src/server.ts";
+import { freePort } from "./cli.ts";
+import { testPki } from "./server.ts";
+
+/** The backend redirect URI registered for lps-demo. */
+export const BACKEND_REDIRECT = "https://backend.example/psc/callback";
+/** The doctor of the simulator. */
+export const DOCTOR = "899700218896";
+/** The pharmacist of the simulator. */
+export const PHARMACIST = "899700366240";
+/** The nurse of the simulator. */
+export const NURSE = "899700412375";
+
+/** A running environment. */
+export interface AuthEnv {
+  psc: PscSimulator;
+  server: EproxyServer;
+  deps: Deps;
+  url: string;
+  ca: string;
+  keys: Record<"lps-demo" | "lps-other", string>;
+  /** AuthService client authenticated with a client's API key. */
+  auth(clientId?: "lps-demo" | "lps-other", protocol?: "grpc" | "connect"): Client<typeof AuthService>;
+  /** A raw HTTPS request (HTTP/1.1) to eProxy, curl-style. */
+  http(
+    method: string,
+    path: string,
+    init?: { headers?: Record<string, string>; body?: unknown },
+  ): Promise<{
+    status: number;
+    headers: Record<string, string | string[] | undefined>;
+    body: string;
+    json(): any;
+  }>;
+  close(): Promise<void>;
+}
+
+/** Starts the PSC simulator and eProxy. */
+export async function startAuthEnv(
+  opts: {
+    psc?: Partial<PscSimulatorOptions>;
+    sessions?: Record<string, number>;
+    clientOverrides?: Record<string, unknown>;
+  } = {},
+): Promise<AuthEnv> {
+  const pki = testPki();
+  const port = await freePort();
+  const publicBaseUrl = `https://localhost:${port}`;
+  const ids = ["lps-demo", "lps-other"] as const;
+  const psc = await startPscSimulator({
+    port: 0,
+    tls: {
+      cert: readFileSync(pki.serverCertFile, "utf8"),
+      key: readFileSync(pki.serverKeyFile, "utf8"),
+      ca: pki.ca,
+    },
+    clients: ids.map((id) => ({ id, redirectUris: [`${publicBaseUrl}/oauth2/codeflow/${id}/callback`] })),
+    autoApproveMs: 200,
+    cibaIntervalSeconds: 1,
+    ...opts.psc,
+  });
+  const apiKeys = { "lps-demo": createApiKey(), "lps-other": createApiKey() };
+  const config = parseConfig(
+    {
+      server: {
+        listenAddress: "127.0.0.1",
+        port,
+        publicBaseUrl,
+        tls: { certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, clientCaFile: pki.caFile },
+        shutdownGraceMs: 1_000,
+      },
+      psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.caFile },
+      clients: ids.map((id) => ({
+        id,
+        ...pki.client(id),
+        apiKeyHashes: [apiKeys[id].hash],
+        redirectUris: [BACKEND_REDIRECT],
+        ...(opts.clientOverrides ?? {}),
+      })),
+      ...(opts.sessions ? { sessions: opts.sessions } : {}),
+      log: { level: process.env.EPROXY_TEST_LOG ?? "silent" },
+    },
+    {},
+  );
+  const deps = await createDeps(config, createLogger(config.log.level));
+  const server = await startServer(deps);
+  const url = `https://localhost:${server.port}`;
+  const keys = { "lps-demo": apiKeys["lps-demo"].key, "lps-other": apiKeys["lps-other"].key };
+  const withKey =
+    (key: string): Interceptor =>
+    (next) =>
+    (req) => {
+      req.header.set("x-eproxy-api-key", key);
+      return next(req);
+    };
+  return {
+    psc,
+    server,
+    deps,
+    url,
+    ca: pki.ca,
+    keys,
+    auth(clientId = "lps-demo", protocol = "grpc") {
+      const interceptors = [withKey(keys[clientId])];
+      const transport =
+        protocol === "grpc"
+          ? createGrpcTransport({ baseUrl: url, nodeOptions: { ca: pki.ca }, interceptors })
+          : createConnectTransport({
+              baseUrl: url,
+              httpVersion: "1.1",
+              nodeOptions: { ca: pki.ca },
+              interceptors,
+            });
+      return createClient(AuthService, transport);
+    },
+    http(method, path, init = {}) {
+      return new Promise((resolve, reject) => {
+        const body =
+          init.body === undefined
+            ? undefined
+            : typeof init.body === "string"
+              ? init.body
+              : JSON.stringify(init.body);
+        const req = https.request(
+          `${url}${path}`,
+          {
+            method,
+            ca: pki.ca,
+            agent: false,
+            headers: {
+              ...(body !== undefined ? { "content-type": "application/json" } : {}),
+              ...init.headers,
+            },
+          },
+          (res) => {
+            let text = "";
+            res.on("data", (c: Buffer) => {
+              text += c;
+            });
+            res.on("end", () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                headers: res.headers,
+                body: text,
+                json: () => JSON.parse(text),
+              }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end(body);
+      });
+    },
+    async close() {
+      await server.close();
+      await psc.close();
+    },
+  };
+}
