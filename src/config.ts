@@ -100,6 +100,7 @@ const teleserviceSchema = z
       .positive()
       .default(64 * 1024 * 1024),
     maxConnectionsPerOrigin: z.number().int().positive().default(32),
+    exposeCorrelationId: z.boolean().default(false),
   })
   .strict();
 

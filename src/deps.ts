@@ -13,6 +13,10 @@ import type { Config } from "./config.ts";
 import { type ClientIdentity, loadClientIdentity } from "./infra/client-tls.ts";
 import { createMemoryStore } from "./infra/memory-store.ts";
 import { createPscGateway } from "./infra/psc-openid.ts";
+import { createUndiciUpstream } from "./infra/upstream-undici.ts";
+import { createApiTokens } from "./relay/api-tokens.ts";
+import type { Upstream } from "./relay/ports.ts";
+import { createRelay, type Relay } from "./relay/relay.ts";
 
 /** A named probe used by `/readyz`. */
 export interface ReadinessCheck {
@@ -52,6 +56,8 @@ export interface Deps {
   ciba: Ciba;
   /** Authorization code flow. */
   codeFlow: CodeFlow;
+  /** The SOAP relay. */
+  relay: Relay;
   /** Probes for `/readyz`. */
   readiness: ReadinessCheck[];
   /** Closes every store and pool (called once on shutdown). */
@@ -62,6 +68,7 @@ export interface Deps {
 export interface DepsOverrides {
   store?: AuthStore;
   psc?: PscGateway;
+  upstream?: Upstream;
 }
 
 /** Builds the dependencies from a validated configuration. */
@@ -86,6 +93,16 @@ export async function createDeps(
   const sessions = createSessions({ config, store, psc, log });
   const ciba = createCiba({ config, psc, sessions, log });
   const codeFlow = createCodeFlow({ config, store, psc, sessions, log });
+  const upstream = overrides.upstream ?? createUndiciUpstream(identities, log);
+  const apiTokens = createApiTokens({ sessions, upstream });
+  const relay = createRelay({
+    config,
+    sessions,
+    apiTokens,
+    upstream,
+    thumbprintOf: (clientId) => identities.get(clientId)?.thumbprint ?? "",
+    log,
+  });
   const readiness: ReadinessCheck[] = [
     { name: "sessionStore", check: () => store.ping() },
     { name: "psc", check: () => psc.ready() },
@@ -100,10 +117,12 @@ export async function createDeps(
     sessions,
     ciba,
     codeFlow,
+    relay,
     readiness,
     async close() {
       ciba.close();
       await psc.close();
+      await upstream.close();
       await store.close();
     },
   };

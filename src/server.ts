@@ -16,6 +16,7 @@ import type { Deps } from "./deps.ts";
 import { requestContext } from "./log.ts";
 import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
+import { createRelayRoutes } from "./rest/relay-routes.ts";
 import { createRestRouter, type Route } from "./rest/router.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
@@ -45,7 +46,12 @@ export interface ServerOptions {
 export async function startServer(deps: Deps, options: ServerOptions = {}): Promise<EproxyServer> {
   const { config, log } = deps;
   const rest = createRestRouter(
-    [...createHealthRoutes(deps.readiness), ...createAuthRoutes(deps), ...(options.restRoutes ?? [])],
+    [
+      ...createHealthRoutes(deps.readiness),
+      ...createAuthRoutes(deps),
+      ...createRelayRoutes(deps),
+      ...(options.restRoutes ?? []),
+    ],
     log,
   );
   const handler = connectNodeAdapter({

@@ -65,12 +65,19 @@ export interface Sessions {
   resolve(token: string | undefined, clientId: string): Promise<SessionRecord>;
   /** Returns the session with a PSC access token valid for at least the refresh margin. */
   fresh(token: string | undefined, clientId: string): Promise<SessionRecord>;
+  /** Same as `fresh`, for a record already resolved. */
+  freshRecord(rec: SessionRecord): Promise<SessionRecord>;
   /** The live session of a client for a professional. */
   findLive(clientId: string, nationalId: string): Promise<SessionRecord | undefined>;
   /** The caller's view of a stored session. */
   view(rec: SessionRecord, extra?: { token?: string; reused?: boolean }): Promise<SessionView>;
   /** Ends a session at eProxy and at PSC; true when PSC acknowledged the end-session call. */
   logout(token: string | undefined, clientId: string): Promise<boolean>;
+  /**
+   * Writes a change to a session with compare-and-set, re-reading and re-applying `change` when
+   * another writer got there first; returns the stored version.
+   */
+  update(rec: SessionRecord, change: (cur: SessionRecord) => SessionRecord): Promise<SessionRecord>;
 }
 
 /** Creates the session service. */
@@ -168,7 +175,10 @@ export function createSessions(deps: {
     resolve,
 
     async fresh(token, clientId) {
-      const rec = await resolve(token, clientId);
+      return this.freshRecord(await resolve(token, clientId));
+    },
+
+    async freshRecord(rec) {
       if (rec.psc.accessExpiresAt - now() > marginMs) return rec;
       // Single flight: every concurrent caller waits for the same refresh.
       let p = inflight.get(rec.id);
@@ -199,6 +209,17 @@ export function createSessions(deps: {
         reused: extra.reused ?? false,
         ...(client?.exposePscTokens ? { psc: rec.psc } : {}),
       };
+    },
+
+    async update(rec, change) {
+      let cur: SessionRecord | undefined = rec;
+      for (let attempt = 0; attempt < 5 && cur; attempt++) {
+        const next = { ...change(cur), version: cur.version + 1 };
+        if (await store.putSession(next, idleMs)) return next;
+        cur = await store.getSession(rec.id);
+      }
+      if (!cur) throw new EproxyError("SESSION_INVALID", "session ended meanwhile");
+      throw new EproxyError("UNAVAILABLE", "session is being updated concurrently; retry");
     },
 
     async logout(token, clientId) {

@@ -37,6 +37,18 @@ export interface SessionRecord {
   absoluteExpiresAt: number;
   /** Incremented on every write of tokens; writes with a stale version are refused. */
   version: number;
+  /** API tokens from token exchanges, by teleservice name (dropped with the session). */
+  apiTokens?: Record<string, ApiToken>;
+}
+
+/** An API token obtained by RFC 8693 exchange for one teleservice. */
+export interface ApiToken {
+  /** The bearer sent to the teleservice. */
+  token: string;
+  /** Expiry (ms since epoch). */
+  expiresAt: number;
+  /** SHA-256 thumbprint of the client certificate it is bound to. */
+  thumbprint: string;
 }
 
 /** Kinds of single-use records. */

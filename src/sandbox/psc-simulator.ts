@@ -84,6 +84,8 @@ export interface PscSimulatorOptions {
   acr?: "eidas1" | "eidas2" | "eidas3";
   /** National id logged in by the code flow when no login_hint is given. */
   codeFlowNationalId?: string;
+  /** Resource servers (target authorization servers) allowed to introspect PSC tokens. */
+  introspectionClients?: Array<{ id: string; secret: string }>;
 }
 
 /** A running PSC simulator. */
@@ -186,20 +188,30 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
   const jwk = { ...(await exportJWK(privateKey)), kid: "psc-sim-rs256", alg: "RS256", use: "sig" };
 
   const provider = new Provider(issuer, {
-    clients: opts.clients.map((c) => ({
-      client_id: c.id,
-      ...(c.secret ? { client_secret: c.secret } : {}),
-      token_endpoint_auth_method: c.authMethod ?? "tls_client_auth",
-      ...((c.authMethod ?? "tls_client_auth") === "tls_client_auth"
-        ? { tls_client_auth_subject_dn: `CN=${c.id}` }
-        : {}),
-      grant_types: ["authorization_code", "refresh_token", CIBA_GRANT],
-      response_types: ["code"],
-      redirect_uris: c.redirectUris,
-      backchannel_token_delivery_mode: "poll",
-      tls_client_certificate_bound_access_tokens: (c.authMethod ?? "tls_client_auth") === "tls_client_auth",
-      id_token_signed_response_alg: "RS256",
-    })),
+    clients: [
+      ...(opts.introspectionClients ?? []).map((c) => ({
+        client_id: c.id,
+        client_secret: c.secret,
+        token_endpoint_auth_method: "client_secret_basic",
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+      })),
+      ...opts.clients.map((c) => ({
+        client_id: c.id,
+        ...(c.secret ? { client_secret: c.secret } : {}),
+        token_endpoint_auth_method: c.authMethod ?? "tls_client_auth",
+        ...((c.authMethod ?? "tls_client_auth") === "tls_client_auth"
+          ? { tls_client_auth_subject_dn: `CN=${c.id}` }
+          : {}),
+        grant_types: ["authorization_code", "refresh_token", CIBA_GRANT],
+        response_types: ["code"],
+        redirect_uris: c.redirectUris,
+        backchannel_token_delivery_mode: "poll",
+        tls_client_certificate_bound_access_tokens: (c.authMethod ?? "tls_client_auth") === "tls_client_auth",
+        id_token_signed_response_alg: "RS256",
+      })),
+    ],
     jwks: { keys: [jwk] },
     cookies: {
       keys: [randomBytes(32).toString("hex")],
@@ -264,8 +276,20 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     interactions: { url: (_ctx, interaction) => `${PSC_REALM_PATH}/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      introspection: {
+        enabled: true,
+        // Target authorization servers introspect tokens issued to the proxy's clients.
+        allowedPolicy: async (_ctx: KoaContextWithOIDC, client: { clientId: string }) =>
+          (opts.introspectionClients ?? []).some((c) => c.id === client.clientId),
+      },
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (
+          _ctx: KoaContextWithOIDC,
+          client: { clientId: string },
+          token: { clientId?: string },
+        ) => token.clientId === client.clientId,
+      },
       rpInitiatedLogout: { enabled: true },
       userinfo: { enabled: true },
       mTLS: {

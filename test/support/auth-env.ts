@@ -16,6 +16,7 @@ import {
   type PscSimulatorOptions,
   startPscSimulator,
 } from "../../src/sandbox/psc-simulator.ts";
+import { startTeleserviceSimulator, type TeleserviceSimulator } from "../../src/sandbox/teleservices.ts";
 import { type EproxyServer, startServer } from "../../src/server.ts";
 import { freePort } from "./cli.ts";
 import { testPki } from "./server.ts";
@@ -32,6 +33,7 @@ export const NURSE = "899700412375";
 /** A running environment. */
 export interface AuthEnv {
   psc: PscSimulator;
+  tele: TeleserviceSimulator;
   server: EproxyServer;
   deps: Deps;
   url: string;
@@ -59,6 +61,9 @@ export async function startAuthEnv(
     psc?: Partial<PscSimulatorOptions>;
     sessions?: Record<string, number>;
     clientOverrides?: Record<string, unknown>;
+    /** Extra or replaced teleservice entries (by name). */
+    teleservices?: Array<Record<string, unknown>>;
+    server?: Record<string, unknown>;
   } = {},
 ): Promise<AuthEnv> {
   const pki = testPki();
@@ -75,8 +80,45 @@ export async function startAuthEnv(
     clients: ids.map((id) => ({ id, redirectUris: [`${publicBaseUrl}/oauth2/codeflow/${id}/callback`] })),
     autoApproveMs: 200,
     cibaIntervalSeconds: 1,
+    introspectionClients: [{ id: "teleservice-as", secret: "sim-secret" }],
     ...opts.psc,
   });
+  const serverTls = {
+    cert: readFileSync(pki.serverCertFile, "utf8"),
+    key: readFileSync(pki.serverKeyFile, "utf8"),
+    ca: pki.ca,
+  };
+  const tele = await startTeleserviceSimulator({
+    port: 0,
+    tls: serverTls,
+    psc: {
+      introspectionEndpoint: `${psc.issuer}/protocol/openid-connect/token/introspect`,
+      clientId: "teleservice-as",
+      clientSecret: "sim-secret",
+      ca: pki.ca,
+    },
+  });
+  const teleservices: Array<Record<string, unknown>> = [
+    {
+      name: "insi",
+      upstreamUrl: `${tele.url}/insi`,
+      caFile: pki.caFile,
+      tokenExchange: { endpoint: tele.tokenEndpoint, scope: "insi" },
+    },
+    {
+      name: "dmp",
+      upstreamUrl: `${tele.url}/dmp`,
+      caFile: pki.caFile,
+      tokenExchange: { endpoint: tele.tokenEndpoint, scope: "dmp" },
+      maxBodyBytes: 80 * 1024 * 1024,
+    },
+    { name: "echo", upstreamUrl: `${tele.url}/mtls-only`, caFile: pki.caFile },
+  ];
+  for (const t of opts.teleservices ?? []) {
+    const i = teleservices.findIndex((x) => x.name === t.name);
+    if (i >= 0) teleservices[i] = { ...teleservices[i], ...t };
+    else teleservices.push(t);
+  }
   const apiKeys = { "lps-demo": createApiKey(), "lps-other": createApiKey() };
   const config = parseConfig(
     {
@@ -86,13 +128,16 @@ export async function startAuthEnv(
         publicBaseUrl,
         tls: { certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, clientCaFile: pki.caFile },
         shutdownGraceMs: 1_000,
+        ...opts.server,
       },
       psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.caFile },
+      teleservices,
       clients: ids.map((id) => ({
         id,
         ...pki.client(id),
         apiKeyHashes: [apiKeys[id].hash],
         redirectUris: [BACKEND_REDIRECT],
+        allowedServices: id === "lps-demo" ? teleservices.map((t) => t.name) : ["insi"],
         ...(opts.clientOverrides ?? {}),
       })),
       ...(opts.sessions ? { sessions: opts.sessions } : {}),
@@ -113,6 +158,7 @@ export async function startAuthEnv(
     };
   return {
     psc,
+    tele,
     server,
     deps,
     url,
@@ -172,6 +218,7 @@ export async function startAuthEnv(
     async close() {
       await server.close();
       await psc.close();
+      await tele.close();
     },
   };
 }

@@ -1,0 +1,67 @@
+/**
+ * API tokens for teleservices: obtained by RFC 8693 exchange of a fresh PSC access token, cached in
+ * the session per (teleservice, certificate thumbprint), refreshed shortly before expiry, with one
+ * exchange in flight per key however many relays need it.
+ */
+import type { Sessions } from "../auth/sessions.ts";
+import type { SessionRecord } from "../auth/store.ts";
+import type { TeleserviceConfig } from "../config.ts";
+import type { Upstream } from "./ports.ts";
+
+/** The API-token service. */
+export interface ApiTokens {
+  /** The bearer to send to `teleservice` for this session, or undefined for mTLS-only services. */
+  get(
+    rec: SessionRecord,
+    teleservice: TeleserviceConfig,
+    thumbprint: string,
+    signal?: AbortSignal,
+  ): Promise<string | undefined>;
+}
+
+/** Creates the API-token service. */
+export function createApiTokens(deps: {
+  sessions: Sessions;
+  upstream: Upstream;
+  now?: () => number;
+}): ApiTokens {
+  const { sessions, upstream } = deps;
+  const now = deps.now ?? Date.now;
+  const inflight = new Map<string, Promise<string>>();
+
+  async function exchange(rec: SessionRecord, t: TeleserviceConfig, thumbprint: string): Promise<string> {
+    // The subject token must be a live PSC access token: refresh PSC first when it is close to expiry.
+    const fresh = await sessions.freshRecord(rec);
+    const { accessToken, expiresInSeconds } = await upstream.exchange({
+      clientId: fresh.clientId,
+      teleservice: t,
+      subjectToken: fresh.psc.accessToken,
+    });
+    await sessions.update(fresh, (cur) => ({
+      ...cur,
+      apiTokens: {
+        ...cur.apiTokens,
+        [t.name]: { token: accessToken, expiresAt: now() + expiresInSeconds * 1000, thumbprint },
+      },
+    }));
+    return accessToken;
+  }
+
+  return {
+    async get(rec, t, thumbprint) {
+      if (!t.tokenExchange) return undefined;
+      const margin = t.tokenExchange.refreshBeforeExpirySeconds * 1000;
+      const cached = rec.apiTokens?.[t.name];
+      if (cached && cached.thumbprint === thumbprint && cached.expiresAt - now() > margin)
+        return cached.token;
+      const key = `${rec.id}\n${t.name}\n${thumbprint}`;
+      let p = inflight.get(key);
+      if (!p) {
+        // Not tied to the caller's signal: other callers may be waiting for the same exchange.
+        p = exchange(rec, t, thumbprint).finally(() => inflight.delete(key));
+        inflight.set(key, p);
+      }
+      return p;
+    },
+  };
+}

@@ -1,0 +1,172 @@
+/**
+ * The SOAP relay: check the caller's right to the teleservice, the body size and the session, get
+ * the API token, read the SOAP facts from the first bytes, then stream the same bytes upstream over
+ * mTLS and stream the answer back, byte for byte. Steps: resolve → verify → exchange → forward.
+ */
+import { randomUUID } from "node:crypto";
+import type { Logger } from "pino";
+import type { Sessions } from "../auth/sessions.ts";
+import type { ClientConfig, Config, TeleserviceConfig } from "../config.ts";
+import { EproxyError } from "../errors.ts";
+import type { ApiTokens } from "./api-tokens.ts";
+import { toDownstreamHeaders, toUpstreamHeaders } from "./headers.ts";
+import type { HeaderMap, Upstream, UpstreamResponse } from "./ports.ts";
+import { peek, type SoapInfo, sniffSoap } from "./soap-sniff.ts";
+
+/** How many bytes are read before forwarding, to find the SOAP version and wsa:Action. */
+export const SNIFF_BYTES = 64 * 1024;
+
+/** A request to relay. */
+export interface RelayRequest {
+  caller: ClientConfig;
+  sessionToken: string | undefined;
+  service: string;
+  /** Path (and query) appended to the teleservice base URL. */
+  path: string;
+  headers: HeaderMap;
+  body: AsyncIterable<Uint8Array>;
+  signal?: AbortSignal;
+}
+
+/** A relayed answer, still streaming. */
+export interface RelayResponse {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: UpstreamResponse["body"];
+  soap: SoapInfo;
+  correlationId: string;
+}
+
+const SOAP_TYPES =
+  /^(application\/soap\+xml|text\/xml|application\/xml|multipart\/related|application\/xop\+xml)\b/i;
+const SAFE_ID = /^[\w.:@-]{1,128}$/;
+
+/** The relay service. */
+export interface Relay {
+  /** The teleservice a caller may use, or NOT_FOUND / PERMISSION_DENIED. */
+  teleserviceFor(caller: ClientConfig, service: string): TeleserviceConfig;
+  forward(req: RelayRequest): Promise<RelayResponse>;
+}
+
+/** Appends `path` (with its query) to the teleservice base URL, refusing tricks that would leave it. */
+export function upstreamUrl(base: string, path: string): URL {
+  const b = new URL(base);
+  const [p = "", q] = path.split("?", 2) as [string, string | undefined];
+  const segments = p.split("/").filter((s) => s !== "");
+  if (segments.some((s) => s === "." || s === ".." || /%2f|%5c|%2e%2e/i.test(s) || s.includes("\\"))) {
+    throw new EproxyError("INVALID_ARGUMENT", "invalid path");
+  }
+  const u = new URL(b.href);
+  u.pathname = [b.pathname.replace(/\/+$/, ""), ...segments].join("/") || "/";
+  if (q !== undefined) u.search = `?${q}`;
+  return u;
+}
+
+function limited(body: AsyncIterable<Uint8Array>, max: number): AsyncIterable<Uint8Array> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      let n = 0;
+      for await (const chunk of body) {
+        n += chunk.length;
+        if (n > max) throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${max} bytes`);
+        yield chunk;
+      }
+    },
+  };
+}
+
+/** Drops an upstream body we will not relay (undici reports the destroy as an error: ignore it). */
+export function discard(body: UpstreamResponse["body"]): void {
+  body.on("error", () => {});
+  body.destroy();
+}
+
+/** Creates the relay. */
+export function createRelay(deps: {
+  config: Readonly<Config>;
+  sessions: Sessions;
+  apiTokens: ApiTokens;
+  upstream: Upstream;
+  thumbprintOf: (clientId: string) => string;
+  log: Logger;
+}): Relay {
+  const { config, sessions, apiTokens, upstream, log } = deps;
+  const byName = new Map(config.teleservices.map((t) => [t.name, t]));
+
+  function teleserviceFor(caller: ClientConfig, service: string): TeleserviceConfig {
+    const t = byName.get(service);
+    if (!t) throw new EproxyError("NOT_FOUND", `unknown teleservice ${service}`);
+    if (!caller.allowedServices.includes(t.name)) {
+      throw new EproxyError("PERMISSION_DENIED", `client ${caller.id} may not use teleservice ${service}`);
+    }
+    return t;
+  }
+
+  return {
+    teleserviceFor,
+    async forward(req) {
+      const started = performance.now();
+      const t = teleserviceFor(req.caller, req.service);
+      const url = upstreamUrl(t.upstreamUrl, req.path);
+      const declared = req.headers["content-length"];
+      // 413 before any upstream byte when the caller announces too much.
+      if (declared !== undefined && Number(declared) > t.maxBodyBytes) {
+        throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${t.maxBodyBytes} bytes`);
+      }
+      const rec = await sessions.fresh(req.sessionToken, req.caller.id);
+      const apiToken = await apiTokens.get(rec, t, deps.thumbprintOf(req.caller.id), req.signal);
+
+      const ct = req.headers["content-type"];
+      const contentType = Array.isArray(ct) ? ct[0] : ct;
+      const sa = req.headers.soapaction;
+      const { head, body } = await peek(limited(req.body, t.maxBodyBytes), SNIFF_BYTES);
+      const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
+
+      const given = req.headers["x-correlation-id"];
+      const correlationId = typeof given === "string" && SAFE_ID.test(given) ? given : randomUUID();
+      const headers = toUpstreamHeaders(req.headers);
+      headers["x-correlation-id"] = correlationId;
+      if (apiToken) headers.authorization = `Bearer ${apiToken}`;
+
+      const res = await upstream.post({
+        clientId: req.caller.id,
+        teleservice: t,
+        url,
+        headers,
+        body,
+        ...(req.signal ? { signal: req.signal } : {}),
+      });
+      const rct = res.headers["content-type"];
+      const resType = Array.isArray(rct) ? rct[0] : rct;
+      // Answers that are not SOAP (an HTML error page from a load balancer) are not passed off as SOAP.
+      if (resType ? !SOAP_TYPES.test(resType) : res.status >= 300) {
+        discard(res.body);
+        log.warn(
+          { teleservice: t.name, status: res.status, contentType: resType },
+          "non-SOAP answer from teleservice",
+        );
+        throw new EproxyError(
+          "UPSTREAM_BAD_RESPONSE",
+          `teleservice ${t.name} answered HTTP ${res.status} without SOAP`,
+        );
+      }
+      log.info(
+        {
+          teleservice: t.name,
+          action: soap.action,
+          status: res.status,
+          correlationId,
+          headersMs: Math.round(performance.now() - started),
+        },
+        "relayed",
+      );
+      return {
+        status: res.status,
+        headers: toDownstreamHeaders(res.headers, t.exposeCorrelationId),
+        body: res.body,
+        soap,
+        correlationId,
+      };
+    },
+  };
+}

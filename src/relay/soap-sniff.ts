@@ -1,0 +1,72 @@
+/**
+ * SOAP awareness without buffering: the first bytes of a request (bounded) tell the SOAP version
+ * and the WS-Addressing Action and MessageID (in the root part for MTOM), for traces and routing.
+ */
+import { type SoapVersion, soapVersionOf } from "./soap-fault.ts";
+
+/** What the first bytes say. */
+export interface SoapInfo {
+  version: SoapVersion;
+  /** wsa:Action, else the `action` media-type parameter, else SOAPAction. */
+  action?: string;
+  /** wsa:MessageID. */
+  messageId?: string;
+}
+
+const ACTION = /<(?:[\w.-]+:)?Action\b[^>]*>\s*([^<\s]{1,512})\s*</;
+const MESSAGE_ID = /<(?:[\w.-]+:)?MessageID\b[^>]*>\s*([^<\s]{1,512})\s*</;
+
+/** Reads SOAP facts from the first bytes and the request headers. */
+export function sniffSoap(
+  head: Buffer,
+  contentType: string | undefined,
+  soapAction: string | undefined,
+): SoapInfo {
+  // latin1 never throws and keeps ASCII markup intact, whatever the document's encoding.
+  const text = head.toString("latin1");
+  let version = soapVersionOf(contentType);
+  if (text.includes("http://www.w3.org/2003/05/soap-envelope")) version = "1.2";
+  else if (text.includes("http://schemas.xmlsoap.org/soap/envelope/")) version = "1.1";
+  const action =
+    ACTION.exec(text)?.[1] ??
+    /;\s*action="?([^";]+)"?/i.exec(contentType ?? "")?.[1] ??
+    (soapAction ? soapAction.replace(/^"|"$/g, "") : undefined);
+  const messageId = MESSAGE_ID.exec(text)?.[1];
+  return { version, ...(action ? { action } : {}), ...(messageId ? { messageId } : {}) };
+}
+
+/**
+ * Reads up to `limit` bytes from `source` and returns them with an iterable that yields those same
+ * bytes first, then the rest of the stream: nothing is buffered beyond the head.
+ */
+export async function peek(
+  source: AsyncIterable<Uint8Array>,
+  limit: number,
+): Promise<{ head: Buffer; body: AsyncIterable<Uint8Array> }> {
+  const it = source[Symbol.asyncIterator]();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  let done = false;
+  while (size < limit) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    chunks.push(r.value);
+    size += r.value.length;
+  }
+  const head = Buffer.concat(chunks);
+  const body: AsyncIterable<Uint8Array> = {
+    async *[Symbol.asyncIterator]() {
+      yield* chunks;
+      if (done) return;
+      while (true) {
+        const r = await it.next();
+        if (r.done) return;
+        yield r.value;
+      }
+    },
+  };
+  return { head, body };
+}
