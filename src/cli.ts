@@ -15,7 +15,8 @@ const USAGE = `Usage: eproxy <command> [options]
 
 Commands:
   serve     --config FILE        run the proxy (or set EPROXY_CONFIG)
-  sandbox   [--port 8443] [--psc-port 8444] [--dir certs] [--approve-after-ms 3000]
+  sandbox   [--port 8443] [--psc-port 8444] [--teleservices-port 8445] [--dir certs]
+            [--approve-after-ms 3000]
                                  run everything locally with zero configuration
   certs     [--dir certs] [--client ID]...
                                  create a development PKI (CA, server, client certificates)
@@ -59,6 +60,7 @@ async function main(argv: string[]): Promise<void> {
         options: {
           port: { type: "string", short: "p" },
           "psc-port": { type: "string" },
+          "teleservices-port": { type: "string" },
           dir: { type: "string" },
           "approve-after-ms": { type: "string" },
         },
@@ -71,10 +73,12 @@ async function main(argv: string[]): Promise<void> {
         return n;
       };
       const pscPort = num("psc-port", values["psc-port"], 65535);
+      const teleservicesPort = num("teleservices-port", values["teleservices-port"], 65535);
       const approveAfterMs = num("approve-after-ms", values["approve-after-ms"], 600_000);
       const sandbox = await runSandbox({
         port: num("port", values.port, 65535) ?? 8443,
         ...(pscPort !== undefined ? { pscPort } : {}),
+        ...(teleservicesPort !== undefined ? { teleservicesPort } : {}),
         ...(approveAfterMs !== undefined ? { approveAfterMs } : {}),
         certsDir: path.resolve(values.dir ?? "certs"),
         out: process.stdout,

@@ -13,9 +13,14 @@ import { ensureDevPki } from "../infra/dev-pki.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../server.ts";
 import { type PscSimulator, startPscSimulator } from "./psc-simulator.ts";
+import { insiSearchRequest } from "./soap-samples.ts";
+import { startTeleserviceSimulator, type TeleserviceSimulator } from "./teleservices.ts";
 
 /** Client ids (certificate CNs) of the sandbox backends. */
 export const SANDBOX_CLIENT_IDS = ["lps-demo", "lps-other"] as const;
+
+/** Secret of the sandbox authorization server at the PSC simulator (sandbox only, never a real secret). */
+const SANDBOX_AS_SECRET = "sandbox-only-introspection-secret";
 
 /** Redirect URI registered for the sandbox backends (a local web app would listen there). */
 export const SANDBOX_REDIRECT_URI = "https://localhost:3000/psc/callback";
@@ -26,6 +31,8 @@ export interface SandboxOptions {
   port: number;
   /** PSC simulator port (proxy port + 1 by default). */
   pscPort?: number;
+  /** Teleservice simulators port (proxy port + 2 by default). */
+  teleservicesPort?: number;
   /** Where the development PKI lives. */
   certsDir: string;
   /** Where the instructions are printed. */
@@ -42,6 +49,8 @@ export interface Sandbox {
   url: string;
   /** The PSC simulator. */
   psc: PscSimulator;
+  /** The teleservice simulators. */
+  teleservices: TeleserviceSimulator;
   /** Stops everything. */
   close(): Promise<void>;
 }
@@ -85,6 +94,17 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       redirectUris: [`${publicBaseUrl}/oauth2/codeflow/${id}/callback`],
     })),
     autoApproveMs: opts.approveAfterMs ?? 3_000,
+    introspectionClients: [{ id: "sandbox-teleservice-as", secret: SANDBOX_AS_SECRET }],
+  });
+  const teleservices = await startTeleserviceSimulator({
+    port: opts.teleservicesPort ?? (opts.port === 0 ? 0 : port + 2),
+    tls: { cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem },
+    psc: {
+      introspectionEndpoint: `${psc.issuer}/protocol/openid-connect/token/introspect`,
+      clientId: "sandbox-teleservice-as",
+      clientSecret: SANDBOX_AS_SECRET,
+      ca: pki.ca.certPem,
+    },
   });
   const config = parseConfig(
     {
@@ -96,12 +116,28 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
         shutdownGraceMs: 2_000,
       },
       psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.ca.certFile },
+      teleservices: [
+        {
+          name: "insi",
+          upstreamUrl: `${teleservices.url}/insi`,
+          caFile: pki.ca.certFile,
+          tokenExchange: { endpoint: teleservices.tokenEndpoint, scope: "insi" },
+        },
+        {
+          name: "dmp",
+          upstreamUrl: `${teleservices.url}/dmp`,
+          caFile: pki.ca.certFile,
+          tokenExchange: { endpoint: teleservices.tokenEndpoint, scope: "dmp" },
+        },
+        { name: "echo", upstreamUrl: `${teleservices.url}/mtls-only`, caFile: pki.ca.certFile },
+      ],
       clients: SANDBOX_CLIENT_IDS.map((id) => ({
         id,
         certFile: pki.clients[id]?.certFile,
         keyFile: pki.clients[id]?.keyFile,
         apiKeyHashes: [keys[id]?.hash],
         redirectUris: [SANDBOX_REDIRECT_URI],
+        allowedServices: id === "lps-demo" ? ["insi", "dmp", "echo"] : ["insi"],
       })),
       log: { level: opts.logLevel ?? "info" },
     },
@@ -112,6 +148,10 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const deps = await createDeps(config, log);
   const server = await startServer(deps);
   const ca = rel(pki.ca.certFile);
+  // A ready-to-send INSi request, written next to the PKI for the curl example.
+  const insiSample = insiSearchRequest("UNIQUE", "urn:uuid:00000000-0000-4000-8000-000000000001");
+  const samplePath = path.join(opts.certsDir, "insi-request.xml");
+  writeFileSync(samplePath, insiSample);
   const cert = rel(pki.clients["lps-demo"]?.certFile ?? "");
   const key = rel(pki.clients["lps-demo"]?.keyFile ?? "");
   const url = `https://localhost:${server.port}`;
@@ -121,6 +161,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       "",
       `eProxy sandbox ready on ${url}  (CA: ${ca})`,
       `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
+      `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
       `Backend credentials of lps-demo: client certificate ${cert}, or API key ${keys["lps-demo"]?.key}`,
       "",
       "Check it:",
@@ -131,6 +172,9 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       `  ${bufCurl} ${url}/eproxy.v1.AuthService/WatchCiba -d '{"authReqId":"<authReqId from the answer above>"}'`,
       "The same in one blocking REST call:",
       `  curl --cacert ${ca} -H 'x-eproxy-api-key: ${keys["lps-demo"]?.key}' -H 'content-type: application/json' ${url}/oauth2/ciba -d '{"clientId":"lps-demo","nationalId":"899700218896","channel":"MOBILE","bindingMessage":"42"}'`,
+      "Then relay an INSi search with the session token (eps_…) from either answer:",
+      `  curl --cacert ${ca} -H 'x-eproxy-api-key: ${keys["lps-demo"]?.key}' -H 'authorization: Bearer <sessionToken>' -H 'content-type: application/soap+xml; charset=utf-8' ${url}/send/insi/rechercherInsAvecTraitsIdentite --data-binary @${rel(samplePath)}`,
+      `  ${bufCurl} ${url}/eproxy.v1.RelayService/ForwardSoap -d '{"sessionToken":"<sessionToken>","service":"insi","contentType":"application/soap+xml; charset=utf-8","body":"${Buffer.from(insiSample).toString("base64")}"}'`,
       "",
       "Ctrl-C stops it.",
       "",
@@ -139,9 +183,11 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
   return {
     url,
     psc,
+    teleservices,
     async close() {
       await server.close();
       await psc.close();
+      await teleservices.close();
     },
   };
 }

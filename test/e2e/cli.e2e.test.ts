@@ -28,6 +28,8 @@ describe("eproxy sandbox", () => {
       String(port),
       "--psc-port",
       String(await freePort()),
+      "--teleservices-port",
+      String(await freePort()),
       "--dir",
       path.join(dir, "certs"),
       "--approve-after-ms",
@@ -58,6 +60,22 @@ describe("eproxy sandbox", () => {
     expect(watch.stdout).toContain('"status": "CIBA_STATUS_APPROVED"');
     expect(watch.stdout).toMatch(/"sessionToken": "eps_[\w-]{43}"/);
     expect(watch.stdout).toContain('"familyName": "SANDBOX-MEDECIN"');
+
+    // The printed relay lines, with the session token: an INSi search through /send and ForwardSoap.
+    const sessionToken = /"sessionToken": "(eps_[\w-]{43})"/.exec(watch.stdout)?.[1] as string;
+    const insi = await sh("sh", [
+      "-c",
+      line(/^ {2}(curl .*\/send\/insi.*)$/m).replace("<sessionToken>", sessionToken),
+    ]);
+    expect(insi.stdout).toContain("<insi:CodeCR>00</insi:CodeCR>");
+    const forward = await sh("sh", [
+      "-c",
+      line(/^ {2}(npx buf curl .*ForwardSoap.*)$/m).replace("<sessionToken>", sessionToken),
+    ]);
+    expect(JSON.parse(forward.stdout)).toMatchObject({ statusCode: 200 });
+    expect(Buffer.from(JSON.parse(forward.stdout).body, "base64").toString()).toContain(
+      "<insi:CodeCR>00</insi:CodeCR>",
+    );
 
     // The printed blocking REST line: the professional already has a session, so it is reused (no push).
     const rest = await sh("sh", ["-c", line(/^ {2}(curl .*\/oauth2\/ciba .*)$/m)]);
