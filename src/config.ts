@@ -104,15 +104,32 @@ const teleserviceSchema = z
   })
   .strict();
 
+const hostPort = z.string().regex(/^[\w.-]+:\d{1,5}$/, "must be host:port");
 const sessionStoreSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("memory") }).strict(),
   z
     .object({
       kind: z.literal("redis"),
+      /** Standalone URL; with sentinel/cluster it still carries credentials, db and rediss:// for TLS. */
       url: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),
+      sentinel: z.object({ name: z.string().min(1), nodes: z.array(hostPort).min(1) }).strict().optional(),
+      clusterNodes: z.array(hostPort).min(1).optional(),
+      caFile: filePath.optional(),
+      keyPrefix: z.string().default("eproxy:"),
+      commandTimeoutMs: positiveMs.default(2_000),
     })
-    .strict(),
+    .strict()
+    .refine((r) => !(r.sentinel && r.clusterNodes), "use either sentinel or clusterNodes"),
 ]);
+
+const encryptionKeySchema = z
+  .object({
+    id: z.string().regex(/^[\w-]{1,32}$/, "letters, digits, - and _ (at most 32)"),
+    file: filePath.optional(),
+    env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name").optional(),
+  })
+  .strict()
+  .refine((k) => (k.file === undefined) !== (k.env === undefined), "give exactly one of file or env");
 
 /** The validated configuration schema (exported for documentation and tests). */
 export const configSchema = z
@@ -180,6 +197,19 @@ export const configSchema = z
     stores: z
       .object({
         sessions: sessionStoreSchema.default({ kind: "memory" }),
+        /** Key ring for values at rest (AES-256-GCM); required with Redis. */
+        encryption: z
+          .object({
+            keys: z.array(encryptionKeySchema).min(1),
+            activeKeyId: z.string(),
+            retiredKeyIds: z.array(z.string()).default([]),
+          })
+          .strict()
+          .refine((e) => e.keys.some((k) => k.id === e.activeKeyId), {
+            message: "activeKeyId must name one of keys",
+            path: ["activeKeyId"],
+          })
+          .optional(),
         mongodbUrl: z
           .string()
           .regex(/^mongodb(\+srv)?:\/\//, "must be a mongodb:// URL")
@@ -202,6 +232,13 @@ export const configSchema = z
         ctx.addIssue({ code: "custom", message: `duplicate client id ${cl.id}`, path: ["clients", i, "id"] });
       seen.add(cl.id);
     });
+    if (c.stores.sessions.kind === "redis" && !c.stores.encryption) {
+      ctx.addIssue({
+        code: "custom",
+        message: "required when sessions are in Redis: tokens are never stored in clear",
+        path: ["stores", "encryption"],
+      });
+    }
     const services = new Set(c.teleservices.map((t) => t.name));
     c.clients.forEach((cl, i) => {
       cl.allowedServices.forEach((s, j) => {
@@ -271,6 +308,7 @@ const FILE_KEYS = new Set([
   "pkcs12File",
   "pkcs12PassphraseFile",
   "clientSecretFile",
+  "file",
 ]);
 
 function resolveFiles(o: unknown, baseDir: string): void {

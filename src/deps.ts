@@ -94,7 +94,7 @@ export async function createDeps(
   const ciba = createCiba({ config, psc, sessions, log });
   const codeFlow = createCodeFlow({ config, store, psc, sessions, log });
   const upstream = overrides.upstream ?? createUndiciUpstream(identities, log);
-  const apiTokens = createApiTokens({ sessions, upstream });
+  const apiTokens = createApiTokens({ sessions, store, upstream });
   const relay = createRelay({
     config,
     sessions,

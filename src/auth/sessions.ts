@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
+import { underLease } from "./single-flight.ts";
 import type { AuthStore, Professional, SessionRecord } from "./store.ts";
 
 /** Prefix of session tokens, so that a bearer is recognisable (and never confused with an API key). */
@@ -179,11 +180,22 @@ export function createSessions(deps: {
     },
 
     async freshRecord(rec) {
-      if (rec.psc.accessExpiresAt - now() > marginMs) return rec;
-      // Single flight: every concurrent caller waits for the same refresh.
+      const isFresh = (r: SessionRecord) => r.psc.accessExpiresAt - now() > marginMs;
+      if (isFresh(rec)) return rec;
+      // Single flight: in this process through one shared promise, across replicas through a lease.
       let p = inflight.get(rec.id);
       if (!p) {
-        p = refresh(rec).finally(() => inflight.delete(rec.id));
+        p = underLease(
+          store,
+          `refresh:${rec.id}`,
+          { ttlMs: 5_000, waitMs: 30_000 },
+          async () => {
+            const cur = await store.getSession(rec.id);
+            if (!cur) throw new EproxyError("SESSION_INVALID", "session ended");
+            return isFresh(cur) ? cur : undefined;
+          },
+          async () => refresh((await store.getSession(rec.id)) ?? rec),
+        ).finally(() => inflight.delete(rec.id));
         inflight.set(rec.id, p);
       }
       return p;

@@ -51,6 +51,14 @@ export interface ApiToken {
   thumbprint: string;
 }
 
+/** A held lease. */
+export interface Lease {
+  /** Extends the lease; false when it was lost (expired and taken by another holder). */
+  renew(): Promise<boolean>;
+  /** Gives the lease back (only if still held). */
+  release(): Promise<void>;
+}
+
 /** Kinds of single-use records. */
 export type TransientKind = "codeflow-state" | "one-time-code";
 
@@ -75,6 +83,11 @@ export interface AuthStore {
   putTransient(kind: TransientKind, key: string, value: unknown, ttlMs: number): Promise<void>;
   /** Reads and deletes a single-use record atomically. */
   takeTransient<T>(kind: TransientKind, key: string): Promise<T | undefined>;
+  /**
+   * Takes a lease (a lock that expires after `ttlMs` unless renewed), or undefined when another
+   * holder — possibly another replica — has it.
+   */
+  tryLease(name: string, ttlMs: number): Promise<Lease | undefined>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   /** Releases connections and timers. */

@@ -14,6 +14,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
   const sessions = new Map<string, Entry<SessionRecord>>();
   const index = new Map<string, Entry<string>>();
   const transient = new Map<string, Entry<string>>();
+  const leases = new Map<string, Entry<symbol>>();
   const live = <T>(m: Map<string, Entry<T>>, k: string): Entry<T> | undefined => {
     const e = m.get(k);
     if (!e) return undefined;
@@ -75,6 +76,22 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       const e = live(transient, k);
       transient.delete(k);
       return e ? (JSON.parse(e.value) as T) : undefined;
+    },
+    async tryLease(name, ttlMs) {
+      if (live(leases, name)) return undefined;
+      const owner = Symbol(name);
+      leases.set(name, { value: owner, expiresAt: now() + ttlMs });
+      return {
+        async renew() {
+          const e = live(leases, name);
+          if (e?.value !== owner) return false;
+          e.expiresAt = now() + ttlMs;
+          return true;
+        },
+        async release() {
+          if (leases.get(name)?.value === owner) leases.delete(name);
+        },
+      };
     },
     async ping() {},
     async close() {

@@ -4,7 +4,8 @@
  * exchange in flight per key however many relays need it.
  */
 import type { Sessions } from "../auth/sessions.ts";
-import type { SessionRecord } from "../auth/store.ts";
+import { underLease } from "../auth/single-flight.ts";
+import type { AuthStore, SessionRecord } from "../auth/store.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import type { Upstream } from "./ports.ts";
 
@@ -22,10 +23,11 @@ export interface ApiTokens {
 /** Creates the API-token service. */
 export function createApiTokens(deps: {
   sessions: Sessions;
+  store: AuthStore;
   upstream: Upstream;
   now?: () => number;
 }): ApiTokens {
-  const { sessions, upstream } = deps;
+  const { sessions, upstream, store } = deps;
   const now = deps.now ?? Date.now;
   const inflight = new Map<string, Promise<string>>();
 
@@ -57,8 +59,18 @@ export function createApiTokens(deps: {
       const key = `${rec.id}\n${t.name}\n${thumbprint}`;
       let p = inflight.get(key);
       if (!p) {
+        const valid = (r: SessionRecord | undefined) => {
+          const c = r?.apiTokens?.[t.name];
+          return c && c.thumbprint === thumbprint && c.expiresAt - now() > margin ? c.token : undefined;
+        };
         // Not tied to the caller's signal: other callers may be waiting for the same exchange.
-        p = exchange(rec, t, thumbprint).finally(() => inflight.delete(key));
+        p = underLease(
+          store,
+          `exchange:${key}`,
+          { ttlMs: 5_000, waitMs: 30_000 },
+          async () => valid(await store.getSession(rec.id)),
+          async () => exchange((await store.getSession(rec.id)) ?? rec, t, thumbprint),
+        ).finally(() => inflight.delete(key));
         inflight.set(key, p);
       }
       return p;

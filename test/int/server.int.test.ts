@@ -125,7 +125,7 @@ describe("one HTTPS listener", () => {
       expect((err as ConnectError).metadata.get("x-eproxy-error")).toBe("UNAUTHENTICATED");
       const relay = createClient(RelayService, transport());
       const err2 = await relay.forwardSoap({ service: "insi" }).catch((e: unknown) => e);
-      expect((err2 as ConnectError).code).toBe(Code.Unimplemented);
+      expect((err2 as ConnectError).code).toBe(Code.Unauthenticated);
     });
   }
 
