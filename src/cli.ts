@@ -44,7 +44,7 @@ async function serve(args: string[]): Promise<void> {
   const env = processEnv();
   const config = loadConfig(values.config, env);
   const log = createLogger(config.log.level);
-  const deps = await createDeps(config, log);
+  const deps = await createDeps(config, log, { env });
   const server: EproxyServer = await startServer(deps);
   closeOnSignals(server);
 }

@@ -112,7 +112,10 @@ const sessionStoreSchema = z.discriminatedUnion("kind", [
       kind: z.literal("redis"),
       /** Standalone URL; with sentinel/cluster it still carries credentials, db and rediss:// for TLS. */
       url: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL"),
-      sentinel: z.object({ name: z.string().min(1), nodes: z.array(hostPort).min(1) }).strict().optional(),
+      sentinel: z
+        .object({ name: z.string().min(1), nodes: z.array(hostPort).min(1) })
+        .strict()
+        .optional(),
       clusterNodes: z.array(hostPort).min(1).optional(),
       caFile: filePath.optional(),
       keyPrefix: z.string().default("eproxy:"),
@@ -126,7 +129,10 @@ const encryptionKeySchema = z
   .object({
     id: z.string().regex(/^[\w-]{1,32}$/, "letters, digits, - and _ (at most 32)"),
     file: filePath.optional(),
-    env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name").optional(),
+    env: z
+      .string()
+      .regex(/^[A-Z_][A-Z0-9_]*$/, "an environment variable name")
+      .optional(),
   })
   .strict()
   .refine((k) => (k.file === undefined) !== (k.env === undefined), "give exactly one of file or env");

@@ -11,8 +11,10 @@ import { createSessions, type Sessions } from "./auth/sessions.ts";
 import type { AuthStore } from "./auth/store.ts";
 import type { Config } from "./config.ts";
 import { type ClientIdentity, loadClientIdentity } from "./infra/client-tls.ts";
+import { loadKeyRing } from "./infra/key-ring.ts";
 import { createMemoryStore } from "./infra/memory-store.ts";
 import { createPscGateway } from "./infra/psc-openid.ts";
+import { createRedisStore } from "./infra/redis-store.ts";
 import { createUndiciUpstream } from "./infra/upstream-undici.ts";
 import { createApiTokens } from "./relay/api-tokens.ts";
 import type { Upstream } from "./relay/ports.ts";
@@ -69,6 +71,8 @@ export interface DepsOverrides {
   store?: AuthStore;
   psc?: PscGateway;
   upstream?: Upstream;
+  /** Environment for secrets referenced by name (encryption keys). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Builds the dependencies from a validated configuration. */
@@ -88,7 +92,12 @@ export async function createDeps(
   if (config.stores.sessions.kind === "memory") {
     log.warn("sessions are kept in process memory: fine for one instance and the sandbox, not for replicas");
   }
-  const store = overrides.store ?? createMemoryStore();
+  const sessionsCfg = config.stores.sessions;
+  const store =
+    overrides.store ??
+    (sessionsCfg.kind === "redis" && config.stores.encryption
+      ? createRedisStore(sessionsCfg, loadKeyRing(config.stores.encryption, overrides.env ?? {}), log)
+      : createMemoryStore());
   const psc = overrides.psc ?? createPscGateway(config, identities, log);
   const sessions = createSessions({ config, store, psc, log });
   const ciba = createCiba({ config, psc, sessions, log });

@@ -192,7 +192,8 @@ export function createSessions(deps: {
           async () => {
             const cur = await store.getSession(rec.id);
             if (!cur) throw new EproxyError("SESSION_INVALID", "session ended");
-            return isFresh(cur) ? cur : undefined;
+            // Fresh, or refreshed by another holder since this caller saw it stale.
+            return isFresh(cur) || cur.psc.accessExpiresAt > rec.psc.accessExpiresAt ? cur : undefined;
           },
           async () => refresh((await store.getSession(rec.id)) ?? rec),
         ).finally(() => inflight.delete(rec.id));

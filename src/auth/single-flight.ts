@@ -18,9 +18,12 @@ export async function underLease<T>(
   for (;;) {
     const lease = await store.tryLease(name, opts.ttlMs);
     if (lease) {
-      const renew = setInterval(() => {
-        lease.renew().catch(() => {});
-      }, Math.max(50, Math.floor(opts.ttlMs / 3)));
+      const renew = setInterval(
+        () => {
+          lease.renew().catch(() => {});
+        },
+        Math.max(50, Math.floor(opts.ttlMs / 3)),
+      );
       renew.unref();
       try {
         // Re-read after acquiring: another holder may have finished just before.
@@ -33,6 +36,7 @@ export async function underLease<T>(
     await new Promise((r) => setTimeout(r, 50));
     const result = await done();
     if (result !== undefined) return result;
-    if (Date.now() > deadline) throw new EproxyError("UNAVAILABLE", "another replica is still refreshing this session; retry");
+    if (Date.now() > deadline)
+      throw new EproxyError("UNAVAILABLE", "another replica is still refreshing this session; retry");
   }
 }

@@ -21,9 +21,14 @@ export interface KeyRing {
 }
 
 /** Builds a key ring from raw 32-byte keys. */
-export function createKeyRing(keys: ReadonlyMap<string, Buffer>, activeKeyId: string, retired: readonly string[] = []): KeyRing {
+export function createKeyRing(
+  keys: ReadonlyMap<string, Buffer>,
+  activeKeyId: string,
+  retired: readonly string[] = [],
+): KeyRing {
   for (const [id, k] of keys) {
-    if (k.length !== 32) throw new EproxyError("INTERNAL", `encryption key ${id} must be 32 bytes (base64 of 32 random bytes)`);
+    if (k.length !== 32)
+      throw new EproxyError("INTERNAL", `encryption key ${id} must be 32 bytes (base64 of 32 random bytes)`);
   }
   const active = keys.get(activeKeyId);
   if (!active) throw new EproxyError("INTERNAL", `active encryption key ${activeKeyId} not found`);
@@ -56,7 +61,10 @@ export function createKeyRing(keys: ReadonlyMap<string, Buffer>, activeKeyId: st
 }
 
 /** Reads the configured keys (base64 of 32 bytes) from their files or environment variables. */
-export function loadKeyRing(enc: NonNullable<Config["stores"]["encryption"]>, env: NodeJS.ProcessEnv): KeyRing {
+export function loadKeyRing(
+  enc: NonNullable<Config["stores"]["encryption"]>,
+  env: NodeJS.ProcessEnv,
+): KeyRing {
   const keys = new Map<string, Buffer>();
   for (const k of enc.keys) {
     let text: string | undefined;

@@ -2,6 +2,7 @@
  * A full authentication environment for integration tests: the PSC simulator and a real eProxy on
  * free ports, both over TLS with the shared test PKI, two clients with API keys.
  */
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
@@ -40,7 +41,13 @@ export interface AuthEnv {
   ca: string;
   keys: Record<"lps-demo" | "lps-other", string>;
   /** AuthService client authenticated with a client's API key. */
-  auth(clientId?: "lps-demo" | "lps-other", protocol?: "grpc" | "connect"): Client<typeof AuthService>;
+  auth(
+    clientId?: "lps-demo" | "lps-other",
+    protocol?: "grpc" | "connect",
+    baseUrl?: string,
+  ): Client<typeof AuthService>;
+  /** Starts another eProxy with the same configuration and stores (a replica); returns its URL. */
+  replica(): Promise<string>;
   /** A raw HTTPS request (HTTP/1.1) to eProxy, curl-style. */
   http(
     method: string,
@@ -64,6 +71,8 @@ export async function startAuthEnv(
     /** Extra or replaced teleservice entries (by name). */
     teleservices?: Array<Record<string, unknown>>;
     server?: Record<string, unknown>;
+    /** Keep sessions in this Redis (encrypted with a random key) instead of memory. */
+    redisUrl?: string;
   } = {},
 ): Promise<AuthEnv> {
   const pki = testPki();
@@ -141,12 +150,26 @@ export async function startAuthEnv(
         ...(opts.clientOverrides ?? {}),
       })),
       ...(opts.sessions ? { sessions: opts.sessions } : {}),
+      ...(opts.redisUrl
+        ? {
+            stores: {
+              sessions: {
+                kind: "redis",
+                url: opts.redisUrl,
+                keyPrefix: `t${randomBytes(4).toString("hex")}:`,
+              },
+              encryption: { keys: [{ id: "k1", env: "EPROXY_TEST_KEY_K1" }], activeKeyId: "k1" },
+            },
+          }
+        : {}),
       log: { level: process.env.EPROXY_TEST_LOG ?? "silent" },
     },
     {},
   );
-  const deps = await createDeps(config, createLogger(config.log.level));
+  const env = { EPROXY_TEST_KEY_K1: randomBytes(32).toString("base64") };
+  const deps = await createDeps(config, createLogger(config.log.level), { env });
   const server = await startServer(deps);
+  const replicas: EproxyServer[] = [];
   const url = `https://localhost:${server.port}`;
   const keys = { "lps-demo": apiKeys["lps-demo"].key, "lps-other": apiKeys["lps-other"].key };
   const withKey =
@@ -164,18 +187,28 @@ export async function startAuthEnv(
     url,
     ca: pki.ca,
     keys,
-    auth(clientId = "lps-demo", protocol = "grpc") {
+    auth(clientId = "lps-demo", protocol = "grpc", baseUrl = url) {
       const interceptors = [withKey(keys[clientId])];
       const transport =
         protocol === "grpc"
-          ? createGrpcTransport({ baseUrl: url, nodeOptions: { ca: pki.ca }, interceptors })
+          ? createGrpcTransport({ baseUrl, nodeOptions: { ca: pki.ca }, interceptors })
           : createConnectTransport({
-              baseUrl: url,
+              baseUrl,
               httpVersion: "1.1",
               nodeOptions: { ca: pki.ca },
               interceptors,
             });
       return createClient(AuthService, transport);
+    },
+    async replica() {
+      const cfg = parseConfig(
+        { ...structuredClone(config), server: { ...structuredClone(config.server), port: 0 } },
+        {},
+      );
+      const d = await createDeps(cfg, createLogger(cfg.log.level), { env });
+      const s = await startServer(d);
+      replicas.push(s);
+      return `https://localhost:${s.port}`;
     },
     http(method, path, init = {}) {
       return new Promise((resolve, reject) => {
@@ -216,6 +249,7 @@ export async function startAuthEnv(
       });
     },
     async close() {
+      for (const r of replicas) await r.close();
       await server.close();
       await psc.close();
       await tele.close();

@@ -66,14 +66,25 @@ describe("configuration", () => {
   });
 
   it("takes secrets and URLs from the environment", () => {
-    const c = parseConfig(valid, {
+    const withKeys = { ...valid, stores: { encryption: { keys: [{ id: "k1", env: "EPROXY_KEY_K1" }], activeKeyId: "k1" } } };
+    const c = parseConfig(withKeys, {
       EPROXY_PORT: "9443",
       EPROXY_REDIS_URL: "rediss://user:pw@redis:6380",
       EPROXY_MONGODB_URL: "mongodb://mongo:27017/eproxy",
     });
     expect(c.server.port).toBe(9443);
-    expect(c.stores.sessions).toEqual({ kind: "redis", url: "rediss://user:pw@redis:6380" });
+    expect(c.stores.sessions).toMatchObject({ kind: "redis", url: "rediss://user:pw@redis:6380" });
     expect(c.stores.mongodbUrl).toBe("mongodb://mongo:27017/eproxy");
+  });
+
+  it("refuses Redis sessions without an encryption key ring, and a key ring without its active key", () => {
+    expect(errorOf(() => parseConfig(valid, { EPROXY_REDIS_URL: "redis://r:6379" }))).toContain(
+      "stores.encryption: required when sessions are in Redis",
+    );
+    const badRing = { ...valid, stores: { encryption: { keys: [{ id: "k1", file: "k1.key", env: "X" }], activeKeyId: "k2" } } };
+    const msg = errorOf(() => parseConfig(badRing, {}));
+    expect(msg).toContain("stores.encryption.keys[0]: give exactly one of file or env");
+    expect(msg).toContain("stores.encryption.activeKeyId: activeKeyId must name one of keys");
   });
 
   it("refuses session lifetimes longer than PSC's", () => {

@@ -1,0 +1,225 @@
+/**
+ * AuthStore on Redis (ioredis: standalone, Sentinel or Cluster; TLS and ACL users from the URL).
+ * Every value is sealed with the key ring (AES-256-GCM, AAD = its store key); keys are hashes,
+ * never raw tokens; TTLs follow the session's idle and absolute limits. Session writes are
+ * compare-and-set on a version field (Lua); leases are SET NX PX with an owner check on renew and
+ * release. Redis failures surface as STORE_UNAVAILABLE; ioredis reconnects by itself.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "pino";
+import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
+import type { Config } from "../config.ts";
+import { EproxyError } from "../errors.ts";
+import type { KeyRing } from "./key-ring.ts";
+
+type RedisConfig = Extract<Config["stores"]["sessions"], { kind: "redis" }>;
+
+// KEYS[1] session; ARGV: expected previous version ("0" = absent), new version, sealed data, ttl ms, index key.
+const CAS_PUT = `
+local cur = redis.call('HGET', KEYS[1], 'v')
+if (cur or '0') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'i', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`;
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+function hostPort(s: string): { host: string; port: number } {
+  const i = s.lastIndexOf(":");
+  return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
+}
+
+/** Connection options shared by every topology, from the URL (credentials, db, TLS). */
+function baseOptions(cfg: RedisConfig): RedisOptions {
+  const u = new URL(cfg.url);
+  const tls =
+    u.protocol === "rediss:"
+      ? { ...(cfg.caFile ? { ca: readFileSync(cfg.caFile, "utf8") } : {}) }
+      : undefined;
+  return {
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    db: Number(u.pathname.slice(1) || 0),
+    ...(tls ? { tls } : {}),
+    // Fail fast while disconnected (clear UNAVAILABLE errors) and reconnect in the background.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: cfg.commandTimeoutMs,
+    connectTimeout: cfg.commandTimeoutMs,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  };
+}
+
+/** Opens the configured Redis topology. */
+export function connectRedis(cfg: RedisConfig): Redis | Cluster {
+  const opts = baseOptions(cfg);
+  if (cfg.clusterNodes) {
+    return new Cluster(cfg.clusterNodes.map(hostPort), { redisOptions: opts, enableOfflineQueue: false });
+  }
+  if (cfg.sentinel) {
+    return new Redis({ ...opts, sentinels: cfg.sentinel.nodes.map(hostPort), name: cfg.sentinel.name });
+  }
+  const u = new URL(cfg.url);
+  return new Redis({ ...opts, host: u.hostname, port: Number(u.port || 6379) });
+}
+
+/** Creates the Redis store. */
+export function createRedisStore(
+  cfg: RedisConfig,
+  ring: KeyRing,
+  log: Logger,
+  now: () => number = Date.now,
+): AuthStore {
+  const redis = connectRedis(cfg);
+  let lastState = "";
+  redis.on("error", (err: Error & { code?: string }) => {
+    // One line per state change, not one per reconnect attempt.
+    if (lastState !== "error") log.warn({ code: err.code }, "Redis unavailable");
+    lastState = "error";
+  });
+  redis.on("ready", () => {
+    if (lastState === "error") log.info("Redis available again");
+    lastState = "ready";
+  });
+  const p = cfg.keyPrefix;
+  const sKey = (id: string) => `${p}s:${id}`;
+  // The index key hides who the professional is: a hash of client id and national id.
+  const iKey = (clientId: string, nationalId: string) =>
+    `${p}i:${createHash("sha256").update(`${clientId}\n${nationalId}`).digest("hex")}`;
+  const tKey = (kind: TransientKind, key: string) => `${p}t:${kind}:${key}`;
+  const lKey = (name: string) => `${p}l:${createHash("sha256").update(name).digest("hex")}`;
+
+  /** Waits (bounded) for a connection that is being (re)established, instead of failing at once. */
+  function ready(): Promise<void> {
+    if (redis.status === "ready") return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        redis.off("ready", onReady);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = () => done();
+      const timer = setTimeout(
+        () => done(new Error(`Redis not ready (${redis.status})`)),
+        cfg.commandTimeoutMs,
+      );
+      redis.once("ready", onReady);
+    });
+  }
+
+  async function run<T>(what: string, f: () => Promise<T>): Promise<T> {
+    try {
+      await ready();
+      return await f();
+    } catch (err) {
+      if (err instanceof EproxyError) throw err;
+      throw new EproxyError("STORE_UNAVAILABLE", "session store unavailable", {
+        cause: Object.assign(new Error(what), { cause: err }),
+      });
+    }
+  }
+
+  function openSession(id: string, sealed: string | null | undefined): SessionRecord | undefined {
+    if (!sealed) return undefined;
+    const json = ring.open(sealed, sKey(id));
+    // A record sealed with a retired key (or tampered with) reads as absent: the session is over.
+    return json ? (JSON.parse(json) as SessionRecord) : undefined;
+  }
+
+  return {
+    getSession: (id) => run("get session", async () => openSession(id, await redis.hget(sKey(id), "d"))),
+
+    sessionIdleExpiry: (id) =>
+      run("session ttl", async () => {
+        const ttl = await redis.pttl(sKey(id));
+        return ttl > 0 ? now() + ttl : undefined;
+      }),
+
+    putSession: (rec, ttlMs) =>
+      run("put session", async () => {
+        const ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
+        const key = sKey(rec.id);
+        const index = iKey(rec.clientId, rec.professional.nationalId);
+        const ok = await redis.eval(
+          CAS_PUT,
+          1,
+          key,
+          String(rec.version - 1),
+          String(rec.version),
+          ring.seal(JSON.stringify(rec), key),
+          String(ttl),
+          index,
+        );
+        if (ok !== 1) return false;
+        // Separate command: in a cluster the index may live in another slot than the session.
+        await redis.set(index, rec.id, "PX", ttl);
+        return true;
+      }),
+
+    touchSession: (id, ttlMs) =>
+      run("touch session", async () => {
+        const key = sKey(id);
+        const [sealed, index] = await redis.hmget(key, "d", "i");
+        const rec = openSession(id, sealed);
+        if (!rec) return;
+        const ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
+        await redis.pexpire(key, ttl);
+        if (index) await redis.pexpire(index, ttl);
+      }),
+
+    deleteSession: (id) =>
+      run("delete session", async () => {
+        const key = sKey(id);
+        const index = await redis.hget(key, "i");
+        await redis.del(key);
+        if (index && (await redis.get(index)) === id) await redis.del(index);
+      }),
+
+    findSessionId: (clientId, nationalId) =>
+      run("find session", async () => {
+        const id = await redis.get(iKey(clientId, nationalId));
+        return id && (await redis.exists(sKey(id))) ? id : undefined;
+      }),
+
+    putTransient: (kind, key, value, ttlMs) =>
+      run("put transient", async () => {
+        const k = tKey(kind, key);
+        await redis.set(k, ring.seal(JSON.stringify(value), k), "PX", ttlMs);
+      }),
+
+    takeTransient: <T>(kind: TransientKind, key: string) =>
+      run("take transient", async () => {
+        const k = tKey(kind, key);
+        // GETDEL: read and delete in one step, so a one-time code is redeemed once across replicas.
+        const sealed = await redis.getdel(k);
+        const json = sealed ? ring.open(sealed, k) : undefined;
+        return json ? (JSON.parse(json) as T) : undefined;
+      }),
+
+    tryLease: (name, ttlMs) =>
+      run("lease", async () => {
+        const key = lKey(name);
+        const owner = randomBytes(16).toString("hex");
+        const ok = await redis.set(key, owner, "PX", ttlMs, "NX");
+        if (ok !== "OK") return undefined;
+        return {
+          renew: async () => (await redis.eval(RENEW, 1, key, owner, String(ttlMs)).catch(() => 0)) === 1,
+          release: async () => {
+            await redis.eval(RELEASE, 1, key, owner).catch(() => 0);
+          },
+        };
+      }),
+
+    ping: () =>
+      run("ping", async () => {
+        await redis.ping();
+      }),
+
+    async close() {
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

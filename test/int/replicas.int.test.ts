@@ -1,0 +1,164 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
+import { type AuthEnv, DOCTOR, startAuthEnv } from "../support/auth-env.ts";
+import { startRedis, type TestServerProcess } from "../support/servers.ts";
+
+const redisUrl = inject("redisUrl");
+
+async function login(env: AuthEnv, nationalId: string): Promise<string> {
+  const auth = env.auth();
+  const started = await auth.startCiba({ nationalId });
+  let last: any;
+  for await (const m of auth.watchCiba({ authReqId: started.authReqId })) last = m;
+  expect(last.status).toBe(CibaStatus.APPROVED);
+  return last.session.sessionToken;
+}
+
+describe.skipIf(!redisUrl)("two replicas sharing one Redis", () => {
+  let env: AuthEnv;
+  let replicaUrl: string;
+  beforeAll(async () => {
+    // PSC access tokens of 30 s with a 30 s margin: every use needs a refresh.
+    env = await startAuthEnv({
+      redisUrl,
+      psc: { accessTokenTtlSeconds: 30 },
+      sessions: { refreshBeforeExpirySeconds: 30 },
+    });
+    replicaUrl = await env.replica();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it("a session created on one replica is usable on the other", async () => {
+    const token = await login(env, DOCTOR);
+    const got = await env.auth("lps-demo", "grpc", replicaUrl).getSession({ sessionToken: token });
+    expect(got.session?.professional?.nationalId).toBe(DOCTOR);
+    await env.auth().logout({ sessionToken: token });
+  });
+
+  it("50 concurrent calls split between the replicas make exactly one PSC refresh", async () => {
+    const token = await login(env, DOCTOR);
+    env.psc.reset();
+    const a = env.auth();
+    const b = env.auth("lps-demo", "grpc", replicaUrl);
+    const calls = Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).getSession({ sessionToken: token }));
+    const results = await Promise.all(calls);
+    expect(results.every((r) => r.session?.professional?.nationalId === DOCTOR)).toBe(true);
+    expect(env.psc.stats.refreshes).toBe(1);
+    await a.logout({ sessionToken: token });
+  });
+
+  it("50 concurrent relays split between the replicas make exactly one token exchange", async () => {
+    const token = await login(env, DOCTOR);
+    env.tele.reset();
+    const body =
+      '<?xml version="1.0"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body/></soap:Envelope>';
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        i % 2
+          ? env.http("POST", "/send/dmp/registry", {
+              headers: {
+                "x-eproxy-api-key": env.keys["lps-demo"],
+                authorization: `Bearer ${token}`,
+                "content-type": "application/soap+xml",
+              },
+              body: body,
+            })
+          : relayVia(replicaUrl, token, body),
+      ),
+    );
+    expect(answers.every((x) => x.status === 200)).toBe(true);
+    expect(env.tele.stats.exchanges).toBe(1);
+    await env.auth().logout({ sessionToken: token });
+  });
+
+  async function relayVia(base: string, token: string, body: string): Promise<{ status: number }> {
+    const https = await import("node:https");
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        `${base}/send/dmp/registry`,
+        {
+          method: "POST",
+          ca: env.ca,
+          agent: false,
+          headers: {
+            "x-eproxy-api-key": env.keys["lps-demo"],
+            authorization: `Bearer ${token}`,
+            "content-type": "application/soap+xml",
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve({ status: res.statusCode ?? 0 }));
+        },
+      );
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  it("keeps no PSC or API token in clear in Redis", async () => {
+    const token = await login(env, DOCTOR);
+    const raw = new Redis(redisUrl);
+    try {
+      const keys = await raw.keys("*");
+      let dump = keys.join("\n");
+      for (const k of keys) {
+        const t = await raw.type(k);
+        dump += t === "hash" ? JSON.stringify(await raw.hgetall(k)) : String(await raw.get(k));
+      }
+      expect(dump).not.toContain(token);
+      expect(dump).not.toContain(DOCTOR);
+      expect(dump).not.toMatch(/"accessToken"|eyJ/);
+    } finally {
+      raw.disconnect();
+    }
+  });
+});
+
+describe.skipIf(!redisUrl)("Redis outage", () => {
+  let own: TestServerProcess;
+  let env: AuthEnv;
+  beforeAll(async () => {
+    own = await startRedis(inject("redisBin"), mkdtempSync(path.join(tmpdir(), "eproxy-redis-")));
+    env = await startAuthEnv({ redisUrl: own.url });
+  });
+  afterAll(async () => {
+    await env?.close();
+    await own?.stop();
+  });
+
+  it("answers UNAVAILABLE and turns /readyz red while Redis is down, then recovers by itself", async () => {
+    const token = await login(env, DOCTOR);
+    await own.stop();
+    const err = (await env
+      .auth()
+      .getSession({ sessionToken: token })
+      .catch((e: unknown) => e)) as ConnectError;
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.metadata.get("x-eproxy-error")).toBe("STORE_UNAVAILABLE");
+    const red = await env.http("GET", "/readyz");
+    expect(red.status).toBe(503);
+    expect(red.json().checks.sessionStore).toBe("unavailable");
+    await own.restart();
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      status = (await env.http("GET", "/readyz")).status;
+      if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(status).toBe(200);
+    // Without persistence the session is gone: a clear SESSION_INVALID, and a new login works.
+    const after = (await env
+      .auth()
+      .getSession({ sessionToken: token })
+      .catch((e: unknown) => e)) as ConnectError;
+    expect(after.metadata.get("x-eproxy-error")).toBe("SESSION_INVALID");
+    await login(env, DOCTOR);
+  }, 30_000);
+});

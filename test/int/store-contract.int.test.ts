@@ -1,0 +1,259 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import type { AuthStore, SessionRecord } from "../../src/auth/store.ts";
+import { EproxyError } from "../../src/errors.ts";
+import { createKeyRing, type KeyRing } from "../../src/infra/key-ring.ts";
+import { createMemoryStore } from "../../src/infra/memory-store.ts";
+import { createRedisStore } from "../../src/infra/redis-store.ts";
+import { startRedis, type TestServerProcess } from "../support/servers.ts";
+
+const log = pino({ level: "silent" });
+const redisUrl = inject("redisUrl");
+const k1 = randomBytes(32);
+const k2 = randomBytes(32);
+const ring1 = createKeyRing(new Map([["k1", k1]]), "k1");
+
+function redisCfg(url: string, prefix: string) {
+  return { kind: "redis" as const, url, keyPrefix: prefix, commandTimeoutMs: 1_000 };
+}
+
+function record(over: Partial<SessionRecord> = {}): SessionRecord {
+  const id = randomBytes(32).toString("hex");
+  return {
+    id,
+    clientId: "lps-demo",
+    professional: {
+      nationalId: "899700218896",
+      givenName: "Camille",
+      familyName: "SANDBOX",
+      exercises: [],
+      authMode: "MOBILE",
+    },
+    acr: "eidas1",
+    psc: {
+      accessToken: `at-${randomBytes(8).toString("hex")}`,
+      refreshToken: `rt-${randomBytes(8).toString("hex")}`,
+      idToken: "h.p.s",
+      accessExpiresAt: Date.now() + 120_000,
+    },
+    createdAt: Date.now(),
+    absoluteExpiresAt: Date.now() + 3_600_000,
+    version: 1,
+    ...over,
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The contract every AuthStore implementation passes. */
+function contract(name: string, make: () => AuthStore) {
+  describe(`AuthStore contract: ${name}`, () => {
+    let store: AuthStore;
+    beforeAll(() => {
+      store = make();
+    });
+    afterAll(async () => {
+      await store.close();
+    });
+
+    it("writes with compare-and-set on the version and reads back a copy", async () => {
+      const r = record();
+      expect(await store.putSession(r, 60_000)).toBe(true);
+      expect(await store.getSession(r.id)).toEqual(r);
+      // A second writer of version 1 loses; version 2 on top of 1 wins; a stale version 2 loses.
+      expect(await store.putSession(r, 60_000)).toBe(false);
+      const r2 = { ...r, acr: "eidas2", version: 2 };
+      expect(await store.putSession(r2, 60_000)).toBe(true);
+      expect(await store.putSession({ ...r, acr: "eidas3", version: 2 }, 60_000)).toBe(false);
+      expect((await store.getSession(r.id))?.acr).toBe("eidas2");
+    });
+
+    it("finds the live session of a client for a professional, and forgets it on delete", async () => {
+      const r = record({ professional: { ...record().professional, nationalId: "899700366240" } });
+      await store.putSession(r, 60_000);
+      expect(await store.findSessionId("lps-demo", "899700366240")).toBe(r.id);
+      expect(await store.findSessionId("lps-other", "899700366240")).toBeUndefined();
+      await store.deleteSession(r.id);
+      expect(await store.getSession(r.id)).toBeUndefined();
+      expect(await store.findSessionId("lps-demo", "899700366240")).toBeUndefined();
+    });
+
+    it("expires idle sessions, pushes the idle expiry on touch, and caps at the absolute end", async () => {
+      const r = record();
+      await store.putSession(r, 300);
+      await sleep(150);
+      await store.touchSession(r.id, 300);
+      await sleep(200);
+      expect(await store.getSession(r.id)).toBeDefined();
+      await sleep(250);
+      expect(await store.getSession(r.id)).toBeUndefined();
+      const capped = record({ absoluteExpiresAt: Date.now() + 200 });
+      await store.putSession(capped, 60_000);
+      const idle = (await store.sessionIdleExpiry(capped.id)) as number;
+      expect(idle).toBeLessThanOrEqual(Date.now() + 250);
+      await sleep(300);
+      expect(await store.getSession(capped.id)).toBeUndefined();
+    });
+
+    it("gives single-use transient records once, and not after their TTL", async () => {
+      await store.putTransient("one-time-code", "abc", { clientId: "lps-demo", n: 1 }, 60_000);
+      expect(await store.takeTransient("one-time-code", "abc")).toEqual({ clientId: "lps-demo", n: 1 });
+      expect(await store.takeTransient("one-time-code", "abc")).toBeUndefined();
+      await store.putTransient("codeflow-state", "s", { x: 1 }, 100);
+      await sleep(200);
+      expect(await store.takeTransient("codeflow-state", "s")).toBeUndefined();
+      // Kinds do not mix.
+      await store.putTransient("codeflow-state", "same", 1, 60_000);
+      expect(await store.takeTransient("one-time-code", "same")).toBeUndefined();
+    });
+
+    it("grants a lease to one holder at a time, renews it, and frees it on release or expiry", async () => {
+      const a = await store.tryLease("refresh:x", 300);
+      expect(a).toBeDefined();
+      expect(await store.tryLease("refresh:x", 300)).toBeUndefined();
+      expect(await a?.renew()).toBe(true);
+      await a?.release();
+      const b = await store.tryLease("refresh:x", 150);
+      expect(b).toBeDefined();
+      await sleep(250);
+      expect(await b?.renew()).toBe(false);
+      const c = await store.tryLease("refresh:x", 300);
+      expect(c).toBeDefined();
+      // A lost lease cannot release its successor's.
+      await b?.release();
+      expect(await store.tryLease("refresh:x", 300)).toBeUndefined();
+      await c?.release();
+    });
+
+    it("answers ping", async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+}
+
+contract("memory", () => createMemoryStore());
+
+describe.skipIf(!redisUrl)("Redis store", () => {
+  contract("Redis", () =>
+    createRedisStore(redisCfg(redisUrl, `c${randomBytes(3).toString("hex")}:`), ring1, log),
+  );
+
+  it("stores no token, national id or session id in clear", async () => {
+    const prefix = `raw${randomBytes(3).toString("hex")}:`;
+    const store = createRedisStore(redisCfg(redisUrl, prefix), ring1, log);
+    const r = record();
+    await store.putSession(r, 60_000);
+    await store.putTransient("one-time-code", "h", { sessionToken: "eps_SECRETSESSIONTOKEN" }, 60_000);
+    const raw = new Redis(redisUrl);
+    try {
+      const keys = await raw.keys(`${prefix}*`);
+      expect(keys.length).toBeGreaterThanOrEqual(3);
+      let dump = keys.join("\n");
+      for (const k of keys) {
+        const type = await raw.type(k);
+        dump += type === "hash" ? JSON.stringify(await raw.hgetall(k)) : String(await raw.get(k));
+      }
+      for (const secret of [
+        r.psc.accessToken,
+        r.psc.refreshToken as string,
+        "h.p.s",
+        "eps_SECRETSESSIONTOKEN",
+        "899700218896",
+        "Camille",
+      ]) {
+        expect(dump).not.toContain(secret);
+      }
+      expect(dump).toMatch(/v1\.k1\./);
+    } finally {
+      raw.disconnect();
+      await store.close();
+    }
+  });
+
+  it("rotates keys without logging anyone out; retired keys stop opening", async () => {
+    const prefix = `rot${randomBytes(3).toString("hex")}:`;
+    const before = createRedisStore(redisCfg(redisUrl, prefix), ring1, log);
+    const old = record();
+    await before.putSession(old, 60_000);
+    await before.close();
+    const ring12: KeyRing = createKeyRing(
+      new Map([
+        ["k1", k1],
+        ["k2", k2],
+      ]),
+      "k2",
+    );
+    const during = createRedisStore(redisCfg(redisUrl, prefix), ring12, log);
+    expect((await during.getSession(old.id))?.psc.accessToken).toBe(old.psc.accessToken);
+    const fresh = record();
+    await during.putSession(fresh, 60_000);
+    const raw = new Redis(redisUrl);
+    expect(await raw.hget(`${prefix}s:${fresh.id}`, "d")).toMatch(/^v1\.k2\./);
+    // Rewriting the old session re-seals it with the active key.
+    await during.putSession({ ...old, version: 2 }, 60_000);
+    expect(await raw.hget(`${prefix}s:${old.id}`, "d")).toMatch(/^v1\.k2\./);
+    await during.close();
+    const other = record();
+    const sealedWithK1 = createRedisStore(redisCfg(redisUrl, prefix), ring1, log);
+    await sealedWithK1.putSession(other, 60_000);
+    await sealedWithK1.close();
+    const after = createRedisStore(
+      redisCfg(redisUrl, prefix),
+      createKeyRing(
+        new Map([
+          ["k1", k1],
+          ["k2", k2],
+        ]),
+        "k2",
+        ["k1"],
+      ),
+      log,
+    );
+    expect(await after.getSession(other.id)).toBeUndefined();
+    expect((await after.getSession(fresh.id))?.id).toBe(fresh.id);
+    // A record copied under another session's key does not open (AAD = store key).
+    await raw.hset(`${prefix}s:${other.id}`, "d", (await raw.hget(`${prefix}s:${fresh.id}`, "d")) as string);
+    expect(await after.getSession(other.id)).toBeUndefined();
+    raw.disconnect();
+    await after.close();
+  });
+
+  it("gives clear STORE_UNAVAILABLE errors while Redis is down, and recovers by itself", async () => {
+    const own: TestServerProcess = await startRedis(
+      inject("redisBin"),
+      mkdtempSync(path.join(tmpdir(), "eproxy-redis-")),
+    );
+    const store = createRedisStore(redisCfg(own.url, "out:"), ring1, log);
+    try {
+      const r = record();
+      await store.putSession(r, 60_000);
+      await own.stop();
+      const err = await store.getSession(r.id).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EproxyError);
+      expect((err as EproxyError).code).toBe("STORE_UNAVAILABLE");
+      expect((err as EproxyError).message).toBe("session store unavailable");
+      await expect(store.ping()).rejects.toThrow("session store unavailable");
+      await own.restart();
+      let ok = false;
+      for (let i = 0; i < 50 && !ok; i++) {
+        ok = await store.ping().then(
+          () => true,
+          () => false,
+        );
+        if (!ok) await sleep(100);
+      }
+      expect(ok).toBe(true);
+      // Redis had no persistence: the session is gone, but the store works again.
+      await expect(store.getSession(r.id)).resolves.toBeUndefined();
+      await expect(store.putSession(record(), 60_000)).resolves.toBe(true);
+    } finally {
+      await store.close();
+      await own.stop();
+    }
+  }, 30_000);
+});
