@@ -223,6 +223,25 @@ export const configSchema = z
       })
       .strict()
       .default({ sessions: { kind: "memory" } }),
+    traces: z
+      .object({
+        retentionDays: z.number().int().positive().default(365),
+        spoolFile: filePath.default(".eproxy/traces.spool"),
+        spoolMaxBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(256 * 1024 * 1024),
+        /** JSON-lines file of every trace when there is no MongoDB. */
+        file: filePath.default(".eproxy/traces.jsonl"),
+      })
+      .strict()
+      .default({
+        retentionDays: 365,
+        spoolFile: ".eproxy/traces.spool",
+        spoolMaxBytes: 256 * 1024 * 1024,
+        file: ".eproxy/traces.jsonl",
+      }),
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -315,6 +334,7 @@ const FILE_KEYS = new Set([
   "pkcs12PassphraseFile",
   "clientSecretFile",
   "file",
+  "spoolFile",
 ]);
 
 function resolveFiles(o: unknown, baseDir: string): void {

@@ -2,7 +2,8 @@
  * The composition root: builds every long-lived client once from the configuration. No module-level
  * singletons: everything a service needs arrives through `Deps`.
  */
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import type { Logger } from "pino";
 import { type Ciba, createCiba } from "./auth/ciba.ts";
 import { type CodeFlow, createCodeFlow } from "./auth/code-flow.ts";
@@ -13,12 +14,16 @@ import type { Config } from "./config.ts";
 import { type ClientIdentity, loadClientIdentity } from "./infra/client-tls.ts";
 import { loadKeyRing } from "./infra/key-ring.ts";
 import { createMemoryStore } from "./infra/memory-store.ts";
+import { createMemoryTraceStore } from "./infra/memory-traces.ts";
+import { createMongoTraceStore } from "./infra/mongo-traces.ts";
 import { createPscGateway } from "./infra/psc-openid.ts";
 import { createRedisStore } from "./infra/redis-store.ts";
 import { createUndiciUpstream } from "./infra/upstream-undici.ts";
 import { createApiTokens } from "./relay/api-tokens.ts";
 import type { Upstream } from "./relay/ports.ts";
 import { createRelay, type Relay } from "./relay/relay.ts";
+import type { TraceStore } from "./trace/traces.ts";
+import { createTraceWriter, type TraceWriter } from "./trace/writer.ts";
 
 /** A named probe used by `/readyz`. */
 export interface ReadinessCheck {
@@ -60,6 +65,9 @@ export interface Deps {
   codeFlow: CodeFlow;
   /** The SOAP relay. */
   relay: Relay;
+  /** Access traces (writer), and the store they are queried from. */
+  traces: TraceWriter;
+  traceStore: TraceStore;
   /** Probes for `/readyz`. */
   readiness: ReadinessCheck[];
   /** Closes every store and pool (called once on shutdown). */
@@ -73,6 +81,7 @@ export interface DepsOverrides {
   upstream?: Upstream;
   /** Environment for secrets referenced by name (encryption keys). */
   env?: NodeJS.ProcessEnv;
+  traceStore?: TraceStore;
 }
 
 /** Builds the dependencies from a validated configuration. */
@@ -99,11 +108,29 @@ export async function createDeps(
       ? createRedisStore(sessionsCfg, loadKeyRing(config.stores.encryption, overrides.env ?? {}), log)
       : createMemoryStore());
   const psc = overrides.psc ?? createPscGateway(config, identities, log);
-  const sessions = createSessions({ config, store, psc, log });
-  const ciba = createCiba({ config, psc, sessions, log });
-  const codeFlow = createCodeFlow({ config, store, psc, sessions, log });
+  const retentionMs = config.traces.retentionDays * 86_400_000;
+  mkdirSync(path.dirname(config.traces.spoolFile), { recursive: true });
+  let traceStore = overrides.traceStore;
+  if (!traceStore && config.stores.mongodbUrl) {
+    traceStore = createMongoTraceStore(config.stores.mongodbUrl, { retentionMs });
+  } else if (!traceStore) {
+    mkdirSync(path.dirname(config.traces.file), { recursive: true });
+    traceStore = createMemoryTraceStore({ file: config.traces.file, retentionMs });
+    log.warn({ file: config.traces.file }, "no MongoDB: traces kept in memory and in a JSON-lines file");
+  }
+  const traces = createTraceWriter(traceStore, log, {
+    spoolFile: config.traces.spoolFile,
+    spoolMaxBytes: config.traces.spoolMaxBytes,
+    enrich: (e) => {
+      const dn = e.clientId ? identities.get(e.clientId)?.subjectDn : undefined;
+      return dn && !e.certificateDn ? { ...e, certificateDn: dn } : e;
+    },
+  });
+  const sessions = createSessions({ config, store, psc, log, traces });
+  const ciba = createCiba({ config, psc, sessions, log, traces });
+  const codeFlow = createCodeFlow({ config, store, psc, sessions, log, traces });
   const upstream = overrides.upstream ?? createUndiciUpstream(identities, log);
-  const apiTokens = createApiTokens({ sessions, store, upstream });
+  const apiTokens = createApiTokens({ sessions, store, upstream, traces });
   const relay = createRelay({
     config,
     sessions,
@@ -127,11 +154,14 @@ export async function createDeps(
     ciba,
     codeFlow,
     relay,
+    traces,
+    traceStore,
     readiness,
     async close() {
       ciba.close();
       await psc.close();
       await upstream.close();
+      await traces.close();
       await store.close();
     },
   };

@@ -9,6 +9,8 @@ import { type Logger, pino } from "pino";
 export interface RequestContext {
   /** Request id (from a safe `x-request-id` header or generated). */
   requestId: string;
+  /** Caller IP (X-Forwarded-For only from trusted proxies), for traces. */
+  callerIp?: string;
 }
 
 /** The async context of the request being served, if any. */

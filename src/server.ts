@@ -10,6 +10,7 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AuthService, file_eproxy_v1_auth } from "../gen/eproxy/v1/auth_pb.ts";
 import { file_eproxy_v1_relay, RelayService } from "../gen/eproxy/v1/relay_pb.ts";
+import { file_eproxy_v1_trace, TraceService } from "../gen/eproxy/v1/trace_pb.ts";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.ts";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import type { Deps } from "./deps.ts";
@@ -18,11 +19,13 @@ import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
 import { createRelayRoutes } from "./rest/relay-routes.ts";
 import { createRestRouter, type Route } from "./rest/router.ts";
+import { createTraceRoutes } from "./rest/trace-routes.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
 import { kPeer, peerOf } from "./rpc/peer.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
 import { createRelayService } from "./rpc/relay-service.ts";
+import { createTraceService } from "./rpc/trace-service.ts";
 
 /** A running eProxy listener. */
 export interface EproxyServer {
@@ -35,6 +38,17 @@ export interface EproxyServer {
 }
 
 const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** The caller's IP: X-Forwarded-For is believed only when the peer is a configured proxy. */
+function callerIpOf(req: http2.Http2ServerRequest, trusted: readonly string[]): string {
+  const peer = (req.socket?.remoteAddress ?? "").replace(/^::ffff:/, "");
+  const xff = req.headers["x-forwarded-for"];
+  if (trusted.includes(peer) && typeof xff === "string") {
+    const first = xff.split(",")[0]?.trim();
+    if (first && /^[\d.:a-fA-F]{2,45}$/.test(first)) return first;
+  }
+  return peer;
+}
 
 /** Routes of the REST facade that later features add (passed in by the composition root). */
 export interface ServerOptions {
@@ -50,30 +64,34 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       ...createHealthRoutes(deps.readiness),
       ...createAuthRoutes(deps),
       ...createRelayRoutes(deps),
+      ...createTraceRoutes(deps),
       ...(options.restRoutes ?? []),
     ],
     log,
+    deps.traces,
   );
   const handler = connectNodeAdapter({
     routes(router) {
       router.service(AuthService, createAuthService(deps));
       router.service(RelayService, createRelayService(deps));
+      router.service(TraceService, createTraceService(deps));
       registerReflection(
         router,
         [
           file_eproxy_v1_auth,
           file_eproxy_v1_relay,
+          file_eproxy_v1_trace,
           file_grpc_reflection_v1_reflection,
           file_grpc_reflection_v1alpha_reflection,
         ],
-        [AuthService.typeName, RelayService.typeName],
+        [AuthService.typeName, RelayService.typeName, TraceService.typeName],
       );
     },
     fallback: rest,
     // Connect's default is 4 GiB: cap what one RPC message may be, both ways.
     readMaxBytes: config.server.maxRequestBytes,
     writeMaxBytes: config.server.maxRequestBytes,
-    interceptors: [createErrorInterceptor(log)],
+    interceptors: [createErrorInterceptor(log, deps.traces)],
     contextValues: (req) => createContextValues().set(kPeer, peerOf(req)),
   });
 
@@ -96,7 +114,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       res.setHeader("x-request-id", requestId);
       const started = performance.now();
       trackHttp1(req.socket as TLSSocket, res);
-      requestContext.run({ requestId }, () => {
+      requestContext.run({ requestId, callerIp: callerIpOf(req, config.server.trustedProxies) }, () => {
         res.once("finish", () => {
           log.info(
             {

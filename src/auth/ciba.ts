@@ -7,6 +7,7 @@ import { EventEmitter, on } from "node:events";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import type { Traces } from "../trace/traces.ts";
 import { acrSatisfies, type PscGateway } from "./psc-gateway.ts";
 import type { Sessions, SessionView } from "./sessions.ts";
 
@@ -86,9 +87,11 @@ export function createCiba(deps: {
   psc: PscGateway;
   sessions: Sessions;
   log: Logger;
+  traces?: Traces;
   now?: () => number;
 }): Ciba {
   const { config, psc, sessions, log } = deps;
+  const traces = deps.traces ?? { record() {} };
   const now = deps.now ?? Date.now;
   const requests = new Map<string, CibaRequest>();
   const events = new EventEmitter();
@@ -124,6 +127,15 @@ export function createCiba(deps: {
   function finish(r: CibaRequest, status: CibaStatus, errorMessage?: string): void {
     clearTimeout(r.timer);
     r.status = status;
+    traces.record({
+      type: status === "APPROVED" ? "CONNECT_SUCCESS" : "CONNECT_FAILURE",
+      clientId: r.clientId,
+      nationalId: r.nationalId,
+      method: "CIBA",
+      ...(r.session?.sessionId ? { sessionId: r.session.sessionId } : {}),
+      ...(r.session?.psc?.sessionState ? { sessionState: r.session.psc.sessionState } : {}),
+      outcome: status,
+    });
     if (errorMessage) r.errorMessage = errorMessage;
     events.emit(r.id);
     setTimeout(() => requests.delete(r.id), FINAL_KEEP_MS).unref();
@@ -200,7 +212,17 @@ export function createCiba(deps: {
 
       // No duplicate pushes: a live session or a pending request for the same professional is reused.
       const live = await sessions.findLive(client.id, nationalId);
-      if (live) return { reused: true, session: await sessions.view(live, { reused: true }) };
+      if (live) {
+        traces.record({
+          type: "CONNECT_REPLAY",
+          clientId: client.id,
+          nationalId,
+          method: "CIBA",
+          sessionId: live.id,
+          outcome: "SESSION_REUSED",
+        });
+        return { reused: true, session: await sessions.view(live, { reused: true }) };
+      }
       for (const r of requests.values()) {
         if (r.clientId === client.id && r.nationalId === nationalId && r.status === "PENDING") {
           return { reused: true, request: view(r, false) };

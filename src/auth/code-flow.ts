@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import type { Traces } from "../trace/traces.ts";
 import { acrSatisfies, type PscGateway } from "./psc-gateway.ts";
 import { hashToken, type Sessions, type SessionView } from "./sessions.ts";
 import type { AuthStore } from "./store.ts";
@@ -51,8 +52,10 @@ export function createCodeFlow(deps: {
   psc: PscGateway;
   sessions: Sessions;
   log: Logger;
+  traces?: Traces;
 }): CodeFlow {
   const { config, store, psc, sessions, log } = deps;
+  const traces = deps.traces ?? { record() {} };
   const callbackFor = (clientId: string) =>
     `${config.server.publicBaseUrl}/oauth2/codeflow/${encodeURIComponent(clientId)}/callback`;
 
@@ -98,6 +101,12 @@ export function createCodeFlow(deps: {
       }
       const pscError = callbackUrl.searchParams.get("error");
       if (pscError) {
+        traces.record({
+          type: "CONNECT_FAILURE",
+          clientId,
+          method: "CODE_FLOW",
+          outcome: pscError.slice(0, 64),
+        });
         const description = callbackUrl.searchParams.get("error_description");
         return withParams(flow.redirectUri, {
           error: /^[\w.-]{1,64}$/.test(pscError) ? pscError : "server_error",
@@ -120,6 +129,15 @@ export function createCodeFlow(deps: {
           return withParams(flow.redirectUri, { error: "insufficient_acr" });
         }
         const session = await sessions.create(client, tokens, claims);
+        traces.record({
+          type: "CONNECT_SUCCESS",
+          clientId,
+          nationalId: session.professional.nationalId,
+          method: "CODE_FLOW",
+          sessionId: session.sessionId,
+          ...(tokens.sessionState ? { sessionState: tokens.sessionState } : {}),
+          outcome: "APPROVED",
+        });
         const code = random();
         await store.putTransient(
           "one-time-code",
@@ -130,6 +148,12 @@ export function createCodeFlow(deps: {
         return withParams(flow.redirectUri, { code });
       } catch (err) {
         log.warn({ err: (err as Error).message, clientId }, "code flow callback failed");
+        traces.record({
+          type: "CONNECT_FAILURE",
+          clientId,
+          method: "CODE_FLOW",
+          outcome: err instanceof EproxyError ? err.code : "INTERNAL",
+        });
         const error =
           err instanceof EproxyError && err.code === "PSC_UNAVAILABLE"
             ? "temporarily_unavailable"

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import type { Traces } from "../trace/traces.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
 import { underLease } from "./single-flight.ts";
 import type { AuthStore, Professional, SessionRecord } from "./store.ts";
@@ -17,6 +18,8 @@ export const SESSION_TOKEN_PREFIX = "eps_";
 export interface SessionView {
   /** The bearer, only when it is handed out (creation). */
   token?: string;
+  /** Store id (hash of the token), for traces; never sent to callers. */
+  sessionId: string;
   clientId: string;
   professional: Professional;
   acr: string;
@@ -87,9 +90,11 @@ export function createSessions(deps: {
   store: AuthStore;
   psc: PscGateway;
   log: Logger;
+  traces?: Traces;
   now?: () => number;
 }): Sessions {
   const { config, store, psc, log } = deps;
+  const traces = deps.traces ?? { record() {} };
   const now = deps.now ?? Date.now;
   const idleMs = config.sessions.idleSeconds * 1000;
   const marginMs = config.sessions.refreshBeforeExpirySeconds * 1000;
@@ -122,9 +127,16 @@ export function createSessions(deps: {
       );
     }
     let tokens: PscTokens;
+    const who = { clientId: rec.clientId, nationalId: rec.professional.nationalId, sessionId: rec.id };
     try {
       tokens = await psc.refresh(rec.clientId, rec.psc.refreshToken);
+      traces.record({ type: "REFRESH", ...who, outcome: "OK" });
     } catch (err) {
+      traces.record({
+        type: "REFRESH_FAILURE",
+        ...who,
+        outcome: err instanceof EproxyError ? err.code : "INTERNAL",
+      });
       if (err instanceof EproxyError && err.code === "REAUTHENTICATION_REQUIRED") {
         await store.deleteSession(rec.id);
         log.info({ clientId: rec.clientId }, "PSC refresh refused: session ended");
@@ -214,6 +226,7 @@ export function createSessions(deps: {
       const client = clientOf(rec.clientId);
       return {
         ...(extra.token ? { token: extra.token } : {}),
+        sessionId: rec.id,
         clientId: rec.clientId,
         professional: rec.professional,
         acr: rec.acr,
@@ -238,6 +251,14 @@ export function createSessions(deps: {
     async logout(token, clientId) {
       const rec = await resolve(token, clientId);
       await store.deleteSession(rec.id);
+      traces.record({
+        type: "DISCONNECT",
+        clientId,
+        nationalId: rec.professional.nationalId,
+        sessionId: rec.id,
+        ...(rec.psc.sessionState ? { sessionState: rec.psc.sessionState } : {}),
+        outcome: "OK",
+      });
       // Local state is gone first: a PSC outage must not keep a session alive.
       const [ended] = await Promise.all([
         rec.psc.idToken ? psc.endSession(clientId, rec.psc.idToken) : Promise.resolve(false),

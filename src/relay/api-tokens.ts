@@ -7,6 +7,8 @@ import type { Sessions } from "../auth/sessions.ts";
 import { underLease } from "../auth/single-flight.ts";
 import type { AuthStore, SessionRecord } from "../auth/store.ts";
 import type { TeleserviceConfig } from "../config.ts";
+import { EproxyError } from "../errors.ts";
+import type { Traces } from "../trace/traces.ts";
 import type { Upstream } from "./ports.ts";
 
 /** The API-token service. */
@@ -25,20 +27,46 @@ export function createApiTokens(deps: {
   sessions: Sessions;
   store: AuthStore;
   upstream: Upstream;
+  traces?: Traces;
   now?: () => number;
 }): ApiTokens {
   const { sessions, upstream, store } = deps;
+  const traces = deps.traces ?? { record() {} };
   const now = deps.now ?? Date.now;
   const inflight = new Map<string, Promise<string>>();
 
   async function exchange(rec: SessionRecord, t: TeleserviceConfig, thumbprint: string): Promise<string> {
     // The subject token must be a live PSC access token: refresh PSC first when it is close to expiry.
     const fresh = await sessions.freshRecord(rec);
-    const { accessToken, expiresInSeconds } = await upstream.exchange({
+    const who = {
       clientId: fresh.clientId,
-      teleservice: t,
-      subjectToken: fresh.psc.accessToken,
+      nationalId: fresh.professional.nationalId,
+      sessionId: fresh.id,
+      service: t.name,
+    };
+    const started = performance.now();
+    let answer: { accessToken: string; expiresInSeconds: number };
+    try {
+      answer = await upstream.exchange({
+        clientId: fresh.clientId,
+        teleservice: t,
+        subjectToken: fresh.psc.accessToken,
+      });
+    } catch (err) {
+      traces.record({
+        type: "EXCHANGE",
+        ...who,
+        outcome: err instanceof EproxyError ? err.code : "INTERNAL",
+      });
+      throw err;
+    }
+    traces.record({
+      type: "EXCHANGE",
+      ...who,
+      durationMs: Math.round(performance.now() - started),
+      outcome: "OK",
     });
+    const { accessToken, expiresInSeconds } = answer;
     await sessions.update(fresh, (cur) => ({
       ...cur,
       apiTokens: {

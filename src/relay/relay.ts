@@ -35,6 +35,10 @@ export interface RelayResponse {
   body: UpstreamResponse["body"];
   soap: SoapInfo;
   correlationId: string;
+  /** The session used (for traces). */
+  session: { id: string; nationalId: string };
+  /** Request body bytes sent upstream so far. */
+  bytesIn(): number;
 }
 
 const SOAP_TYPES =
@@ -62,12 +66,17 @@ export function upstreamUrl(base: string, path: string): URL {
   return u;
 }
 
-function limited(body: AsyncIterable<Uint8Array>, max: number): AsyncIterable<Uint8Array> {
+function limited(
+  body: AsyncIterable<Uint8Array>,
+  max: number,
+  count: { n: number },
+): AsyncIterable<Uint8Array> {
   return {
     async *[Symbol.asyncIterator]() {
       let n = 0;
       for await (const chunk of body) {
         n += chunk.length;
+        count.n = n;
         if (n > max) throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${max} bytes`);
         yield chunk;
       }
@@ -119,7 +128,8 @@ export function createRelay(deps: {
       const ct = req.headers["content-type"];
       const contentType = Array.isArray(ct) ? ct[0] : ct;
       const sa = req.headers.soapaction;
-      const { head, body } = await peek(limited(req.body, t.maxBodyBytes), SNIFF_BYTES);
+      const counted = { n: 0 };
+      const { head, body } = await peek(limited(req.body, t.maxBodyBytes, counted), SNIFF_BYTES);
       const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
 
       const given = req.headers["x-correlation-id"];
@@ -166,6 +176,8 @@ export function createRelay(deps: {
         body: res.body,
         soap,
         correlationId,
+        session: { id: rec.id, nationalId: rec.professional.nationalId },
+        bytesIn: () => counted.n,
       };
     },
   };

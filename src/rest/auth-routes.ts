@@ -17,6 +17,7 @@ import {
   type RestContext,
   type Route,
   readJsonObject,
+  rememberCaller,
   sendJson,
   writeHead,
 } from "./router.ts";
@@ -33,7 +34,9 @@ export function headersOf(req: NodeRequest): HeaderSource {
 
 /** The authenticated client of a REST request. */
 export function restCaller(deps: Deps, req: NodeRequest): ClientConfig {
-  return authenticateCaller(deps.config, credentialsOf(headersOf(req), peerOf(req)));
+  const client = authenticateCaller(deps.config, credentialsOf(headersOf(req), peerOf(req)));
+  rememberCaller(req, client.id);
+  return client;
 }
 
 /** Session JSON, as the protobuf JSON mapping of eproxy.v1.Session. */

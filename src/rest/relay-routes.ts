@@ -34,6 +34,8 @@ export function createRelayRoutes(deps: Deps): Route[] {
       onError: soapFaultAnswer,
       handler: async ({ req, res, params, url }) => {
         const caller = restCaller(deps, req);
+        const started = performance.now();
+        let bytesOut = 0;
         // The caller hanging up cancels the upstream call; once the answer is done, nothing to cancel.
         const abort = new AbortController();
         const onClose = () => abort.abort();
@@ -49,7 +51,39 @@ export function createRelayRoutes(deps: Deps): Route[] {
             signal: abort.signal,
           });
           writeHead(res, out.status, out.headers as Record<string, string | string[]>);
-          await pipeline(out.body, res as NodeJS.WritableStream);
+          let outcome = "OK";
+          try {
+            await pipeline(
+              out.body,
+              async function* (src: AsyncIterable<Buffer>) {
+                for await (const c of src) {
+                  bytesOut += c.length;
+                  yield c;
+                }
+              },
+              res as NodeJS.WritableStream,
+            );
+          } catch (err) {
+            outcome = "ABORTED";
+            throw err;
+          } finally {
+            deps.traces.record({
+              type: "SEND",
+              clientId: caller.id,
+              nationalId: out.session.nationalId,
+              sessionId: out.session.id,
+              service: params.service as string,
+              method: "POST",
+              path: `/${params["*"] ?? ""}`,
+              ...(out.soap.action ? { soapAction: out.soap.action } : {}),
+              upstreamStatus: out.status,
+              durationMs: Math.round(performance.now() - started),
+              bytesIn: out.bytesIn(),
+              bytesOut,
+              correlationId: out.correlationId,
+              outcome,
+            });
+          }
         } finally {
           res.off("close", onClose);
         }

@@ -7,12 +7,20 @@ import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { EproxyError } from "../errors.ts";
 import { requestContext } from "../log.ts";
+import type { Traces } from "../trace/traces.ts";
 import { sendProblem } from "./problem.ts";
 
 /** A request as the node adapter hands it to the fallback (HTTP/1.1 or HTTP/2). */
 export type NodeRequest = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[0];
 /** The matching response. */
 export type NodeResponse = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[1];
+
+const callers = new WeakMap<object, string>();
+
+/** Remembers which client a request authenticated as, so that its rejection traces name it. */
+export function rememberCaller(req: NodeRequest, clientId: string): void {
+  callers.set(req, clientId);
+}
 
 /** `writeHead` on either response flavour (their overloads differ only in typing). */
 export function writeHead(
@@ -71,6 +79,7 @@ function match(pattern: string[], segments: string[]): Record<string, string> | 
 export function createRestRouter(
   routes: readonly Route[],
   log: Logger,
+  traces: Traces = { record() {} },
 ): (req: NodeRequest, res: NodeResponse) => void {
   const compiled = routes.map((r) => ({ ...r, parts: r.pattern.split("/").slice(1) }));
   return (req, res) => {
@@ -101,6 +110,14 @@ export function createRestRouter(
       const fail = (err: unknown) => {
         if (!(err instanceof EproxyError) || err.code === "INTERNAL")
           log.error({ err }, "REST handler failed");
+        const clientId = callers.get(req);
+        traces.record({
+          type: "REJECTED",
+          ...(clientId ? { clientId } : {}),
+          method: req.method ?? "",
+          path: url.pathname.slice(0, 200),
+          outcome: err instanceof EproxyError ? err.code : "INTERNAL",
+        });
         if (route.onError) route.onError(ctx, err);
         else sendProblem(res, err, requestId);
       };

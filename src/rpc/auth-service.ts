@@ -9,11 +9,13 @@ import type { ClientConfig } from "../config.ts";
 import type { Deps } from "../deps.ts";
 import { EproxyError } from "../errors.ts";
 import { toPollCibaProto, toSessionProto } from "./mappers.ts";
-import { credentialsOf, kPeer, sessionTokenOf } from "./peer.ts";
+import { credentialsOf, kCallerId, kPeer, sessionTokenOf } from "./peer.ts";
 
 /** The authenticated client of an RPC. */
 export function callerOf(deps: Deps, ctx: HandlerContext): ClientConfig {
-  return authenticateCaller(deps.config, credentialsOf(ctx.requestHeader, ctx.values.get(kPeer)));
+  const client = authenticateCaller(deps.config, credentialsOf(ctx.requestHeader, ctx.values.get(kPeer)));
+  ctx.values.set(kCallerId, client.id);
+  return client;
 }
 
 function channelOf(c: Channel): "CARD" | "MOBILE" | undefined {

@@ -4,17 +4,26 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { EproxyError } from "../errors.ts";
+import type { Traces } from "../trace/traces.ts";
 import { toConnectError } from "./connect-errors.ts";
+import { kCallerId } from "./peer.ts";
 
 /**
  * Maps everything a handler throws (including in a response stream) to a ConnectError with a public
  * message only, and logs the cause of unexpected failures.
  */
-export function createErrorInterceptor(log: Logger): Interceptor {
-  const map = (err: unknown, procedure: string) => {
+export function createErrorInterceptor(log: Logger, traces: Traces = { record() {} }): Interceptor {
+  const map = (err: unknown, procedure: string, clientId: string) => {
     if (!(err instanceof EproxyError) || err.code === "INTERNAL") {
       log.error({ err, procedure }, "RPC failed");
     }
+    traces.record({
+      type: "REJECTED",
+      ...(clientId ? { clientId } : {}),
+      method: "RPC",
+      path: procedure,
+      outcome: err instanceof EproxyError ? err.code : "INTERNAL",
+    });
     return toConnectError(err);
   };
   return (next) => async (req) => {
@@ -28,12 +37,12 @@ export function createErrorInterceptor(log: Logger): Interceptor {
           try {
             yield* messages;
           } catch (err) {
-            throw map(err, req.method.name);
+            throw map(err, req.method.name, req.contextValues.get(kCallerId));
           }
         })(),
       };
     } catch (err) {
-      throw map(err, req.method.name);
+      throw map(err, req.method.name, req.contextValues.get(kCallerId));
     }
   };
 }

@@ -19,6 +19,9 @@ export interface Peer {
 /** Context key carrying the Peer into Connect handlers. */
 export const kPeer = createContextKey<Peer>({}, { description: "TLS peer" });
 
+/** Context key the RPC layer fills with the authenticated client id (for rejection traces). */
+export const kCallerId = createContextKey<string>("", { description: "authenticated client id" });
+
 /** Reads the peer of a Node request (HTTP/1.1 socket or HTTP/2 session socket). */
 export function peerOf(req: { socket: unknown }): Peer {
   const socket = req.socket as TLSSocket | undefined;

@@ -47,6 +47,21 @@ export function createRelayService(deps: Deps): ServiceImpl<typeof RelayService>
         }
         chunks.push(c);
       }
+      deps.traces.record({
+        type: "SEND",
+        clientId: caller.id,
+        nationalId: out.session.nationalId,
+        sessionId: out.session.id,
+        service: req.service,
+        method: "POST",
+        path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
+        ...(out.soap.action ? { soapAction: out.soap.action } : {}),
+        upstreamStatus: out.status,
+        bytesIn: out.bytesIn(),
+        bytesOut: size,
+        correlationId: out.correlationId,
+        outcome: "OK",
+      });
       const ct = out.headers["content-type"];
       return {
         statusCode: out.status,

@@ -3,8 +3,10 @@
  * free ports, both over TLS with the shared test PKI, two clients with API keys.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import https from "node:https";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { AuthService } from "../../gen/eproxy/v1/auth_pb.ts";
@@ -73,6 +75,8 @@ export async function startAuthEnv(
     server?: Record<string, unknown>;
     /** Keep sessions in this Redis (encrypted with a random key) instead of memory. */
     redisUrl?: string;
+    /** Keep traces in this MongoDB-wire server (a fresh database). */
+    mongoUrl?: string;
   } = {},
 ): Promise<AuthEnv> {
   const pki = testPki();
@@ -150,18 +154,23 @@ export async function startAuthEnv(
         ...(opts.clientOverrides ?? {}),
       })),
       ...(opts.sessions ? { sessions: opts.sessions } : {}),
-      ...(opts.redisUrl
-        ? {
-            stores: {
+      traces: (() => {
+        const dir = mkdtempSync(path.join(tmpdir(), "eproxy-traces-"));
+        return { spoolFile: path.join(dir, "spool.jsonl"), file: path.join(dir, "traces.jsonl") };
+      })(),
+      stores: {
+        ...(opts.redisUrl
+          ? {
               sessions: {
                 kind: "redis",
                 url: opts.redisUrl,
                 keyPrefix: `t${randomBytes(4).toString("hex")}:`,
               },
               encryption: { keys: [{ id: "k1", env: "EPROXY_TEST_KEY_K1" }], activeKeyId: "k1" },
-            },
-          }
-        : {}),
+            }
+          : {}),
+        ...(opts.mongoUrl ? { mongodbUrl: `${opts.mongoUrl}eproxy_${randomBytes(4).toString("hex")}` } : {}),
+      },
       log: { level: process.env.EPROXY_TEST_LOG ?? "silent" },
     },
     {},

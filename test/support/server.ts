@@ -1,7 +1,8 @@
 /**
  * Starts a real eProxy listener on port 0 with the shared test PKI, and builds clients for it.
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { inject } from "vitest";
 import { type Config, parseConfig } from "../../src/config.ts";
@@ -40,6 +41,10 @@ export function baseRawConfig(): Record<string, unknown> {
       discoveryUrl: "https://127.0.0.1:9/auth/realms/esante-wallet/.well-known/wallet-openid-configuration",
     },
     clients: [{ id: "lps-demo", ...pki.client("lps-demo") }],
+    traces: (() => {
+      const d = mkdtempSync(path.join(tmpdir(), "eproxy-traces-"));
+      return { spoolFile: path.join(d, "spool.jsonl"), file: path.join(d, "traces.jsonl") };
+    })(),
     log: { level: process.env.EPROXY_TEST_LOG ?? "silent" },
   };
 }

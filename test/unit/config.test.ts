@@ -66,7 +66,10 @@ describe("configuration", () => {
   });
 
   it("takes secrets and URLs from the environment", () => {
-    const withKeys = { ...valid, stores: { encryption: { keys: [{ id: "k1", env: "EPROXY_KEY_K1" }], activeKeyId: "k1" } } };
+    const withKeys = {
+      ...valid,
+      stores: { encryption: { keys: [{ id: "k1", env: "EPROXY_KEY_K1" }], activeKeyId: "k1" } },
+    };
     const c = parseConfig(withKeys, {
       EPROXY_PORT: "9443",
       EPROXY_REDIS_URL: "rediss://user:pw@redis:6380",
@@ -81,7 +84,10 @@ describe("configuration", () => {
     expect(errorOf(() => parseConfig(valid, { EPROXY_REDIS_URL: "redis://r:6379" }))).toContain(
       "stores.encryption: required when sessions are in Redis",
     );
-    const badRing = { ...valid, stores: { encryption: { keys: [{ id: "k1", file: "k1.key", env: "X" }], activeKeyId: "k2" } } };
+    const badRing = {
+      ...valid,
+      stores: { encryption: { keys: [{ id: "k1", file: "k1.key", env: "X" }], activeKeyId: "k2" } },
+    };
     const msg = errorOf(() => parseConfig(badRing, {}));
     expect(msg).toContain("stores.encryption.keys[0]: give exactly one of file or env");
     expect(msg).toContain("stores.encryption.activeKeyId: activeKeyId must name one of keys");

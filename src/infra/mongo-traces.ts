@@ -1,0 +1,98 @@
+/**
+ * Trace store on MongoDB: one document per event with its id as `_id` (idempotent inserts),
+ * indexes for time ranges and per-client / per-professional queries, and a TTL index for
+ * retention — plus the same cut-off in every query, since not every MongoDB-wire server runs TTL
+ * monitors (FerretDB does not).
+ */
+import { type Collection, MongoBulkWriteError, MongoClient, MongoServerError } from "mongodb";
+import type { TraceEvent, TraceQuery, TraceStore } from "../trace/traces.ts";
+
+interface TraceDoc extends Omit<TraceEvent, "id" | "at"> {
+  _id: string;
+  at: Date;
+}
+
+const DUPLICATE_KEY = 11000;
+
+/** Creates the MongoDB trace store (connects lazily; the writer spools while it cannot). */
+export function createMongoTraceStore(
+  url: string,
+  opts: { retentionMs: number; timeoutMs?: number },
+): TraceStore {
+  const client = new MongoClient(url, {
+    serverSelectionTimeoutMS: opts.timeoutMs ?? 2_000,
+    connectTimeoutMS: opts.timeoutMs ?? 2_000,
+    retryWrites: false,
+  });
+  let collection: Promise<Collection<TraceDoc>> | undefined;
+
+  function traces(): Promise<Collection<TraceDoc>> {
+    collection ??= (async () => {
+      await client.connect();
+      const c = client.db().collection<TraceDoc>("traces");
+      await c.createIndexes([
+        { key: { at: 1, _id: 1 }, name: "at" },
+        { key: { clientId: 1, at: 1 }, name: "client_at" },
+        { key: { nationalId: 1, at: 1 }, name: "professional_at" },
+      ]);
+      // TTL index for real MongoDB; queries apply the same cut-off for servers without TTL monitors.
+      await c
+        .createIndex(
+          { at: 1 },
+          { name: "retention", expireAfterSeconds: Math.round(opts.retentionMs / 1000) },
+        )
+        .catch(() => undefined);
+      return c;
+    })().catch((err: unknown) => {
+      collection = undefined;
+      throw err;
+    });
+    return collection;
+  }
+
+  return {
+    async insertMany(events) {
+      if (!events.length) return;
+      const c = await traces();
+      const docs = events.map(({ id, at, ...rest }) => ({ _id: id, at: new Date(at), ...rest }));
+      try {
+        await c.insertMany(docs, { ordered: false });
+      } catch (err) {
+        // Replays of already-stored events are expected; anything else is a real failure.
+        const writeErrors =
+          err instanceof MongoBulkWriteError
+            ? Array.isArray(err.writeErrors)
+              ? err.writeErrors
+              : [err.writeErrors]
+            : [];
+        // A bulk error without write errors is a failed connection, not a replay: it must spool.
+        const dupOnly =
+          (writeErrors.length > 0 && writeErrors.every((w) => w.code === DUPLICATE_KEY)) ||
+          (err instanceof MongoServerError &&
+            !(err instanceof MongoBulkWriteError) &&
+            err.code === DUPLICATE_KEY);
+        if (!dupOnly) throw err;
+      }
+    },
+    async query(q: TraceQuery) {
+      const c = await traces();
+      const floor = Math.max(q.start, Date.now() - opts.retentionMs);
+      const filter: Record<string, unknown> = { at: { $gte: new Date(floor), $lt: new Date(q.end) } };
+      if (q.clientId) filter.clientId = q.clientId;
+      if (q.type) filter.type = q.type;
+      if (q.nationalId) filter.nationalId = q.nationalId;
+      if (q.after) {
+        const at = new Date(q.after.at);
+        filter.$or = [{ at: { $gt: at } }, { at, _id: { $gt: q.after.id } }];
+      }
+      const docs = await c.find(filter).sort({ at: 1, _id: 1 }).limit(q.limit).toArray();
+      return docs.map(({ _id, at, ...rest }) => ({ id: _id, at: at.getTime(), ...rest }) as TraceEvent);
+    },
+    async ping() {
+      await (await traces()).db.command({ ping: 1 });
+    },
+    async close() {
+      await client.close().catch(() => undefined);
+    },
+  };
+}

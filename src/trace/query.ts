@@ -1,0 +1,53 @@
+/**
+ * Reading traces: a client reads its own traces only, in a bounded time range, page by page.
+ */
+import { EproxyError } from "../errors.ts";
+import { pageToken, type TraceEvent, type TraceStore } from "./traces.ts";
+
+/** A validated trace query from a transport. */
+export interface ListTracesInput {
+  clientId: string;
+  start?: number;
+  end?: number;
+  type?: string;
+  nationalId?: string;
+  pageSize?: number;
+  pageToken?: string;
+}
+
+const MAX_RANGE_MS = 366 * 86_400_000;
+
+/** Lists the caller's traces. */
+export async function listTraces(
+  store: TraceStore,
+  q: ListTracesInput,
+): Promise<{ traces: TraceEvent[]; nextPageToken: string }> {
+  if (q.start === undefined || q.end === undefined || Number.isNaN(q.start) || Number.isNaN(q.end)) {
+    throw new EproxyError("INVALID_ARGUMENT", "start and end are required ISO 8601 instants");
+  }
+  if (q.end <= q.start) throw new EproxyError("INVALID_ARGUMENT", "end must be after start");
+  if (q.end - q.start > MAX_RANGE_MS)
+    throw new EproxyError("INVALID_ARGUMENT", "the range may not exceed 366 days");
+  const limit = Math.min(Math.max(q.pageSize || 100, 1), 1000);
+  let after: { at: number; id: string } | undefined;
+  if (q.pageToken) {
+    after = pageToken.decode(q.pageToken);
+    if (!after) throw new EproxyError("INVALID_ARGUMENT", "invalid pageToken");
+  }
+  let traces: TraceEvent[];
+  try {
+    traces = await store.query({
+      start: q.start,
+      end: q.end,
+      clientId: q.clientId,
+      ...(q.type ? { type: q.type } : {}),
+      ...(q.nationalId ? { nationalId: q.nationalId } : {}),
+      ...(after ? { after } : {}),
+      limit,
+    });
+  } catch (err) {
+    throw new EproxyError("UNAVAILABLE", "trace store unavailable", { cause: err });
+  }
+  const last = traces.at(-1);
+  return { traces, nextPageToken: traces.length === limit && last ? pageToken.encode(last) : "" };
+}
