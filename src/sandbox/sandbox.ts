@@ -4,12 +4,12 @@
  * by `serve`.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { createApiKey } from "../auth/api-keys.ts";
 import { parseConfig } from "../config.ts";
 import { createDeps } from "../deps.ts";
 import { ensureDevPki } from "../infra/dev-pki.ts";
+import { freePort } from "../infra/free-port.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../server.ts";
 import { type PscSimulator, startPscSimulator } from "./psc-simulator.ts";
@@ -58,17 +58,6 @@ export interface Sandbox {
 function rel(file: string): string {
   const r = path.relative(process.cwd(), file);
   return r.startsWith("..") ? file : r;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
 }
 
 /** The sandbox API keys (one per client), created once next to the PKI. */

@@ -2,23 +2,13 @@
  * Runs the real `eproxy` CLI as a child process (Node 24 from node_modules/.bin).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
+import { freePort } from "../../src/infra/free-port.ts";
+
+export { freePort };
 
 /** The eProxy CLI entry point. */
 export const EPROXY_BIN = path.resolve("bin/eproxy.js");
-
-/** A port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
 
 /** A running CLI process with its captured output. */
 export interface CliProcess {

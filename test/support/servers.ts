@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { homedir } from "node:os";
 import path from "node:path";
+import { freePort } from "../../src/infra/free-port.ts";
 
 /** A server process the tests started. */
 export interface TestServerProcess {
@@ -14,17 +15,6 @@ export interface TestServerProcess {
   stop(): Promise<void>;
   /** Starts it again on the same port (for outage tests). */
   restart(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
 }
 
 function waitForPort(port: number, timeoutMs: number): Promise<void> {
