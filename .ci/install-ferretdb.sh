@@ -7,6 +7,19 @@ cd "$(dirname "$0")"
 BIN="$PWD/bin/ferretdb"
 [ -x "$BIN" ] && "$BIN" --version >/dev/null 2>&1 && exit 0
 mkdir -p bin
+if ! command -v go >/dev/null 2>&1; then
+  [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+  # No Go toolchain: reuse an already built FerretDB v1.24.2 if there is one.
+  for c in "$(command -v ferretdb || true)" "$HOME/go/bin/ferretdb"; do
+    if [ -n "$c" ] && [ -x "$c" ] && "$c" --version 2>/dev/null | grep -q 'v1.24.2'; then
+      ln -sf "$c" "$BIN"; "$BIN" --version | head -1; exit 0
+    fi
+  done
+  echo "Go is required to build FerretDB (https://go.dev/dl/), none found on PATH" >&2
+  exit 1
+fi
 export GOFLAGS=-mod=mod
 go mod download github.com/FerretDB/FerretDB@v1.24.2
 SRC="$(go env GOMODCACHE)/github.com/!ferret!d!b/!ferret!d!b@v1.24.2"
