@@ -1,9 +1,10 @@
 /**
- * The `eproxy` command: `serve`, `sandbox`, `certs`, `api-key`.
+ * The `eproxy` command: `serve`, `sandbox`, `certs`, `api-key`, `clients`.
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiKey } from "./auth/api-keys.ts";
+import { runClients } from "./clients-cli.ts";
 import { ConfigError, loadConfig, processEnv } from "./config.ts";
 import { createDeps } from "./deps.ts";
 import { ensureDevPki } from "./infra/dev-pki.ts";
@@ -21,6 +22,8 @@ Commands:
   certs     [--dir certs] [--client ID]...
                                  create a development PKI (CA, server, client certificates)
   api-key                        print a new API key and the hash to put in the configuration
+  clients   add|list|disable|enable|rotate-key --config FILE ...
+                                 manage the clients registered in MongoDB (eproxy clients help)
 `;
 
 /** Stops the server on SIGTERM/SIGINT: stop accepting, drain, close the stores, exit. */
@@ -108,6 +111,8 @@ async function main(argv: string[]): Promise<void> {
       );
       return;
     }
+    case "clients":
+      return runClients(rest);
     case undefined:
     case "help":
     case "--help":

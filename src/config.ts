@@ -25,53 +25,67 @@ const pscEndpoints = z
   .strict()
   .default({});
 
-const clientSchema = z
+/** A misuse threshold: more than `max` events in `windowSeconds` raises an alert (and blocks). */
+const thresholdSchema = z
   .object({
-    id: z.string().min(1).max(128),
-    certFile: filePath.optional(),
-    keyFile: filePath.optional(),
-    pkcs12File: filePath.optional(),
-    pkcs12PassphraseFile: filePath.optional(),
-    authMethod: z
-      .enum(["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"])
-      .default("tls_client_auth"),
-    clientSecretFile: filePath.optional(),
-    apiKeyHashes: z
-      .array(z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be 'sha256:' followed by 64 hex digits"))
-      .default([]),
-    redirectUris: z.array(z.url()).default([]),
-    allowedServices: z.array(z.string()).default([]),
-    exposePscTokens: z.boolean().default(false),
-    maxPendingCiba: z.number().int().positive().default(20),
+    max: z.number().int().positive(),
+    windowSeconds: z.number().int().positive().max(86_400),
+    /** Refuse further requests (TOO_MANY_REQUESTS) until the window ends. */
+    block: z.boolean().default(true),
   })
-  .strict()
-  .superRefine((c, ctx) => {
-    const pem = c.certFile !== undefined || c.keyFile !== undefined;
-    if (pem && (c.certFile === undefined || c.keyFile === undefined)) {
-      ctx.addIssue({ code: "custom", message: "certFile and keyFile go together", path: ["certFile"] });
-    }
-    if (pem && c.pkcs12File !== undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: "use either certFile/keyFile or pkcs12File",
-        path: ["pkcs12File"],
-      });
-    }
-    if (!pem && c.pkcs12File === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: "a client needs a certificate: certFile+keyFile or pkcs12File",
-        path: ["certFile"],
-      });
-    }
-    if (c.authMethod.startsWith("client_secret") && c.clientSecretFile === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: `required by authMethod ${c.authMethod}`,
-        path: ["clientSecretFile"],
-      });
-    }
-  });
+  .strict();
+
+/** Fields of a client, shared by the configuration file and the MongoDB registry. */
+export const clientFieldsSchema = z.object({
+  id: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "letters, digits, '.', '_' and '-'"),
+  certFile: filePath.optional(),
+  keyFile: filePath.optional(),
+  pkcs12File: filePath.optional(),
+  pkcs12PassphraseFile: filePath.optional(),
+  authMethod: z
+    .enum(["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"])
+    .default("tls_client_auth"),
+  clientSecretFile: filePath.optional(),
+  apiKeyHashes: z
+    .array(z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be 'sha256:' followed by 64 hex digits"))
+    .default([]),
+  redirectUris: z.array(z.url()).default([]),
+  allowedServices: z.array(z.string()).default([]),
+  exposePscTokens: z.boolean().default(false),
+  maxPendingCiba: z.number().int().positive().default(20),
+});
+
+const clientSchema = clientFieldsSchema.strict().superRefine((c, ctx) => {
+  const pem = c.certFile !== undefined || c.keyFile !== undefined;
+  if (pem && (c.certFile === undefined || c.keyFile === undefined)) {
+    ctx.addIssue({ code: "custom", message: "certFile and keyFile go together", path: ["certFile"] });
+  }
+  if (pem && c.pkcs12File !== undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: "use either certFile/keyFile or pkcs12File",
+      path: ["pkcs12File"],
+    });
+  }
+  if (!pem && c.pkcs12File === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: "a client needs a certificate: certFile+keyFile or pkcs12File",
+      path: ["certFile"],
+    });
+  }
+  if (c.authMethod.startsWith("client_secret") && c.clientSecretFile === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: `required by authMethod ${c.authMethod}`,
+      path: ["clientSecretFile"],
+    });
+  }
+});
 
 const teleserviceSchema = z
   .object({
@@ -220,9 +234,11 @@ export const configSchema = z
           .string()
           .regex(/^mongodb(\+srv)?:\/\//, "must be a mongodb:// URL")
           .optional(),
+        /** How often the clients registered in MongoDB are reloaded. */
+        clientsRefreshSeconds: z.number().int().positive().max(3600).default(30),
       })
       .strict()
-      .default({ sessions: { kind: "memory" } }),
+      .default({ sessions: { kind: "memory" }, clientsRefreshSeconds: 30 }),
     traces: z
       .object({
         retentionDays: z.number().int().positive().default(365),
@@ -241,6 +257,18 @@ export const configSchema = z
         spoolFile: ".eproxy/traces.spool",
         spoolMaxBytes: 256 * 1024 * 1024,
         file: ".eproxy/traces.jsonl",
+      }),
+    alerts: z
+      .object({
+        /** CIBA failures (denied, expired, refused) per professional, across clients. */
+        cibaFailures: thresholdSchema.nullable().default({ max: 5, windowSeconds: 900, block: true }),
+        /** Relayed calls per session. */
+        relaysPerSession: thresholdSchema.nullable().default({ max: 600, windowSeconds: 60, block: true }),
+      })
+      .strict()
+      .default({
+        cibaFailures: { max: 5, windowSeconds: 900, block: true },
+        relaysPerSession: { max: 600, windowSeconds: 60, block: true },
       }),
     log: z
       .object({

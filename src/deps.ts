@@ -6,15 +6,17 @@ import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Logger } from "pino";
 import { type Ciba, createCiba } from "./auth/ciba.ts";
+import { type ClientRegistry, type ClientSource, createClientRegistry } from "./auth/clients.ts";
 import { type CodeFlow, createCodeFlow } from "./auth/code-flow.ts";
+import { createMisuseGuard } from "./auth/misuse.ts";
 import type { PscGateway } from "./auth/psc-gateway.ts";
 import { createSessions, type Sessions } from "./auth/sessions.ts";
 import type { AuthStore } from "./auth/store.ts";
 import type { Config } from "./config.ts";
-import { type ClientIdentity, loadClientIdentity } from "./infra/client-tls.ts";
-import { loadKeyRing } from "./infra/key-ring.ts";
+import { type KeyRing, loadKeyRing } from "./infra/key-ring.ts";
 import { createMemoryStore } from "./infra/memory-store.ts";
 import { createMemoryTraceStore } from "./infra/memory-traces.ts";
+import { createMongoClientSource } from "./infra/mongo-clients.ts";
 import { createMongoTraceStore } from "./infra/mongo-traces.ts";
 import { createPscGateway } from "./infra/psc-openid.ts";
 import { createRedisStore } from "./infra/redis-store.ts";
@@ -51,8 +53,8 @@ export interface Deps {
   log: Logger;
   /** TLS material of the listener. */
   tls: ServerTls;
-  /** TLS identities of the clients, by client id. */
-  identities: ReadonlyMap<string, ClientIdentity>;
+  /** The clients: configuration file plus MongoDB registry (configuration wins). */
+  clients: ClientRegistry;
   /** Session, code-flow and one-time-code storage. */
   store: AuthStore;
   /** Pro Santé Connect. */
@@ -82,6 +84,8 @@ export interface DepsOverrides {
   /** Environment for secrets referenced by name (encryption keys). */
   env?: NodeJS.ProcessEnv;
   traceStore?: TraceStore;
+  /** Where registered clients are read from (default: MongoDB when configured). */
+  clientSource?: ClientSource;
 }
 
 /** Builds the dependencies from a validated configuration. */
@@ -97,17 +101,28 @@ export async function createDeps(
       ? { clientCa: readFileSync(config.server.tls.clientCaFile, "utf8") }
       : {}),
   };
-  const identities = new Map(config.clients.map((c) => [c.id, loadClientIdentity(c)] as const));
   if (config.stores.sessions.kind === "memory") {
     log.warn("sessions are kept in process memory: fine for one instance and the sandbox, not for replicas");
   }
   const sessionsCfg = config.stores.sessions;
+  const keyRing: KeyRing | undefined = config.stores.encryption
+    ? loadKeyRing(config.stores.encryption, overrides.env ?? {})
+    : undefined;
   const store =
     overrides.store ??
-    (sessionsCfg.kind === "redis" && config.stores.encryption
-      ? createRedisStore(sessionsCfg, loadKeyRing(config.stores.encryption, overrides.env ?? {}), log)
+    (sessionsCfg.kind === "redis" && keyRing
+      ? createRedisStore(sessionsCfg, keyRing, log)
       : createMemoryStore());
-  const psc = overrides.psc ?? createPscGateway(config, identities, log);
+  const clientSource: ClientSource | undefined =
+    overrides.clientSource ??
+    (config.stores.mongodbUrl ? createMongoClientSource(config.stores.mongodbUrl, { log }) : undefined);
+  const clients = await createClientRegistry({
+    config,
+    log,
+    ...(clientSource ? { source: clientSource } : {}),
+    ...(keyRing ? { keyRing } : {}),
+  });
+  const psc = overrides.psc ?? createPscGateway(config, clients, log);
   const retentionMs = config.traces.retentionDays * 86_400_000;
   mkdirSync(path.dirname(config.traces.spoolFile), { recursive: true });
   let traceStore = overrides.traceStore;
@@ -122,21 +137,23 @@ export async function createDeps(
     spoolFile: config.traces.spoolFile,
     spoolMaxBytes: config.traces.spoolMaxBytes,
     enrich: (e) => {
-      const dn = e.clientId ? identities.get(e.clientId)?.subjectDn : undefined;
+      const dn = e.clientId ? clients.identity(e.clientId)?.subjectDn : undefined;
       return dn && !e.certificateDn ? { ...e, certificateDn: dn } : e;
     },
   });
-  const sessions = createSessions({ config, store, psc, log, traces });
-  const ciba = createCiba({ config, psc, sessions, log, traces });
-  const codeFlow = createCodeFlow({ config, store, psc, sessions, log, traces });
-  const upstream = overrides.upstream ?? createUndiciUpstream(identities, log);
+  const sessions = createSessions({ config, clients, store, psc, log, traces });
+  const misuse = createMisuseGuard({ config, store, traces, log });
+  const ciba = createCiba({ config, clients, psc, sessions, misuse, log, traces });
+  const codeFlow = createCodeFlow({ config, clients, store, psc, sessions, log, traces });
+  const upstream = overrides.upstream ?? createUndiciUpstream(clients, log);
   const apiTokens = createApiTokens({ sessions, store, upstream, traces });
   const relay = createRelay({
     config,
     sessions,
     apiTokens,
     upstream,
-    thumbprintOf: (clientId) => identities.get(clientId)?.thumbprint ?? "",
+    misuse,
+    thumbprintOf: (clientId) => clients.identity(clientId)?.thumbprint ?? "",
     log,
   });
   const readiness: ReadinessCheck[] = [
@@ -147,7 +164,7 @@ export async function createDeps(
     config,
     log,
     tls,
-    identities,
+    clients,
     store,
     psc,
     sessions,
@@ -159,10 +176,12 @@ export async function createDeps(
     readiness,
     async close() {
       ciba.close();
+      clients.close();
       await psc.close();
       await upstream.close();
       await traces.close();
       await store.close();
+      await clientSource?.close();
     },
   };
 }

@@ -42,11 +42,18 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export class EproxyError extends Error {
   /** Closed code that every boundary maps. */
   readonly code: ErrorCode;
+  /** When the caller may try again (rendered as `Retry-After`). */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, publicMessage: string, options?: { cause?: unknown }) {
-    super(publicMessage, options);
+  constructor(
+    code: ErrorCode,
+    publicMessage: string,
+    options?: { cause?: unknown; retryAfterSeconds?: number },
+  ) {
+    super(publicMessage, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "EproxyError";
     this.code = code;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }
 
@@ -57,6 +64,13 @@ export class EproxyError extends Error {
 export function toEproxyError(err: unknown): EproxyError {
   if (err instanceof EproxyError) return err;
   return new EproxyError("INTERNAL", "internal error", { cause: err });
+}
+
+/** `Retry-After` header of an error, when it has one. */
+export function retryAfterHeader(err: unknown): Record<string, string> {
+  return err instanceof EproxyError && err.retryAfterSeconds !== undefined
+    ? { "retry-after": String(Math.max(1, Math.ceil(err.retryAfterSeconds))) }
+    : {};
 }
 
 /** HTTP status of an error code. */

@@ -2,9 +2,9 @@
  * Authentication of the calling backend: an API key (`Authorization: Bearer epk_…` or
  * `x-eproxy-api-key`) or a client certificate verified against the configured CA (CN = client id).
  */
-import type { ClientConfig, Config } from "../config.ts";
+import type { ClientConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
-import { matchesApiKey } from "./api-keys.ts";
+import type { ClientRegistry } from "./clients.ts";
 
 /** Credentials found on a request. */
 export interface CallerCredentials {
@@ -18,16 +18,18 @@ export interface CallerCredentials {
 export const API_KEY_PREFIX = "epk_";
 
 /** Returns the client the credentials authenticate, or throws UNAUTHENTICATED. */
-export function authenticateCaller(config: Readonly<Config>, creds: CallerCredentials): ClientConfig {
+export function authenticateCaller(
+  clients: Pick<ClientRegistry, "get" | "byApiKey">,
+  creds: CallerCredentials,
+): ClientConfig {
   if (creds.apiKey) {
     // Every client is checked, so the time taken does not depend on which one matches.
-    let found: ClientConfig | undefined;
-    for (const c of config.clients) if (matchesApiKey(creds.apiKey, c.apiKeyHashes)) found ??= c;
+    const found = clients.byApiKey(creds.apiKey);
     if (found) return found;
     throw new EproxyError("UNAUTHENTICATED", "invalid API key");
   }
   if (creds.verifiedCertCn) {
-    const c = config.clients.find((x) => x.id === creds.verifiedCertCn);
+    const c = clients.get(creds.verifiedCertCn);
     if (c) return c;
     throw new EproxyError("UNAUTHENTICATED", "client certificate does not belong to a configured client");
   }

@@ -8,6 +8,8 @@ import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
+import type { ClientRegistry } from "./clients.ts";
+import type { MisuseGuard } from "./misuse.ts";
 import { acrSatisfies, type PscGateway } from "./psc-gateway.ts";
 import type { Sessions, SessionView } from "./sessions.ts";
 
@@ -84,13 +86,17 @@ export function validateNationalId(v: string): string {
 /** Creates the CIBA service. */
 export function createCiba(deps: {
   config: Readonly<Config>;
+  /** The clients (configuration and registry). */
+  clients: Pick<ClientRegistry, "get">;
+  /** Misuse thresholds (CIBA failures per professional). */
+  misuse?: MisuseGuard;
   psc: PscGateway;
   sessions: Sessions;
   log: Logger;
   traces?: Traces;
   now?: () => number;
 }): Ciba {
-  const { config, psc, sessions, log } = deps;
+  const { config, clients, psc, sessions, log } = deps;
   const traces = deps.traces ?? { record() {} };
   const now = deps.now ?? Date.now;
   const requests = new Map<string, CibaRequest>();
@@ -137,6 +143,7 @@ export function createCiba(deps: {
       outcome: status,
     });
     if (errorMessage) r.errorMessage = errorMessage;
+    if (status !== "APPROVED") void deps.misuse?.cibaFailed(r.nationalId, r.clientId);
     events.emit(r.id);
     setTimeout(() => requests.delete(r.id), FINAL_KEEP_MS).unref();
   }
@@ -181,7 +188,7 @@ export function createCiba(deps: {
             `authentication level ${outcome.claims.acr ?? "none"} is below ${config.psc.acrValues}`,
           );
         }
-        const client = config.clients.find((c) => c.id === r.clientId);
+        const client = clients.get(r.clientId);
         if (!client) return finish(r, "FAILED", "client removed");
         try {
           r.session = await sessions.create(client, outcome.tokens, outcome.claims);
@@ -238,13 +245,23 @@ export function createCiba(deps: {
         );
       }
 
-      const started = await psc.startCiba(client.id, {
-        loginHint: nationalId,
-        bindingMessage,
-        channel,
-        scope: input.scope || config.psc.scope,
-        acrValues: config.psc.acrValues,
-      });
+      await deps.misuse?.beforeCiba(nationalId);
+
+      const started = await psc
+        .startCiba(client.id, {
+          loginHint: nationalId,
+          bindingMessage,
+          channel,
+          scope: input.scope || config.psc.scope,
+          acrValues: config.psc.acrValues,
+        })
+        .catch(async (err: unknown) => {
+          // PSC refusing the request (unknown professional, ...) counts; PSC being down does not.
+          if (!(err instanceof EproxyError && err.code === "PSC_UNAVAILABLE")) {
+            await deps.misuse?.cibaFailed(nationalId, client.id);
+          }
+          throw err;
+        });
       const r: CibaRequest = {
         id: randomBytes(18).toString("base64url"),
         clientId: client.id,

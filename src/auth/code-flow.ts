@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
+import type { ClientRegistry } from "./clients.ts";
 import { acrSatisfies, type PscGateway } from "./psc-gateway.ts";
 import { hashToken, type Sessions, type SessionView } from "./sessions.ts";
 import type { AuthStore } from "./store.ts";
@@ -48,13 +49,15 @@ const random = () => randomBytes(32).toString("base64url");
 /** Creates the code-flow service. */
 export function createCodeFlow(deps: {
   config: Readonly<Config>;
+  /** The clients (configuration and registry). */
+  clients: Pick<ClientRegistry, "get">;
   store: AuthStore;
   psc: PscGateway;
   sessions: Sessions;
   log: Logger;
   traces?: Traces;
 }): CodeFlow {
-  const { config, store, psc, sessions, log } = deps;
+  const { config, clients, store, psc, sessions, log } = deps;
   const traces = deps.traces ?? { record() {} };
   const callbackFor = (clientId: string) =>
     `${config.server.publicBaseUrl}/oauth2/codeflow/${encodeURIComponent(clientId)}/callback`;
@@ -113,7 +116,7 @@ export function createCodeFlow(deps: {
           ...(description ? { error_description: description.slice(0, 200) } : {}),
         });
       }
-      const client = config.clients.find((c) => c.id === clientId);
+      const client = clients.get(clientId);
       if (!client) throw new EproxyError("INVALID_ARGUMENT", "unknown client");
       try {
         // The URL PSC redirected to, as registered: public base plus the received query.

@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
+import type { ClientRegistry } from "./clients.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
 import { underLease } from "./single-flight.ts";
 import type { AuthStore, Professional, SessionRecord } from "./store.ts";
@@ -87,20 +88,22 @@ export interface Sessions {
 /** Creates the session service. */
 export function createSessions(deps: {
   config: Readonly<Config>;
+  /** The clients (configuration and registry). */
+  clients: Pick<ClientRegistry, "get">;
   store: AuthStore;
   psc: PscGateway;
   log: Logger;
   traces?: Traces;
   now?: () => number;
 }): Sessions {
-  const { config, store, psc, log } = deps;
+  const { config, clients, store, psc, log } = deps;
   const traces = deps.traces ?? { record() {} };
   const now = deps.now ?? Date.now;
   const idleMs = config.sessions.idleSeconds * 1000;
   const marginMs = config.sessions.refreshBeforeExpirySeconds * 1000;
   const inflight = new Map<string, Promise<SessionRecord>>();
 
-  const clientOf = (id: string) => config.clients.find((c) => c.id === id);
+  const clientOf = (id: string) => clients.get(id);
 
   async function resolve(token: string | undefined, clientId: string): Promise<SessionRecord> {
     if (!token?.startsWith(SESSION_TOKEN_PREFIX))

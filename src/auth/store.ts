@@ -51,6 +51,13 @@ export interface ApiToken {
   thumbprint: string;
 }
 
+/** A fixed-window counter's state. */
+export interface WindowCount {
+  count: number;
+  /** End of the window (ms since epoch); 0 when no window is open. */
+  resetAt: number;
+}
+
 /** A held lease. */
 export interface Lease {
   /** Extends the lease; false when it was lost (expired and taken by another holder). */
@@ -88,6 +95,13 @@ export interface AuthStore {
    * holder — possibly another replica — has it.
    */
   tryLease(name: string, ttlMs: number): Promise<Lease | undefined>;
+  /**
+   * Counts one event in a fixed window shared by every replica (the window starts with the first
+   * event). Returns the count so far and when the window ends (ms since epoch).
+   */
+  hit(counter: string, windowMs: number): Promise<WindowCount>;
+  /** The current count of a window, without counting (0 when none is open). */
+  peek(counter: string): Promise<WindowCount>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   /** Releases connections and timers. */

@@ -2,7 +2,7 @@
  * TLS identities of the configured clients (certificate + key, or PKCS#12 with a passphrase file),
  * read once at start.
  */
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { ClientConfig } from "../config.ts";
 
@@ -18,17 +18,32 @@ export interface ClientIdentity {
   thumbprint?: string;
 }
 
+/** Finds enabled clients and their TLS identities (implemented by the client registry). */
+export interface ClientLookup {
+  get(id: string): ClientConfig | undefined;
+  identity(id: string): ClientIdentity | undefined;
+}
+
 /** Reads the certificate of a client. */
 export function loadClientIdentity(c: ClientConfig): ClientIdentity {
   if (c.pkcs12File) {
     const passphrase = c.pkcs12PassphraseFile ? readFileSync(c.pkcs12PassphraseFile, "utf8").trim() : "";
     return { clientId: c.id, tls: { pfx: readFileSync(c.pkcs12File), passphrase } };
   }
-  const cert = readFileSync(c.certFile as string, "utf8");
-  const key = readFileSync(c.keyFile as string, "utf8");
+  return identityFromPem(
+    c.id,
+    readFileSync(c.certFile as string, "utf8"),
+    readFileSync(c.keyFile as string, "utf8"),
+  );
+}
+
+/** The identity of a PEM certificate chain and its private key (checked to belong together). */
+export function identityFromPem(clientId: string, cert: string, key: string): ClientIdentity {
   const x = new X509Certificate(cert);
+  if (!x.checkPrivateKey(createPrivateKey(key)))
+    throw new Error("the private key does not match the certificate");
   return {
-    clientId: c.id,
+    clientId,
     tls: { cert, key },
     subjectDn: x.subject.split("\n").join(", "),
     thumbprint: Buffer.from(x.fingerprint256.replaceAll(":", ""), "hex").toString("base64url"),

@@ -15,6 +15,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
   const index = new Map<string, Entry<string>>();
   const transient = new Map<string, Entry<string>>();
   const leases = new Map<string, Entry<symbol>>();
+  const counters = new Map<string, Entry<number>>();
   const live = <T>(m: Map<string, Entry<T>>, k: string): Entry<T> | undefined => {
     const e = m.get(k);
     if (!e) return undefined;
@@ -26,7 +27,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
   };
   const indexKey = (clientId: string, nationalId: string) => `${clientId}\n${nationalId}`;
   const sweep = setInterval(() => {
-    for (const m of [sessions, index, transient] as Array<Map<string, Entry<unknown>>>) {
+    for (const m of [sessions, index, transient, counters] as Array<Map<string, Entry<unknown>>>) {
       for (const [k, e] of m) if (e.expiresAt <= now()) m.delete(k);
     }
   }, 60_000);
@@ -93,12 +94,23 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
         },
       };
     },
+    async hit(counter, windowMs) {
+      const e = live(counters, counter) ?? { value: 0, expiresAt: now() + windowMs };
+      e.value += 1;
+      counters.set(counter, e);
+      return { count: e.value, resetAt: e.expiresAt };
+    },
+    async peek(counter) {
+      const e = live(counters, counter);
+      return e ? { count: e.value, resetAt: e.expiresAt } : { count: 0, resetAt: 0 };
+    },
     async ping() {},
     async close() {
       clearInterval(sweep);
       sessions.clear();
       index.clear();
       transient.clear();
+      counters.clear();
     },
   };
 }

@@ -11,7 +11,7 @@ import { Agent, fetch as undiciFetch } from "undici";
 import type { CibaPollOutcome, IdClaims, PscGateway, PscTokens } from "../auth/psc-gateway.ts";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
-import type { ClientIdentity } from "./client-tls.ts";
+import type { ClientIdentity, ClientLookup } from "./client-tls.ts";
 
 const CIBA_GRANT = "urn:openid:params:grant-type:ciba";
 
@@ -75,31 +75,31 @@ function claimsOf(r: { claims(): oidc.IDToken | undefined }): IdClaims {
 }
 
 /** Creates the PSC gateway for the configured clients. */
-export function createPscGateway(
-  config: Readonly<Config>,
-  identities: ReadonlyMap<string, ClientIdentity>,
-  log: Logger,
-): PscGateway {
+export function createPscGateway(config: Readonly<Config>, clients: ClientLookup, log: Logger): PscGateway {
   const psc = config.psc;
   const ca = psc.caFile ? readFileSync(psc.caFile, "utf8") : undefined;
-  const agents = new Map<string, Agent>();
-  const configs = new Map<string, Promise<oidc.Configuration>>();
+  // Keyed by client id, rebuilt when the registry hands out another identity (certificate change).
+  const agents = new Map<string, { identity: ClientIdentity; agent: Agent }>();
+  const configs = new Map<
+    string,
+    { identity: ClientIdentity; client: string; p: Promise<oidc.Configuration> }
+  >();
   let metadata: Promise<oidc.ServerMetadata> | undefined;
   const discoveryAgent = new Agent({ connect: { ...(ca ? { ca } : {}), minVersion: "TLSv1.2" } });
 
   function agentFor(clientId: string): Agent {
-    let a = agents.get(clientId);
-    if (!a) {
-      const id = identities.get(clientId);
-      if (!id) throw new EproxyError("PERMISSION_DENIED", `unknown client ${clientId}`);
-      a = new Agent({
-        connect: { ...id.tls, ...(ca ? { ca } : {}), minVersion: "TLSv1.2" },
-        keepAliveTimeout: 30_000,
-        connections: 16,
-      });
-      agents.set(clientId, a);
-    }
-    return a;
+    const id = clients.identity(clientId);
+    if (!id) throw new EproxyError("PERMISSION_DENIED", `unknown client ${clientId}`);
+    const cached = agents.get(clientId);
+    if (cached?.identity === id) return cached.agent;
+    if (cached) void cached.agent.close().catch(() => {});
+    const agent = new Agent({
+      connect: { ...id.tls, ...(ca ? { ca } : {}), minVersion: "TLSv1.2" },
+      keepAliveTimeout: 30_000,
+      connections: 16,
+    });
+    agents.set(clientId, { identity: id, agent });
+    return agent;
   }
 
   function fetchWith(agent: Agent): oidc.CustomFetch {
@@ -153,11 +153,15 @@ export function createPscGateway(
   }
 
   function configFor(clientId: string): Promise<oidc.Configuration> {
-    let p = configs.get(clientId);
+    const client = clients.get(clientId);
+    const identity = clients.identity(clientId);
+    if (!client || !identity)
+      return Promise.reject(new EproxyError("PERMISSION_DENIED", `unknown client ${clientId}`));
+    const shape = `${client.authMethod}\n${client.clientSecretFile ?? ""}`;
+    const cached = configs.get(clientId);
+    let p = cached?.identity === identity && cached.client === shape ? cached.p : undefined;
     if (!p) {
       p = (async () => {
-        const client = config.clients.find((c) => c.id === clientId);
-        if (!client) throw new EproxyError("PERMISSION_DENIED", `unknown client ${clientId}`);
         const meta = await loadMetadata();
         let auth: oidc.ClientAuth;
         const secret = () => readFileSync(client.clientSecretFile as string, "utf8").trim();
@@ -192,7 +196,7 @@ export function createPscGateway(
         configs.delete(clientId);
         throw err;
       });
-      configs.set(clientId, p);
+      configs.set(clientId, { identity, client: shape, p });
     }
     return p;
   }
@@ -380,7 +384,7 @@ export function createPscGateway(
     },
 
     async close() {
-      await Promise.all([...agents.values(), discoveryAgent].map((a) => a.close()));
+      await Promise.all([...[...agents.values()].map((a) => a.agent), discoveryAgent].map((a) => a.close()));
     },
   };
 }

@@ -24,6 +24,8 @@ redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'i', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+// INCR, and start the window on the first event; answers the count and the time left.
+const HIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return {n, redis.call('PTTL', KEYS[1])}`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
 function hostPort(s: string): { host: string; port: number } {
@@ -89,6 +91,7 @@ export function createRedisStore(
   const iKey = (clientId: string, nationalId: string) =>
     `${p}i:${createHash("sha256").update(`${clientId}\n${nationalId}`).digest("hex")}`;
   const tKey = (kind: TransientKind, key: string) => `${p}t:${kind}:${key}`;
+  const cKey = (name: string) => `${p}c:${createHash("sha256").update(name).digest("hex")}`;
   const lKey = (name: string) => `${p}l:${createHash("sha256").update(name).digest("hex")}`;
 
   /** Waits (bounded) for a connection that is being (re)established, instead of failing at once. */
@@ -211,6 +214,19 @@ export function createRedisStore(
             await redis.eval(RELEASE, 1, key, owner).catch(() => 0);
           },
         };
+      }),
+
+    hit: (counter, windowMs) =>
+      run("count", async () => {
+        const [n, ttl] = (await redis.eval(HIT, 1, cKey(counter), String(windowMs))) as [number, number];
+        return { count: n, resetAt: now() + Math.max(0, ttl) };
+      }),
+
+    peek: (counter) =>
+      run("count", async () => {
+        const key = cKey(counter);
+        const [n, ttl] = await Promise.all([redis.get(key), redis.pttl(key)]);
+        return n && ttl > 0 ? { count: Number(n), resetAt: now() + ttl } : { count: 0, resetAt: 0 };
       }),
 
     ping: () =>

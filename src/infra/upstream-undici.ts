@@ -11,7 +11,7 @@ import { Agent, request } from "undici";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Upstream } from "../relay/ports.ts";
-import type { ClientIdentity } from "./client-tls.ts";
+import type { ClientIdentity, ClientLookup } from "./client-tls.ts";
 
 const CONNECT_CODES = new Set([
   "ECONNREFUSED",
@@ -80,31 +80,32 @@ export function toUpstreamError(err: unknown, service: string): EproxyError {
 }
 
 /** Creates the undici upstream. */
-export function createUndiciUpstream(identities: ReadonlyMap<string, ClientIdentity>, log: Logger): Upstream {
-  const agents = new Map<string, Agent>();
+export function createUndiciUpstream(clients: ClientLookup, log: Logger): Upstream {
+  // Keyed by (client, teleservice), rebuilt when the registry hands out another identity.
+  const agents = new Map<string, { identity: ClientIdentity; agent: Agent }>();
   const cas = new Map<string, string>();
 
   function agentFor(clientId: string, t: TeleserviceConfig): Agent {
     const key = `${clientId}\n${t.name}`;
-    let a = agents.get(key);
-    if (!a) {
-      const id = identities.get(clientId);
-      if (!id) throw new EproxyError("PERMISSION_DENIED", "unknown client");
-      let ca: string | undefined;
-      if (t.caFile) {
-        ca = cas.get(t.caFile) ?? readFileSync(t.caFile, "utf8");
-        cas.set(t.caFile, ca);
-      }
-      a = new Agent({
-        connect: { ...id.tls, ...(ca ? { ca } : {}), minVersion: "TLSv1.2", timeout: t.connectTimeoutMs },
-        connections: t.maxConnectionsPerOrigin,
-        headersTimeout: t.headersTimeoutMs,
-        bodyTimeout: t.bodyTimeoutMs,
-        keepAliveTimeout: 30_000,
-      });
-      agents.set(key, a);
+    const id = clients.identity(clientId);
+    if (!id) throw new EproxyError("PERMISSION_DENIED", "unknown client");
+    const cached = agents.get(key);
+    if (cached?.identity === id) return cached.agent;
+    if (cached) void cached.agent.close().catch(() => {});
+    let ca: string | undefined;
+    if (t.caFile) {
+      ca = cas.get(t.caFile) ?? readFileSync(t.caFile, "utf8");
+      cas.set(t.caFile, ca);
     }
-    return a;
+    const agent = new Agent({
+      connect: { ...id.tls, ...(ca ? { ca } : {}), minVersion: "TLSv1.2", timeout: t.connectTimeoutMs },
+      connections: t.maxConnectionsPerOrigin,
+      headersTimeout: t.headersTimeoutMs,
+      bodyTimeout: t.bodyTimeoutMs,
+      keepAliveTimeout: 30_000,
+    });
+    agents.set(key, { identity: id, agent });
+    return agent;
   }
 
   return {
@@ -212,7 +213,7 @@ export function createUndiciUpstream(identities: ReadonlyMap<string, ClientIdent
     },
 
     async close() {
-      await Promise.all([...agents.values()].map((a) => a.close()));
+      await Promise.all([...agents.values()].map((a) => a.agent.close()));
     },
   };
 }

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
+import type { MisuseGuard } from "../auth/misuse.ts";
 import type { Sessions } from "../auth/sessions.ts";
 import type { ClientConfig, Config, TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -97,6 +98,8 @@ export function createRelay(deps: {
   apiTokens: ApiTokens;
   upstream: Upstream;
   thumbprintOf: (clientId: string) => string;
+  /** Misuse thresholds (relayed calls per session). */
+  misuse?: MisuseGuard;
   log: Logger;
 }): Relay {
   const { config, sessions, apiTokens, upstream, log } = deps;
@@ -123,6 +126,7 @@ export function createRelay(deps: {
         throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${t.maxBodyBytes} bytes`);
       }
       const rec = await sessions.fresh(req.sessionToken, req.caller.id);
+      await deps.misuse?.relayed({ id: rec.id, nationalId: rec.professional.nationalId }, req.caller.id);
       const apiToken = await apiTokens.get(rec, t, deps.thumbprintOf(req.caller.id), req.signal);
 
       const ct = req.headers["content-type"];

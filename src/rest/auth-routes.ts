@@ -34,7 +34,7 @@ export function headersOf(req: NodeRequest): HeaderSource {
 
 /** The authenticated client of a REST request. */
 export function restCaller(deps: Deps, req: NodeRequest): ClientConfig {
-  const client = authenticateCaller(deps.config, credentialsOf(headersOf(req), peerOf(req)));
+  const client = authenticateCaller(deps.clients, credentialsOf(headersOf(req), peerOf(req)));
   rememberCaller(req, client.id);
   return client;
 }
@@ -91,7 +91,7 @@ function finalAnswer(v: CibaView): { status: number; body: unknown } {
 
 /** Routes of the `/oauth2` facade. */
 export function createAuthRoutes(deps: Deps): Route[] {
-  const { ciba, sessions, codeFlow, config } = deps;
+  const { ciba, sessions, codeFlow } = deps;
   const max = 64 * 1024;
 
   async function startCiba({ req, res, url }: RestContext): Promise<void> {
@@ -152,7 +152,7 @@ export function createAuthRoutes(deps: Deps): Route[] {
       method: "GET",
       pattern: "/oauth2/codeflow/:clientId",
       handler: async ({ res, params, url }) => {
-        const client = config.clients.find((c) => c.id === params.clientId);
+        const client = deps.clients.get(params.clientId ?? "");
         if (!client) throw new EproxyError("NOT_FOUND", "unknown client");
         const { authorizationUrl } = await codeFlow.start(client, url.searchParams.get("redirectUri") ?? "");
         writeHead(res, 302, { location: authorizationUrl, "cache-control": "no-store" });

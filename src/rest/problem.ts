@@ -1,4 +1,4 @@
-import { ERROR_CODES, type ErrorCode, toEproxyError } from "../errors.ts";
+import { ERROR_CODES, type ErrorCode, retryAfterHeader, toEproxyError } from "../errors.ts";
 import { type NodeResponse, writeHead } from "./router.ts";
 
 /** An RFC 9457 problem document as eProxy emits it. */
@@ -64,6 +64,7 @@ export function sendProblem(
   const body = JSON.stringify(problem);
   if (!res.headersSent) {
     writeHead(res, problem.status, {
+      ...retryAfterHeader(err),
       ...extraHeaders,
       "content-type": "application/problem+json",
       "content-length": Buffer.byteLength(body),

@@ -4,6 +4,7 @@
  */
 import { pipeline } from "node:stream/promises";
 import type { Deps } from "../deps.ts";
+import { retryAfterHeader } from "../errors.ts";
 import { soapVersionOf, toSoapFault } from "../relay/soap-fault.ts";
 import { sessionTokenOf } from "../rpc/peer.ts";
 import { headersOf, restCaller } from "./auth-routes.ts";
@@ -18,6 +19,7 @@ function soapFaultAnswer({ req, res }: RestContext, err: unknown): void {
   const ct = req.headers["content-type"];
   const fault = toSoapFault(err, soapVersionOf(Array.isArray(ct) ? ct[0] : ct));
   writeHead(res, fault.status, {
+    ...retryAfterHeader(err),
     "content-type": fault.contentType,
     "content-length": Buffer.byteLength(fault.body),
     "cache-control": "no-store",

@@ -13,7 +13,7 @@ import { credentialsOf, kCallerId, kPeer, sessionTokenOf } from "./peer.ts";
 
 /** The authenticated client of an RPC. */
 export function callerOf(deps: Deps, ctx: HandlerContext): ClientConfig {
-  const client = authenticateCaller(deps.config, credentialsOf(ctx.requestHeader, ctx.values.get(kPeer)));
+  const client = authenticateCaller(deps.clients, credentialsOf(ctx.requestHeader, ctx.values.get(kPeer)));
   ctx.values.set(kCallerId, client.id);
   return client;
 }

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type ErrorCode, toEproxyError } from "../errors.ts";
+import { type ErrorCode, retryAfterHeader, toEproxyError } from "../errors.ts";
 
 const CONNECT_CODES: Record<ErrorCode, Code> = {
   INVALID_ARGUMENT: Code.InvalidArgument,
@@ -31,5 +31,8 @@ const CONNECT_CODES: Record<ErrorCode, Code> = {
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   const e = toEproxyError(err);
-  return new ConnectError(e.message, CONNECT_CODES[e.code], { "x-eproxy-error": e.code });
+  return new ConnectError(e.message, CONNECT_CODES[e.code], {
+    "x-eproxy-error": e.code,
+    ...retryAfterHeader(e),
+  });
 }

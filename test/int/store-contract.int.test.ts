@@ -130,6 +130,26 @@ function contract(name: string, make: () => AuthStore) {
       await c?.release();
     });
 
+    it("counts events in fixed windows that start with the first event and end on time", async () => {
+      const name = `alert:test:${Math.random()}`;
+      expect(await store.peek(name)).toEqual({ count: 0, resetAt: 0 });
+      const first = await store.hit(name, 200);
+      expect(first.count).toBe(1);
+      expect(first.resetAt).toBeGreaterThan(Date.now());
+      expect(first.resetAt).toBeLessThanOrEqual(Date.now() + 200);
+      expect((await store.hit(name, 200)).count).toBe(2);
+      const third = await store.hit(name, 200);
+      expect(third.count).toBe(3);
+      // Later hits do not push the end of the window.
+      expect(Math.abs(third.resetAt - first.resetAt)).toBeLessThan(20);
+      expect((await store.peek(name)).count).toBe(3);
+      await sleep(300);
+      expect((await store.peek(name)).count).toBe(0);
+      expect((await store.hit(name, 200)).count).toBe(1);
+      // Counters are independent.
+      expect((await store.hit(`${name}:other`, 200)).count).toBe(1);
+    });
+
     it("answers ping", async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });

@@ -42,19 +42,23 @@ export interface AuthEnv {
   url: string;
   ca: string;
   keys: Record<"lps-demo" | "lps-other", string>;
+  /** Environment holding the encryption key (for a CLI run against the same stores). */
+  secretEnv: Record<string, string>;
   /** AuthService client authenticated with a client's API key. */
   auth(
     clientId?: "lps-demo" | "lps-other",
     protocol?: "grpc" | "connect",
     baseUrl?: string,
   ): Client<typeof AuthService>;
+  /** AuthService client authenticated with any API key. */
+  authKey(apiKey: string): Client<typeof AuthService>;
   /** Starts another eProxy with the same configuration and stores (a replica); returns its URL. */
   replica(): Promise<string>;
   /** A raw HTTPS request (HTTP/1.1) to eProxy, curl-style. */
   http(
     method: string,
     path: string,
-    init?: { headers?: Record<string, string>; body?: unknown },
+    init?: { headers?: Record<string, string>; body?: unknown; baseUrl?: string },
   ): Promise<{
     status: number;
     headers: Record<string, string | string[] | undefined>;
@@ -75,8 +79,14 @@ export async function startAuthEnv(
     server?: Record<string, unknown>;
     /** Keep sessions in this Redis (encrypted with a random key) instead of memory. */
     redisUrl?: string;
-    /** Keep traces in this MongoDB-wire server (a fresh database). */
+    /** Keep traces (and registered clients) in this MongoDB-wire server (a fresh database). */
     mongoUrl?: string;
+    /** Clients PSC knows besides lps-demo and lps-other (e.g. registered with `eproxy clients`). */
+    extraPscClients?: string[];
+    /** Extra `stores` keys (e.g. clientsRefreshSeconds). */
+    stores?: Record<string, unknown>;
+    /** Extra top-level configuration blocks (e.g. alerts). */
+    extra?: Record<string, unknown>;
   } = {},
 ): Promise<AuthEnv> {
   const pki = testPki();
@@ -90,7 +100,10 @@ export async function startAuthEnv(
       key: readFileSync(pki.serverKeyFile, "utf8"),
       ca: pki.ca,
     },
-    clients: ids.map((id) => ({ id, redirectUris: [`${publicBaseUrl}/oauth2/codeflow/${id}/callback`] })),
+    clients: [...ids, ...(opts.extraPscClients ?? [])].map((id) => ({
+      id,
+      redirectUris: [`${publicBaseUrl}/oauth2/codeflow/${id}/callback`],
+    })),
     autoApproveMs: 200,
     cibaIntervalSeconds: 1,
     introspectionClients: [{ id: "teleservice-as", secret: "sim-secret" }],
@@ -166,11 +179,15 @@ export async function startAuthEnv(
                 url: opts.redisUrl,
                 keyPrefix: `t${randomBytes(4).toString("hex")}:`,
               },
-              encryption: { keys: [{ id: "k1", env: "EPROXY_TEST_KEY_K1" }], activeKeyId: "k1" },
             }
           : {}),
+        ...(opts.redisUrl || opts.mongoUrl
+          ? { encryption: { keys: [{ id: "k1", env: "EPROXY_TEST_KEY_K1" }], activeKeyId: "k1" } }
+          : {}),
         ...(opts.mongoUrl ? { mongodbUrl: `${opts.mongoUrl}eproxy_${randomBytes(4).toString("hex")}` } : {}),
+        ...opts.stores,
       },
+      ...opts.extra,
       log: { level: process.env.EPROXY_TEST_LOG ?? "silent" },
     },
     {},
@@ -196,6 +213,7 @@ export async function startAuthEnv(
     url,
     ca: pki.ca,
     keys,
+    secretEnv: env,
     auth(clientId = "lps-demo", protocol = "grpc", baseUrl = url) {
       const interceptors = [withKey(keys[clientId])];
       const transport =
@@ -207,6 +225,14 @@ export async function startAuthEnv(
               nodeOptions: { ca: pki.ca },
               interceptors,
             });
+      return createClient(AuthService, transport);
+    },
+    authKey(apiKey) {
+      const transport = createGrpcTransport({
+        baseUrl: url,
+        nodeOptions: { ca: pki.ca },
+        interceptors: [withKey(apiKey)],
+      });
       return createClient(AuthService, transport);
     },
     async replica() {
@@ -228,7 +254,7 @@ export async function startAuthEnv(
               ? init.body
               : JSON.stringify(init.body);
         const req = https.request(
-          `${url}${path}`,
+          `${init.baseUrl ?? url}${path}`,
           {
             method,
             ca: pki.ca,

@@ -25,7 +25,7 @@ declare module "vitest" {
 }
 
 /** Client ids the tests use. */
-export const TEST_CLIENT_IDS = ["lps-demo", "lps-other"];
+export const TEST_CLIENT_IDS = ["lps-demo", "lps-other", "lps-registered"];
 
 function banner(lines: string[]): void {
   const bar = "!".repeat(78);

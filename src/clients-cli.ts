@@ -1,0 +1,257 @@
+/**
+ * `eproxy clients add|list|disable|enable|rotate-key`: manages the clients registered in MongoDB.
+ * API keys are printed once and stored as hashes; certificates are referenced by path, or stored
+ * with their private key sealed under the encryption key ring (`--store-cert`).
+ */
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { createApiKey } from "./auth/api-keys.ts";
+import { type ClientSource, clientKeyAad, type StoredClient } from "./auth/clients.ts";
+import { type ClientConfig, type Config, ConfigError, loadConfig, processEnv } from "./config.ts";
+import { identityFromPem, loadClientIdentity } from "./infra/client-tls.ts";
+import { loadKeyRing } from "./infra/key-ring.ts";
+import { createMongoClientSource } from "./infra/mongo-clients.ts";
+
+export const CLIENTS_USAGE = `Usage: eproxy clients <command> --config FILE [options]
+
+  list        [--json]           every client: configuration and MongoDB (no secrets)
+  add         --id ID (--cert-file F --key-file F | --pkcs12-file F [--pkcs12-passphrase-file F])
+              [--store-cert] [--service NAME]... [--redirect-uri URL]...
+              [--auth-method tls_client_auth|client_secret_basic|client_secret_post]
+              [--client-secret-file F] [--expose-psc-tokens] [--max-pending-ciba N]
+                                 register a client; prints its API key once
+  disable     --id ID            the client stops authenticating; its sessions become unusable
+  enable      --id ID
+  rotate-key  --id ID [--keep-previous]
+                                 new API key, printed once; the old one stops working
+                                 (--keep-previous: the last key keeps working until the next rotation)
+`;
+
+const OPTIONS = {
+  config: { type: "string", short: "c" },
+  id: { type: "string" },
+  "cert-file": { type: "string" },
+  "key-file": { type: "string" },
+  "pkcs12-file": { type: "string" },
+  "pkcs12-passphrase-file": { type: "string" },
+  "store-cert": { type: "boolean" },
+  service: { type: "string", multiple: true },
+  "redirect-uri": { type: "string", multiple: true },
+  "auth-method": { type: "string" },
+  "client-secret-file": { type: "string" },
+  "expose-psc-tokens": { type: "boolean" },
+  "max-pending-ciba": { type: "string" },
+  "keep-previous": { type: "boolean" },
+  json: { type: "boolean" },
+} as const;
+
+type Out = { write(s: string): unknown };
+
+/** Runs `eproxy clients ...`; usage errors are ConfigErrors (exit code 2). */
+export async function runClients(argv: string[], out: Out = process.stdout): Promise<void> {
+  const [command, ...rest] = argv;
+  if (!command || command === "help" || command === "--help") {
+    out.write(CLIENTS_USAGE);
+    return;
+  }
+  const { values } = parseArgs({ args: rest, options: OPTIONS, strict: true });
+  const env = processEnv();
+  const config = loadConfig(values.config, env);
+  if (!config.stores.mongodbUrl) throw new ConfigError("the client registry needs stores.mongodbUrl");
+  const source = createMongoClientSource(config.stores.mongodbUrl, { timeoutMs: 5_000 });
+  try {
+    const id = () => {
+      if (!values.id) throw new ConfigError("--id is required");
+      return values.id;
+    };
+    switch (command) {
+      case "list":
+        return await list(config, source, out, values.json === true);
+      case "add":
+        return await add(config, source, out, { ...values, id: id() }, env);
+      case "disable":
+      case "enable":
+        return await setDisabled(config, source, out, id(), command === "disable");
+      case "rotate-key":
+        return await rotate(config, source, out, id(), values["keep-previous"] === true);
+      default:
+        throw new ConfigError(`unknown clients command: ${command}\n\n${CLIENTS_USAGE}`);
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+async function list(config: Readonly<Config>, source: ClientSource, out: Out, json: boolean): Promise<void> {
+  const stored = await source.list();
+  const configured = new Set(config.clients.map((c) => c.id));
+  const rows = [
+    ...config.clients.map((c) => row(c, "config", "enabled")),
+    ...stored.map((s) =>
+      row(s, "mongodb", configured.has(s.id) ? "shadowed by config" : s.disabled ? "disabled" : "enabled", s),
+    ),
+  ];
+  if (json) {
+    out.write(`${JSON.stringify(rows, null, 2)}\n`);
+    return;
+  }
+  const cols = ["id", "origin", "status", "authMethod", "apiKeys", "certificate", "services"] as const;
+  const cells = rows.map((r) => cols.map((c) => String(Array.isArray(r[c]) ? r[c].join(",") : r[c])));
+  const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((r) => (r[i] as string).length)));
+  const line = (r: readonly string[]) =>
+    `${r.map((v, i) => v.padEnd(widths[i] as number)).join("  ")}`.trimEnd();
+  out.write(`${[line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join("\n")}\n`);
+}
+
+function row(c: ClientConfig, origin: "config" | "mongodb", status: string, s?: StoredClient) {
+  return {
+    id: c.id,
+    origin,
+    status,
+    authMethod: c.authMethod,
+    apiKeys: c.apiKeyHashes.length,
+    certificate: s?.certPem ? "stored (key sealed)" : (c.certFile ?? c.pkcs12File ?? ""),
+    services: c.allowedServices,
+  };
+}
+
+async function add(
+  config: Readonly<Config>,
+  source: ClientSource,
+  out: Out,
+  v: {
+    [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K] extends { multiple: true }
+      ? string[]
+      : string | boolean;
+  } & {
+    id: string;
+  },
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const str = (k: keyof typeof OPTIONS) => (typeof v[k] === "string" ? (v[k] as string) : undefined);
+  const abs = (p: string | undefined) => (p ? path.resolve(p) : undefined);
+  if (config.clients.some((c) => c.id === v.id)) {
+    throw new ConfigError(`client ${v.id} is defined in the configuration file, which wins: change it there`);
+  }
+  const services = (v.service as string[] | undefined) ?? [];
+  const known = new Set(config.teleservices.map((t) => t.name));
+  for (const s of services) if (!known.has(s)) throw new ConfigError(`--service ${s}: no such teleservice`);
+  const maxPending = str("max-pending-ciba");
+  if (maxPending !== undefined && !(Number.isInteger(Number(maxPending)) && Number(maxPending) > 0)) {
+    throw new ConfigError("--max-pending-ciba: a positive integer");
+  }
+  const { key, hash } = createApiKey();
+  const now = Date.now();
+  const fields = {
+    id: v.id,
+    authMethod: str("auth-method") ?? "tls_client_auth",
+    ...(str("client-secret-file") ? { clientSecretFile: abs(str("client-secret-file")) } : {}),
+    apiKeyHashes: [hash],
+    redirectUris: (v["redirect-uri"] as string[] | undefined) ?? [],
+    allowedServices: services,
+    exposePscTokens: v["expose-psc-tokens"] === true,
+    maxPendingCiba: maxPending ? Number(maxPending) : 20,
+  };
+  let client: StoredClient;
+  const certFile = str("cert-file");
+  const keyFile = str("key-file");
+  const p12 = str("pkcs12-file");
+  if (v["store-cert"]) {
+    if (!certFile || !keyFile) throw new ConfigError("--store-cert needs --cert-file and --key-file (PEM)");
+    if (!config.stores.encryption)
+      throw new ConfigError("--store-cert needs stores.encryption (the key ring)");
+    const ring = loadKeyRing(config.stores.encryption, env);
+    const certPem = readFileSync(certFile, "utf8");
+    const keyPem = readFileSync(keyFile, "utf8");
+    checkCertificate(v.id, () => identityFromPem(v.id, certPem, keyPem), certPem);
+    client = {
+      ...(fields as ClientConfig),
+      certPem,
+      keySealed: ring.seal(keyPem, clientKeyAad(v.id)),
+      disabled: false,
+      createdAt: now,
+      updatedAt: now,
+    };
+  } else {
+    if (!(certFile && keyFile) && !p12) {
+      throw new ConfigError("a certificate is required: --cert-file and --key-file, or --pkcs12-file");
+    }
+    const files = p12
+      ? {
+          pkcs12File: abs(p12) as string,
+          ...(str("pkcs12-passphrase-file")
+            ? { pkcs12PassphraseFile: abs(str("pkcs12-passphrase-file")) }
+            : {}),
+        }
+      : { certFile: abs(certFile) as string, keyFile: abs(keyFile) as string };
+    const candidate = { ...(fields as ClientConfig), ...files } as ClientConfig;
+    checkCertificate(
+      v.id,
+      () => loadClientIdentity(candidate),
+      certFile ? readFileSync(certFile, "utf8") : undefined,
+    );
+    client = { ...candidate, disabled: false, createdAt: now, updatedAt: now };
+  }
+  if (!(await source.insert(client))) throw new ConfigError(`client ${v.id} already exists in MongoDB`);
+  out.write(
+    `client ${v.id} registered in MongoDB (active on every replica within ${config.stores.clientsRefreshSeconds} s)\n` +
+      `API key (give it to the backend; shown once, stored as a hash): ${key}\n`,
+  );
+}
+
+/** The certificate must load, match its key, and carry the client id as its CN. */
+function checkCertificate(id: string, load: () => unknown, certPem: string | undefined): void {
+  try {
+    load();
+  } catch (err) {
+    throw new ConfigError(`certificate unusable: ${(err as Error).message}`);
+  }
+  if (certPem) {
+    const cn = /(?:^|\n)CN=([^\n]+)/.exec(new X509Certificate(certPem).subject)?.[1];
+    if (cn !== id)
+      throw new ConfigError(`the certificate's CN (${cn ?? "none"}) must be the client id ${id}`);
+  }
+}
+
+async function setDisabled(
+  config: Readonly<Config>,
+  source: ClientSource,
+  out: Out,
+  id: string,
+  disabled: boolean,
+): Promise<void> {
+  if (config.clients.some((c) => c.id === id)) {
+    throw new ConfigError(`client ${id} is defined in the configuration file: remove it there`);
+  }
+  if (!(await source.update(id, { disabled, updatedAt: Date.now() }))) {
+    throw new ConfigError(`no client ${id} in MongoDB`);
+  }
+  out.write(
+    `client ${id} ${disabled ? "disabled" : "enabled"} (within ${config.stores.clientsRefreshSeconds} s)\n`,
+  );
+}
+
+async function rotate(
+  config: Readonly<Config>,
+  source: ClientSource,
+  out: Out,
+  id: string,
+  keepPrevious: boolean,
+): Promise<void> {
+  if (config.clients.some((c) => c.id === id)) {
+    throw new ConfigError(`client ${id} is defined in the configuration file: change its apiKeyHashes there`);
+  }
+  const current = await source.get(id);
+  if (!current) throw new ConfigError(`no client ${id} in MongoDB`);
+  const { key, hash } = createApiKey();
+  const previous = keepPrevious ? current.apiKeyHashes.slice(0, 1) : [];
+  await source.update(id, { apiKeyHashes: [hash, ...previous], updatedAt: Date.now() });
+  out.write(
+    `new API key for ${id} (shown once; effective within ${config.stores.clientsRefreshSeconds} s): ${key}\n` +
+      (keepPrevious
+        ? "the previous key keeps working until the next rotation\n"
+        : "the previous key is revoked\n"),
+  );
+}
