@@ -122,6 +122,7 @@ export async function startFerret(bin: string, dir: string): Promise<TestServerP
           "--handler=sqlite",
           `--sqlite-url=file:${dir}/`,
           `--listen-addr=127.0.0.1:${p}`,
+          `--state-dir=${dir}`,
           "--log-level=error",
           "--debug-addr=-",
         ],
