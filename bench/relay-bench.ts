@@ -198,7 +198,14 @@ async function main(): Promise<void> {
   );
   const child: ChildProcess = spawn(
     process.execPath,
-    [path.resolve("bin/eproxy.js"), "serve", "--config", config],
+    [
+      // BENCH_CPU_PROF=DIR writes a V8 CPU profile of eProxy there (open it in Chrome DevTools).
+      ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      path.resolve("bin/eproxy.js"),
+      "serve",
+      "--config",
+      config,
+    ],
     { stdio: ["ignore", "ignore", "inherit"] },
   );
   try {

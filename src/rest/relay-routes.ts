@@ -40,7 +40,9 @@ export function createRelayRoutes(deps: Deps): Route[] {
         let bytesOut = 0;
         // The caller hanging up cancels the upstream call; once the answer is done, nothing to cancel.
         const abort = new AbortController();
-        const onClose = () => abort.abort();
+        const onClose = () => {
+          if (!res.writableFinished) abort.abort();
+        };
         res.once("close", onClose);
         try {
           const out = await deps.relay.forward({
