@@ -143,7 +143,7 @@ export async function createDeps(
   });
   const sessions = createSessions({ config, clients, store, psc, log, traces });
   const misuse = createMisuseGuard({ config, store, traces, log });
-  const ciba = createCiba({ config, clients, psc, sessions, misuse, log, traces });
+  const ciba = createCiba({ config, clients, psc, sessions, store, misuse, log, traces });
   const codeFlow = createCodeFlow({ config, clients, store, psc, sessions, log, traces });
   const upstream = overrides.upstream ?? createUndiciUpstream(clients, log);
   const apiTokens = createApiTokens({ sessions, store, upstream, traces });

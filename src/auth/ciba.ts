@@ -1,9 +1,14 @@
 /**
  * CIBA requests: validation, reuse (no duplicate push), one background poller per request that
  * honours PSC's interval, slow_down, Retry-After and expiry, and state changes pushed to watchers.
+ *
+ * The state of a request lives in the session store, so any replica answers PollCiba/WatchCiba: the
+ * replica that started it polls PSC under a lease; if it disappears, the next replica asked about
+ * the request takes the lease over and goes on polling. The session token of an approved request is
+ * a single-use record: handed out once, whichever replica is asked.
  */
 import { randomBytes, randomInt } from "node:crypto";
-import { EventEmitter, on } from "node:events";
+import { EventEmitter, once } from "node:events";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -12,6 +17,7 @@ import type { ClientRegistry } from "./clients.ts";
 import type { MisuseGuard } from "./misuse.ts";
 import { acrSatisfies, type PscGateway } from "./psc-gateway.ts";
 import type { Sessions, SessionView } from "./sessions.ts";
+import type { AuthStore, Lease } from "./store.ts";
 
 /** State of a CIBA request. */
 export type CibaStatus = "PENDING" | "APPROVED" | "DENIED" | "EXPIRED" | "FAILED";
@@ -42,7 +48,8 @@ export type CibaStartResult =
   | { reused: true; request: CibaView }
   | { reused: true; session: SessionView };
 
-interface CibaRequest {
+/** The shared state of a request (session store). */
+interface CibaRecord {
   id: string;
   clientId: string;
   nationalId: string;
@@ -51,19 +58,30 @@ interface CibaRequest {
   status: CibaStatus;
   expiresAt: number;
   intervalMs: number;
-  timer?: NodeJS.Timeout;
+  /** Once APPROVED, without its token (a single-use record of its own). */
   session?: SessionView;
-  tokenDelivered: boolean;
   errorMessage?: string;
 }
 
+/** A request this replica polls. */
+interface Poller {
+  rec: CibaRecord;
+  lease: Lease;
+  timer?: NodeJS.Timeout;
+  renew: NodeJS.Timeout;
+}
+
 const FINAL_KEEP_MS = 5 * 60_000;
+/** The poller's lease; renewed every third of it while the request is pending. */
+const POLL_LEASE_MS = 30_000;
+/** How often a watcher on another replica than the poller re-reads the state. */
+const REMOTE_WATCH_MS = 500;
 const NATIONAL_ID = /^(8\d{11}|0\d{9})$/;
 
 /** The CIBA service. */
 export interface Ciba {
   start(client: ClientConfig, input: CibaStartInput): Promise<CibaStartResult>;
-  get(clientId: string, authReqId: string): CibaView;
+  get(clientId: string, authReqId: string): Promise<CibaView>;
   /** Streams the current state, then every change, until a final state or `signal`. */
   watch(clientId: string, authReqId: string, signal?: AbortSignal): AsyncGenerator<CibaView>;
   /** Resolves at a final state (or when the request expires). */
@@ -92,47 +110,65 @@ export function createCiba(deps: {
   misuse?: MisuseGuard;
   psc: PscGateway;
   sessions: Sessions;
+  /** Where the state of requests is shared between replicas. */
+  store: AuthStore;
   log: Logger;
   traces?: Traces;
   now?: () => number;
 }): Ciba {
-  const { config, clients, psc, sessions, log } = deps;
+  const { config, clients, psc, sessions, store, log } = deps;
   const traces = deps.traces ?? { record() {} };
   const now = deps.now ?? Date.now;
-  const requests = new Map<string, CibaRequest>();
+  const pollers = new Map<string, Poller>();
   const events = new EventEmitter();
   events.setMaxListeners(0);
   let closed = false;
 
   const isFinal = (s: CibaStatus) => s !== "PENDING";
+  const pendingKey = (clientId: string, nationalId: string) => `${clientId}\n${nationalId}`;
+  const leaseName = (id: string) => `ciba-poll:${id}`;
 
-  function view(r: CibaRequest, deliverToken: boolean): CibaView {
-    let session = r.session;
-    if (session?.token) {
-      if (deliverToken && !r.tokenDelivered) {
-        r.tokenDelivered = true;
-        // The token leaves memory once handed out.
-        r.session = { ...session, token: undefined } as SessionView;
-        delete r.session.token;
-      } else {
-        session = { ...session };
-        delete session.token;
-      }
+  const save = (rec: CibaRecord) =>
+    store.putTransient("ciba-request", rec.id, rec, Math.max(1, rec.expiresAt - now()) + FINAL_KEEP_MS);
+
+  async function load(clientId: string, authReqId: string): Promise<CibaRecord> {
+    const rec =
+      pollers.get(authReqId)?.rec ?? (await store.getTransient<CibaRecord>("ciba-request", authReqId));
+    // Another client's request is reported exactly like a missing one.
+    if (!rec || rec.clientId !== clientId)
+      throw new EproxyError("NOT_FOUND", "unknown or expired CIBA request");
+    return rec;
+  }
+
+  async function view(rec: CibaRecord, deliverToken: boolean): Promise<CibaView> {
+    let session = rec.session;
+    if (session && deliverToken && rec.status === "APPROVED") {
+      // The token leaves the store once handed out, whichever replica hands it out.
+      const token = await store.takeTransient<string>("ciba-token", rec.id);
+      if (token) session = { ...session, token };
     }
     return {
-      authReqId: r.id,
-      status: r.status,
-      expiresAt: r.expiresAt,
-      intervalSeconds: Math.round(r.intervalMs / 1000),
-      bindingMessage: r.bindingMessage,
+      authReqId: rec.id,
+      status: rec.status,
+      expiresAt: rec.expiresAt,
+      intervalSeconds: Math.round(rec.intervalMs / 1000),
+      bindingMessage: rec.bindingMessage,
       ...(session ? { session } : {}),
-      ...(r.errorMessage ? { errorMessage: r.errorMessage } : {}),
+      ...(rec.errorMessage ? { errorMessage: rec.errorMessage } : {}),
     };
   }
 
-  function finish(r: CibaRequest, status: CibaStatus, errorMessage?: string): void {
-    clearTimeout(r.timer);
+  function drop(p: Poller): void {
+    clearTimeout(p.timer);
+    clearInterval(p.renew);
+    pollers.delete(p.rec.id);
+  }
+
+  async function finish(p: Poller, status: CibaStatus, errorMessage?: string, token?: string): Promise<void> {
+    const r = p.rec;
+    drop(p);
     r.status = status;
+    if (errorMessage) r.errorMessage = errorMessage;
     traces.record({
       type: status === "APPROVED" ? "CONNECT_SUCCESS" : "CONNECT_FAILURE",
       clientId: r.clientId,
@@ -142,70 +178,127 @@ export function createCiba(deps: {
       ...(r.session?.psc?.sessionState ? { sessionState: r.session.psc.sessionState } : {}),
       outcome: status,
     });
-    if (errorMessage) r.errorMessage = errorMessage;
     if (status !== "APPROVED") void deps.misuse?.cibaFailed(r.nationalId, r.clientId);
-    events.emit(r.id);
-    setTimeout(() => requests.delete(r.id), FINAL_KEEP_MS).unref();
+    try {
+      if (token) await store.putTransient("ciba-token", r.id, token, FINAL_KEEP_MS);
+      await save(r);
+      await store.deleteTransient("ciba-pending", pendingKey(r.clientId, r.nationalId));
+    } catch (err) {
+      log.error({ err: (err as Error).message }, "could not store the end of a CIBA request");
+    } finally {
+      await p.lease.release().catch(() => {});
+      events.emit(r.id);
+    }
   }
 
-  function schedule(r: CibaRequest, delayMs: number): void {
+  function schedule(p: Poller, delayMs: number): void {
     if (closed) return;
+    const r = p.rec;
     const wait = Math.min(delayMs, Math.max(0, r.expiresAt - now()));
-    r.timer = setTimeout(() => {
-      pollOnce(r).catch((err: unknown) => {
+    p.timer = setTimeout(() => {
+      pollOnce(p).catch(async (err: unknown) => {
         log.error({ err }, "CIBA poller failed");
-        finish(r, "FAILED", "internal error while waiting for the professional");
+        await finish(p, "FAILED", "internal error while waiting for the professional");
       });
     }, wait);
-    r.timer.unref();
+    p.timer.unref();
   }
 
-  async function pollOnce(r: CibaRequest): Promise<void> {
-    if (r.status !== "PENDING") return;
-    if (now() >= r.expiresAt) return finish(r, "EXPIRED", "the professional did not answer in time");
+  /** Polls a request from this replica, under its lease. */
+  function own(rec: CibaRecord, lease: Lease, firstDelayMs: number): void {
+    const p: Poller = {
+      rec,
+      lease,
+      renew: setInterval(() => {
+        void lease.renew().then(
+          (held) => {
+            if (!held) drop(p);
+          },
+          () => {},
+        );
+      }, POLL_LEASE_MS / 3),
+    };
+    p.renew.unref();
+    pollers.set(rec.id, p);
+    schedule(p, firstDelayMs);
+  }
+
+  /** Takes over a pending request whose poller is gone (its replica stopped). */
+  async function adopt(rec: CibaRecord): Promise<void> {
+    if (closed || pollers.has(rec.id) || rec.status !== "PENDING" || now() >= rec.expiresAt) return;
+    const lease = await store.tryLease(leaseName(rec.id), POLL_LEASE_MS).catch(() => undefined);
+    if (!lease) return;
+    // Re-read under the lease: the previous poller may have finished in between.
+    const fresh = await store.getTransient<CibaRecord>("ciba-request", rec.id);
+    if (fresh?.status !== "PENDING" || pollers.has(rec.id)) {
+      await lease.release();
+      return;
+    }
+    log.info({ clientId: fresh.clientId }, "CIBA request taken over from another replica");
+    own(fresh, lease, 0);
+  }
+
+  async function pollOnce(p: Poller): Promise<void> {
+    const r = p.rec;
+    if (r.status !== "PENDING" || !pollers.has(r.id)) return;
+    if (now() >= r.expiresAt) return finish(p, "EXPIRED", "the professional did not answer in time");
     const outcome = await psc.pollCiba(r.clientId, r.pscAuthReqId);
     switch (outcome.kind) {
       case "pending":
-        return schedule(r, r.intervalMs);
+        return schedule(p, r.intervalMs);
       case "slow_down":
         // CIBA §11: slow_down adds 5 seconds to the interval for this and every later poll.
         r.intervalMs += 5_000;
-        return schedule(r, r.intervalMs);
+        await save(r);
+        return schedule(p, r.intervalMs);
       case "unavailable":
         // Never retry-storm an unavailable PSC: wait at least the interval, or what Retry-After says.
-        return schedule(r, Math.max(r.intervalMs, outcome.retryAfterMs ?? r.intervalMs * 2));
+        return schedule(p, Math.max(r.intervalMs, outcome.retryAfterMs ?? r.intervalMs * 2));
       case "denied":
-        return finish(r, "DENIED", "the professional refused the authentication");
+        return finish(p, "DENIED", "the professional refused the authentication");
       case "expired":
-        return finish(r, "EXPIRED", "the professional did not answer in time");
+        return finish(p, "EXPIRED", "the professional did not answer in time");
       case "failed":
-        return finish(r, "FAILED", outcome.message);
+        return finish(p, "FAILED", outcome.message);
       case "approved": {
         if (!acrSatisfies(outcome.claims.acr, config.psc.acrValues)) {
           return finish(
-            r,
+            p,
             "FAILED",
             `authentication level ${outcome.claims.acr ?? "none"} is below ${config.psc.acrValues}`,
           );
         }
         const client = clients.get(r.clientId);
-        if (!client) return finish(r, "FAILED", "client removed");
+        if (!client) return finish(p, "FAILED", "client removed");
+        let token: string | undefined;
         try {
-          r.session = await sessions.create(client, outcome.tokens, outcome.claims);
+          const created = await sessions.create(client, outcome.tokens, outcome.claims);
+          token = created.token;
+          const { token: _t, ...withoutToken } = created;
+          r.session = withoutToken;
         } catch (err) {
           log.warn({ err: (err as Error).message }, "session creation after CIBA approval failed");
-          return finish(r, "FAILED", err instanceof EproxyError ? err.message : "session creation failed");
+          return finish(p, "FAILED", err instanceof EproxyError ? err.message : "session creation failed");
         }
-        return finish(r, "APPROVED");
+        return finish(p, "APPROVED", undefined, token);
       }
     }
   }
 
-  function find(clientId: string, authReqId: string): CibaRequest {
-    const r = requests.get(authReqId);
-    // Another client's request is reported exactly like a missing one.
-    if (!r || r.clientId !== clientId) throw new EproxyError("NOT_FOUND", "unknown or expired CIBA request");
-    return r;
+  /** Resolves on a local change of the request, after `ms`, or when `signal` aborts. */
+  async function changed(id: string, ms: number, signal?: AbortSignal): Promise<void> {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), ms);
+    const onAbort = () => ac.abort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await once(events, id, { signal: ac.signal });
+    } catch {
+      // timeout or caller gone: the loop re-reads the state
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   return {
@@ -230,21 +323,21 @@ export function createCiba(deps: {
         });
         return { reused: true, session: await sessions.view(live, { reused: true }) };
       }
-      for (const r of requests.values()) {
-        if (r.clientId === client.id && r.nationalId === nationalId && r.status === "PENDING") {
-          return { reused: true, request: view(r, false) };
+      const pendingId = await store.getTransient<string>("ciba-pending", pendingKey(client.id, nationalId));
+      if (pendingId) {
+        const pending = await load(client.id, pendingId).catch(() => undefined);
+        if (pending?.status === "PENDING" && pending.expiresAt > now()) {
+          void adopt(pending);
+          return { reused: true, request: await view(pending, false) };
         }
       }
-      const pendingForClient = [...requests.values()].filter(
-        (r) => r.clientId === client.id && r.status === "PENDING",
-      ).length;
-      if (pendingForClient >= client.maxPendingCiba) {
+      const pendingHere = [...pollers.values()].filter((p) => p.rec.clientId === client.id).length;
+      if (pendingHere >= client.maxPendingCiba) {
         throw new EproxyError(
           "TOO_MANY_REQUESTS",
           `too many pending CIBA requests for this client (max ${client.maxPendingCiba})`,
         );
       }
-
       await deps.misuse?.beforeCiba(nationalId);
 
       const started = await psc
@@ -262,7 +355,7 @@ export function createCiba(deps: {
           }
           throw err;
         });
-      const r: CibaRequest = {
+      const rec: CibaRecord = {
         id: randomBytes(18).toString("base64url"),
         clientId: client.id,
         nationalId,
@@ -272,36 +365,45 @@ export function createCiba(deps: {
         expiresAt: now() + started.expiresInSeconds * 1000,
         // CIBA §7.3: 5 seconds when PSC gives no interval.
         intervalMs: (started.intervalSeconds ?? 5) * 1000,
-        tokenDelivered: false,
       };
-      requests.set(r.id, r);
-      schedule(r, r.intervalMs);
-      return { reused: false, request: view(r, false) };
+      const lease = await store.tryLease(leaseName(rec.id), POLL_LEASE_MS);
+      if (!lease) throw new EproxyError("INTERNAL", "could not take the lease of a new CIBA request");
+      await save(rec);
+      await store.putTransient(
+        "ciba-pending",
+        pendingKey(client.id, nationalId),
+        rec.id,
+        Math.max(1, rec.expiresAt - now()),
+      );
+      own(rec, lease, rec.intervalMs);
+      return { reused: false, request: await view(rec, false) };
     },
 
-    get(clientId, authReqId) {
-      const r = find(clientId, authReqId);
-      return view(r, true);
+    async get(clientId, authReqId) {
+      const rec = await load(clientId, authReqId);
+      if (!pollers.has(rec.id)) void adopt(rec);
+      return view(rec, true);
     },
 
     async *watch(clientId, authReqId, signal) {
-      const r = find(clientId, authReqId);
+      let rec = await load(clientId, authReqId);
       let last: CibaStatus | undefined;
-      const it = on(events, r.id, signal ? { signal } : {});
-      try {
-        while (true) {
-          if (r.status !== last) {
-            last = r.status;
-            yield view(r, true);
-            if (isFinal(r.status)) return;
-          }
-          await it.next();
+      let adoptedAt = 0;
+      while (!signal?.aborted) {
+        if (rec.status !== last) {
+          last = rec.status;
+          yield await view(rec, true);
+          if (isFinal(rec.status)) return;
         }
-      } catch (err) {
-        if ((err as Error).name === "AbortError") return;
-        throw err;
-      } finally {
-        await it.return?.();
+        if (!pollers.has(rec.id) && now() - adoptedAt > POLL_LEASE_MS / 6) {
+          adoptedAt = now();
+          await adopt(rec);
+        }
+        await changed(rec.id, pollers.has(rec.id) ? POLL_LEASE_MS : REMOTE_WATCH_MS, signal);
+        if (closed) return;
+        rec = await load(clientId, authReqId).catch(
+          (): CibaRecord => ({ ...rec, status: "EXPIRED", errorMessage: "the request expired" }),
+        );
       }
     },
 
@@ -315,7 +417,11 @@ export function createCiba(deps: {
 
     close() {
       closed = true;
-      for (const r of requests.values()) clearTimeout(r.timer);
+      for (const p of [...pollers.values()]) {
+        drop(p);
+        // Another replica takes over at once instead of waiting for the lease to expire.
+        void p.lease.release().catch(() => {});
+      }
       events.removeAllListeners();
     },
   };

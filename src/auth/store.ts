@@ -66,8 +66,16 @@ export interface Lease {
   release(): Promise<void>;
 }
 
-/** Kinds of single-use records. */
-export type TransientKind = "codeflow-state" | "one-time-code";
+/**
+ * Kinds of short-lived records: code-flow states and one-time codes (single use), and the shared
+ * state of CIBA requests (request, pending index per professional, session token handed out once).
+ */
+export type TransientKind =
+  | "codeflow-state"
+  | "one-time-code"
+  | "ciba-request"
+  | "ciba-pending"
+  | "ciba-token";
 
 /** Storage for the authentication domain. */
 export interface AuthStore {
@@ -90,6 +98,10 @@ export interface AuthStore {
   putTransient(kind: TransientKind, key: string, value: unknown, ttlMs: number): Promise<void>;
   /** Reads and deletes a single-use record atomically. */
   takeTransient<T>(kind: TransientKind, key: string): Promise<T | undefined>;
+  /** Reads a short-lived record without consuming it. */
+  getTransient<T>(kind: TransientKind, key: string): Promise<T | undefined>;
+  /** Deletes a short-lived record. */
+  deleteTransient(kind: TransientKind, key: string): Promise<void>;
   /**
    * Takes a lease (a lock that expires after `ttlMs` unless renewed), or undefined when another
    * holder — possibly another replica — has it.

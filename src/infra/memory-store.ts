@@ -78,6 +78,13 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       transient.delete(k);
       return e ? (JSON.parse(e.value) as T) : undefined;
     },
+    async getTransient<T>(kind: TransientKind, key: string) {
+      const e = live(transient, `${kind}:${key}`);
+      return e ? (JSON.parse(e.value) as T) : undefined;
+    },
+    async deleteTransient(kind, key) {
+      transient.delete(`${kind}:${key}`);
+    },
     async tryLease(name, ttlMs) {
       if (live(leases, name)) return undefined;
       const owner = Symbol(name);

@@ -90,7 +90,9 @@ export function createRedisStore(
   // The index key hides who the professional is: a hash of client id and national id.
   const iKey = (clientId: string, nationalId: string) =>
     `${p}i:${createHash("sha256").update(`${clientId}\n${nationalId}`).digest("hex")}`;
-  const tKey = (kind: TransientKind, key: string) => `${p}t:${kind}:${key}`;
+  // Hashed: keys may be secrets (one-time codes) or identifiers (a professional's national id).
+  const tKey = (kind: TransientKind, key: string) =>
+    `${p}t:${kind}:${createHash("sha256").update(key).digest("hex")}`;
   const cKey = (name: string) => `${p}c:${createHash("sha256").update(name).digest("hex")}`;
   const lKey = (name: string) => `${p}l:${createHash("sha256").update(name).digest("hex")}`;
 
@@ -191,6 +193,19 @@ export function createRedisStore(
       run("put transient", async () => {
         const k = tKey(kind, key);
         await redis.set(k, ring.seal(JSON.stringify(value), k), "PX", ttlMs);
+      }),
+
+    getTransient: <T>(kind: TransientKind, key: string) =>
+      run("get transient", async () => {
+        const k = tKey(kind, key);
+        const sealed = await redis.get(k);
+        const json = sealed ? ring.open(sealed, k) : undefined;
+        return json ? (JSON.parse(json) as T) : undefined;
+      }),
+
+    deleteTransient: (kind, key) =>
+      run("delete transient", async () => {
+        await redis.del(tKey(kind, key));
       }),
 
     takeTransient: <T>(kind: TransientKind, key: string) =>

@@ -142,9 +142,9 @@ export function createAuthRoutes(deps: Deps): Route[] {
     {
       method: "GET",
       pattern: "/oauth2/ciba/:authReqId",
-      handler: ({ req, res, params }) => {
+      handler: async ({ req, res, params }) => {
         const caller = restCaller(deps, req);
-        sendJson(res, 200, cibaJson(ciba.get(caller.id, params.authReqId as string)));
+        sendJson(res, 200, cibaJson(await ciba.get(caller.id, params.authReqId as string)));
       },
     },
     {

@@ -51,7 +51,7 @@ export function createAuthService(deps: Deps): ServiceImpl<typeof AuthService> {
 
     async pollCiba(req, ctx) {
       const caller = callerOf(deps, ctx);
-      return toPollCibaProto(ciba.get(caller.id, req.authReqId));
+      return toPollCibaProto(await ciba.get(caller.id, req.authReqId));
     },
 
     async *watchCiba(req, ctx) {

@@ -5,7 +5,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
-import { type AuthEnv, DOCTOR, startAuthEnv } from "../support/auth-env.ts";
+import { type AuthEnv, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
 import { startRedis, type TestServerProcess } from "../support/servers.ts";
 
 const redisUrl = inject("redisUrl");
@@ -33,6 +33,66 @@ describe.skipIf(!redisUrl)("two replicas sharing one Redis", () => {
   });
   afterAll(async () => {
     await env?.close();
+  });
+
+  it("a CIBA request started on one replica is followed on the other; its session token is handed out once", async () => {
+    env.psc.settings.autoApproveMs = null;
+    try {
+      const a = env.auth();
+      const b = env.auth("lps-demo", "grpc", replicaUrl);
+      const started = await a.startCiba({ nationalId: PHARMACIST, bindingMessage: "07" });
+      // The other replica knows it, and does not push again for the same professional.
+      expect((await b.pollCiba({ authReqId: started.authReqId })).status).toBe(CibaStatus.PENDING);
+      const again = await b.startCiba({ nationalId: PHARMACIST });
+      expect(again.reused).toBe(true);
+      expect(again.authReqId).toBe(started.authReqId);
+      expect(env.psc.stats.cibaRequests).toBeGreaterThanOrEqual(1);
+      const pushes = env.psc.stats.cibaRequests;
+
+      const watched = (async () => {
+        const states = [];
+        for await (const m of b.watchCiba({ authReqId: started.authReqId })) states.push(m);
+        return states;
+      })();
+      await new Promise((r) => setTimeout(r, 300));
+      await env.psc.approve(env.psc.pending().find((p) => p.nationalId === PHARMACIST)?.authReqId as string);
+      const states = await watched;
+      expect(states.map((m) => m.status)).toEqual([CibaStatus.PENDING, CibaStatus.APPROVED]);
+      const token = states.at(-1)?.session?.sessionToken as string;
+      expect(token).toMatch(/^eps_/);
+      // Handed out once, whichever replica is asked next.
+      expect((await a.pollCiba({ authReqId: started.authReqId })).session?.sessionToken).toBe("");
+      expect((await b.pollCiba({ authReqId: started.authReqId })).session?.sessionToken).toBe("");
+      expect(env.psc.stats.cibaRequests).toBe(pushes);
+      await a.logout({ sessionToken: token });
+    } finally {
+      env.psc.settings.autoApproveMs = 200;
+    }
+  });
+
+  it("when the replica polling a CIBA request stops, another one takes over", async () => {
+    env.psc.settings.autoApproveMs = null;
+    const doomed = await env.startReplica();
+    try {
+      const started = await env
+        .auth("lps-demo", "grpc", doomed.url)
+        .startCiba({ nationalId: NURSE, bindingMessage: "08" });
+      await doomed.close();
+      const polls = () => Object.values(env.psc.stats.cibaPolls).reduce((n, x) => n + x.length, 0);
+      const before = polls();
+      const a = env.auth();
+      expect((await a.pollCiba({ authReqId: started.authReqId })).status).toBe(CibaStatus.PENDING);
+      // The surviving replica polls PSC from now on.
+      await expect.poll(polls, { timeout: 5_000 }).toBeGreaterThan(before);
+      await env.psc.approve(env.psc.pending().find((p) => p.nationalId === NURSE)?.authReqId as string);
+      let last: any;
+      for await (const m of a.watchCiba({ authReqId: started.authReqId })) last = m;
+      expect(last.status).toBe(CibaStatus.APPROVED);
+      expect(last.session.sessionToken).toMatch(/^eps_/);
+      await a.logout({ sessionToken: last.session.sessionToken });
+    } finally {
+      env.psc.settings.autoApproveMs = 200;
+    }
   });
 
   it("a session created on one replica is usable on the other", async () => {

@@ -112,6 +112,19 @@ function contract(name: string, make: () => AuthStore) {
       expect(await store.takeTransient("one-time-code", "same")).toBeUndefined();
     });
 
+    it("reads shared records without consuming them, and deletes them", async () => {
+      await store.putTransient("ciba-request", "r1", { status: "PENDING" }, 60_000);
+      expect(await store.getTransient("ciba-request", "r1")).toEqual({ status: "PENDING" });
+      expect(await store.getTransient("ciba-request", "r1")).toEqual({ status: "PENDING" });
+      await store.putTransient("ciba-request", "r1", { status: "APPROVED" }, 60_000);
+      expect(await store.getTransient("ciba-request", "r1")).toEqual({ status: "APPROVED" });
+      await store.deleteTransient("ciba-request", "r1");
+      expect(await store.getTransient("ciba-request", "r1")).toBeUndefined();
+      await store.putTransient("ciba-pending", "lps-demo\n899700218896", "r2", 100);
+      await sleep(200);
+      expect(await store.getTransient("ciba-pending", "lps-demo\n899700218896")).toBeUndefined();
+    });
+
     it("grants a lease to one holder at a time, renews it, and frees it on release or expiry", async () => {
       const a = await store.tryLease("refresh:x", 300);
       expect(a).toBeDefined();
@@ -169,6 +182,10 @@ describe.skipIf(!redisUrl)("Redis store", () => {
     const r = record();
     await store.putSession(r, 60_000);
     await store.putTransient("one-time-code", "h", { sessionToken: "eps_SECRETSESSIONTOKEN" }, 60_000);
+    // CIBA state: the pending index is keyed by client and national id, the token is single-use.
+    await store.putTransient("ciba-pending", "lps-demo\n899700218896", "req1", 60_000);
+    await store.putTransient("ciba-token", "req1", "eps_SECRETCIBATOKEN", 60_000);
+    await store.putTransient("one-time-code", "otc_SECRETONETIMECODE", { x: 1 }, 60_000);
     const raw = new Redis(redisUrl);
     try {
       const keys = await raw.keys(`${prefix}*`);
@@ -183,6 +200,8 @@ describe.skipIf(!redisUrl)("Redis store", () => {
         r.psc.refreshToken as string,
         "h.p.s",
         "eps_SECRETSESSIONTOKEN",
+        "eps_SECRETCIBATOKEN",
+        "otc_SECRETONETIMECODE",
         "899700218896",
         "Camille",
       ]) {

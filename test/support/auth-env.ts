@@ -54,6 +54,8 @@ export interface AuthEnv {
   authKey(apiKey: string): Client<typeof AuthService>;
   /** Starts another eProxy with the same configuration and stores (a replica); returns its URL. */
   replica(): Promise<string>;
+  /** Like replica(), with a way to stop that replica alone. */
+  startReplica(): Promise<{ url: string; close(): Promise<void> }>;
   /** A raw HTTPS request (HTTP/1.1) to eProxy, curl-style. */
   http(
     method: string,
@@ -234,6 +236,15 @@ export async function startAuthEnv(
         interceptors: [withKey(apiKey)],
       });
       return createClient(AuthService, transport);
+    },
+    async startReplica() {
+      const cfg = parseConfig(
+        { ...structuredClone(config), server: { ...structuredClone(config.server), port: 0 } },
+        {},
+      );
+      const d = await createDeps(cfg, createLogger(cfg.log.level), { env });
+      const s = await startServer(d);
+      return { url: `https://localhost:${s.port}`, close: () => s.close() };
     },
     async replica() {
       const cfg = parseConfig(
