@@ -3,6 +3,8 @@
  * read once at start.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
+import { Socket } from "node:net";
+import { createSecureContext, type PeerCertificate, TLSSocket } from "node:tls";
 import { readFileSync } from "node:fs";
 import type { ClientConfig } from "../config.ts";
 
@@ -12,7 +14,7 @@ export interface ClientIdentity {
   clientId: string;
   /** Options for tls.connect. */
   tls: { cert: string; key: string } | { pfx: Buffer; passphrase: string };
-  /** Subject DN of the certificate, for traces (PEM only). */
+  /** Subject DN of the certificate, for traces. */
   subjectDn?: string;
   /** SHA-256 thumbprint of the certificate (base64url), as in `cnf.x5t#S256`. */
   thumbprint?: string;
@@ -28,7 +30,7 @@ export interface ClientLookup {
 export function loadClientIdentity(c: ClientConfig): ClientIdentity {
   if (c.pkcs12File) {
     const passphrase = c.pkcs12PassphraseFile ? readFileSync(c.pkcs12PassphraseFile, "utf8").trim() : "";
-    return { clientId: c.id, tls: { pfx: readFileSync(c.pkcs12File), passphrase } };
+    return identityFromPkcs12(c.id, readFileSync(c.pkcs12File), passphrase);
   }
   return identityFromPem(
     c.id,
@@ -37,15 +39,38 @@ export function loadClientIdentity(c: ClientConfig): ClientIdentity {
   );
 }
 
+/**
+ * The identity of a PKCS#12 bundle. Node reads PKCS#12 only into a TLS context; the certificate is
+ * read back from a TLS socket built on that context (documented APIs, no PKCS#12 parser of our own),
+ * which also proves the passphrase right at start rather than at the first upstream call.
+ */
+export function identityFromPkcs12(clientId: string, pfx: Buffer, passphrase: string): ClientIdentity {
+  let raw: Buffer | undefined;
+  try {
+    const socket = new TLSSocket(new Socket(), {
+      secureContext: createSecureContext({ pfx, passphrase }),
+      isServer: true,
+    });
+    raw = (socket.getCertificate() as PeerCertificate | null)?.raw;
+    socket.destroy();
+  } catch {
+    throw new Error(`the PKCS#12 file of client ${clientId} cannot be opened (wrong passphrase or not PKCS#12)`);
+  }
+  if (!raw) throw new Error(`the PKCS#12 file of client ${clientId} holds no certificate`);
+  return { clientId, tls: { pfx, passphrase }, ...describe(new X509Certificate(raw)) };
+}
+
+function describe(x: X509Certificate): { subjectDn: string; thumbprint: string } {
+  return {
+    subjectDn: x.subject.split("\n").join(", "),
+    thumbprint: Buffer.from(x.fingerprint256.replaceAll(":", ""), "hex").toString("base64url"),
+  };
+}
+
 /** The identity of a PEM certificate chain and its private key (checked to belong together). */
 export function identityFromPem(clientId: string, cert: string, key: string): ClientIdentity {
   const x = new X509Certificate(cert);
   if (!x.checkPrivateKey(createPrivateKey(key)))
     throw new Error("the private key does not match the certificate");
-  return {
-    clientId,
-    tls: { cert, key },
-    subjectDn: x.subject.split("\n").join(", "),
-    thumbprint: Buffer.from(x.fingerprint256.replaceAll(":", ""), "hex").toString("base64url"),
-  };
+  return { clientId, tls: { cert, key }, ...describe(x) };
 }
