@@ -50,6 +50,10 @@ export const clientFieldsSchema = z.object({
     .enum(["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"])
     .default("tls_client_auth"),
   clientSecretFile: filePath.optional(),
+  /** private_key_jwt: the signing key (PEM, RSA or EC P-256); the certificate's key when absent. */
+  signingKeyFile: filePath.optional(),
+  /** private_key_jwt: the `kid` PSC knows the key by. */
+  signingKeyId: z.string().min(1).optional(),
   apiKeyHashes: z
     .array(z.string().regex(/^sha256:[0-9a-f]{64}$/, "must be 'sha256:' followed by 64 hex digits"))
     .default([]),
@@ -76,6 +80,13 @@ const clientSchema = clientFieldsSchema.strict().superRefine((c, ctx) => {
       code: "custom",
       message: "a client needs a certificate: certFile+keyFile or pkcs12File",
       path: ["certFile"],
+    });
+  }
+  if (c.authMethod === "private_key_jwt" && c.signingKeyFile === undefined && c.keyFile === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: "required by authMethod private_key_jwt with a PKCS#12 certificate",
+      path: ["signingKeyFile"],
     });
   }
   if (c.authMethod.startsWith("client_secret") && c.clientSecretFile === undefined) {
@@ -361,6 +372,7 @@ const FILE_KEYS = new Set([
   "pkcs12File",
   "pkcs12PassphraseFile",
   "clientSecretFile",
+  "signingKeyFile",
   "file",
   "spoolFile",
 ]);

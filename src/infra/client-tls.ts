@@ -3,9 +3,9 @@
  * read once at start.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { createSecureContext, type PeerCertificate, TLSSocket } from "node:tls";
-import { readFileSync } from "node:fs";
 import type { ClientConfig } from "../config.ts";
 
 /** The TLS material of one client, ready for an undici Agent or tls.connect. */
@@ -54,7 +54,9 @@ export function identityFromPkcs12(clientId: string, pfx: Buffer, passphrase: st
     raw = (socket.getCertificate() as PeerCertificate | null)?.raw;
     socket.destroy();
   } catch {
-    throw new Error(`the PKCS#12 file of client ${clientId} cannot be opened (wrong passphrase or not PKCS#12)`);
+    throw new Error(
+      `the PKCS#12 file of client ${clientId} cannot be opened (wrong passphrase or not PKCS#12)`,
+    );
   }
   if (!raw) throw new Error(`the PKCS#12 file of client ${clientId} holds no certificate`);
   return { clientId, tls: { pfx, passphrase }, ...describe(new X509Certificate(raw)) };

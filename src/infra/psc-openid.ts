@@ -4,12 +4,13 @@
  * certificate, injected with openid-client's `customFetch`; client_secret_basic/post), ID token
  * signature checks, bounded clock tolerance. Foreign errors are translated here, by their codes.
  */
+import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as oidc from "openid-client";
 import type { Logger } from "pino";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { CibaPollOutcome, IdClaims, PscGateway, PscTokens } from "../auth/psc-gateway.ts";
-import type { Config } from "../config.ts";
+import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { ClientIdentity, ClientLookup } from "./client-tls.ts";
 
@@ -72,6 +73,35 @@ function claimsOf(r: { claims(): oidc.IDToken | undefined }): IdClaims {
   const c = r.claims();
   if (!c) throw new EproxyError("PSC_UNAVAILABLE", "Pro Santé Connect returned no ID token");
   return { sub: c.sub, ...(typeof c.acr === "string" ? { acr: c.acr } : {}) };
+}
+
+/**
+ * The key a client signs its private_key_jwt assertions with: `signingKeyFile`, or the private key
+ * of its certificate (PEM). RSA keys sign RS256, EC P-256 keys ES256.
+ */
+async function signingKey(client: ClientConfig, identity: ClientIdentity): Promise<oidc.PrivateKey> {
+  const pem = client.signingKeyFile
+    ? readFileSync(client.signingKeyFile, "utf8")
+    : "key" in identity.tls
+      ? identity.tls.key
+      : undefined;
+  if (!pem) {
+    throw new EproxyError("PERMISSION_DENIED", `client ${client.id}: private_key_jwt needs signingKeyFile`);
+  }
+  const key = createPrivateKey(pem);
+  const algorithm =
+    key.asymmetricKeyType === "rsa"
+      ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }
+      : key.asymmetricKeyType === "ec" && key.asymmetricKeyDetails?.namedCurve === "prime256v1"
+        ? { name: "ECDSA", namedCurve: "P-256" }
+        : undefined;
+  if (!algorithm) {
+    throw new EproxyError("PERMISSION_DENIED", `client ${client.id}: signing key must be RSA or EC P-256`);
+  }
+  return {
+    key: key.toCryptoKey(algorithm, false, ["sign"]),
+    ...(client.signingKeyId ? { kid: client.signingKeyId } : {}),
+  };
 }
 
 /** Creates the PSC gateway for the configured clients. */
@@ -173,7 +203,8 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
             auth = oidc.ClientSecretPost(secret());
             break;
           case "private_key_jwt":
-            throw new EproxyError("NOT_IMPLEMENTED", "private_key_jwt is not supported yet");
+            auth = oidc.PrivateKeyJwt(await signingKey(client, identity));
+            break;
           default:
             auth = oidc.TlsClientAuth();
         }
@@ -201,8 +232,28 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
     return p;
   }
 
-  const oauthError = (err: unknown) =>
-    findCause(err, (e): e is oidc.ResponseBodyError => e instanceof oidc.ResponseBodyError);
+  /**
+   * The OAuth error PSC answered, from a JSON body or from a `WWW-Authenticate` challenge (how a
+   * 401 `invalid_client` comes back). A refused client is eProxy's configuration problem, reported
+   * as such rather than as PSC being down or the caller's input being wrong.
+   */
+  const oauthError = (err: unknown): { error: string } | undefined => {
+    const body = findCause(err, (e): e is oidc.ResponseBodyError => e instanceof oidc.ResponseBodyError);
+    const challenge = findCause(
+      err,
+      (e): e is oidc.WWWAuthenticateChallengeError => e instanceof oidc.WWWAuthenticateChallengeError,
+    );
+    const error = body?.error ?? challenge?.cause.find((c) => c.parameters.error)?.parameters.error;
+    if (error === "invalid_client") {
+      log.error({ err: (err as Error).message }, "Pro Santé Connect refused eProxy's client credentials");
+      throw new EproxyError(
+        "PERMISSION_DENIED",
+        "Pro Santé Connect refused this client's credentials (invalid_client): check the client's configuration",
+        { cause: err },
+      );
+    }
+    return error ? { error } : undefined;
+  };
 
   return {
     async startCiba(clientId, p) {

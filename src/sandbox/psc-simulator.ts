@@ -23,9 +23,11 @@ export interface SimulatedClient {
   /** Registered redirect URIs (eProxy's callback). */
   redirectUris: string[];
   /** Client authentication method at the token endpoint. */
-  authMethod?: "tls_client_auth" | "client_secret_basic" | "client_secret_post";
+  authMethod?: "tls_client_auth" | "client_secret_basic" | "client_secret_post" | "private_key_jwt";
   /** Secret for client_secret_* methods. */
   secret?: string;
+  /** Public keys (JWK) for private_key_jwt. */
+  jwks?: { keys: Record<string, unknown>[] };
 }
 
 /** Switches that change the simulator's behaviour at runtime. */
@@ -200,6 +202,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       ...opts.clients.map((c) => ({
         client_id: c.id,
         ...(c.secret ? { client_secret: c.secret } : {}),
+        ...(c.jwks ? { jwks: c.jwks } : {}),
         token_endpoint_auth_method: c.authMethod ?? "tls_client_auth",
         ...((c.authMethod ?? "tls_client_auth") === "tls_client_auth"
           ? { tls_client_auth_subject_dn: `CN=${c.id}` }
@@ -334,6 +337,13 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     },
   } as ConstructorParameters<typeof Provider>[1]);
   provider.proxy = false;
+  if (process.env.EPROXY_SIM_DEBUG) {
+    for (const ev of ["backchannel_authentication.error", "grant.error", "server_error"]) {
+      provider.on(ev as "server_error", (_ctx: unknown, err: Error & { error_detail?: string }) =>
+        process.stderr.write(`psc-simulator ${ev}: ${err.message} ${err.error_detail ?? ""}\n`),
+      );
+    }
+  }
 
   // PSC answers CIBA requests with an `interval`; oidc-provider does not, so add it.
   provider.use(async (ctx, next) => {
