@@ -8,18 +8,13 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
 import { RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
 import { ACTIONS, insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
-import { type AuthEnv, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
+import { type AuthEnv, cibaLogin, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
 
 const redisUrl = inject("redisUrl");
 const SOAP12 = `application/soap+xml; charset=utf-8; action="${ACTIONS.insiSearch}"`;
 
 async function login(env: AuthEnv, nationalId: string, baseUrl?: string): Promise<string> {
-  const auth = env.auth("lps-demo", "grpc", baseUrl);
-  const started = await auth.startCiba({ nationalId });
-  let last: any;
-  for await (const m of auth.watchCiba({ authReqId: started.authReqId })) last = m;
-  expect(last.status).toBe(CibaStatus.APPROVED);
-  return last.session.sessionToken;
+  return cibaLogin(env.auth("lps-demo", "grpc", baseUrl), nationalId);
 }
 
 async function alerts(env: AuthEnv, since: number) {

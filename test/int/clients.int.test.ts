@@ -11,12 +11,11 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { MongoClient } from "mongodb";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
 import { type ClientSource, createClientRegistry, type StoredClient } from "../../src/auth/clients.ts";
 import { parseConfig } from "../../src/config.ts";
 import { createMongoClientSource } from "../../src/infra/mongo-clients.ts";
 import { ACTIONS, insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
-import { type AuthEnv, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
+import { type AuthEnv, cibaLogin, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
 import { startCli } from "../support/cli.ts";
 import { baseRawConfig, testPki } from "../support/server.ts";
 
@@ -100,12 +99,7 @@ describe.skipIf(!mongoUrl)("client registry on MongoDB", () => {
     }
 
     async function login(apiKey: string, nationalId: string): Promise<string> {
-      const auth = env.authKey(apiKey);
-      const started = await auth.startCiba({ nationalId });
-      let last: any;
-      for await (const m of auth.watchCiba({ authReqId: started.authReqId })) last = m;
-      expect(last.status).toBe(CibaStatus.APPROVED);
-      return last.session.sessionToken;
+      return cibaLogin(env.authKey(apiKey), nationalId);
     }
 
     function relay(

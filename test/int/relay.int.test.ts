@@ -6,7 +6,6 @@ import { Readable } from "node:stream";
 import { Code, type ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
 import { RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
 import { ensureDevPki } from "../../src/infra/dev-pki.ts";
 import {
@@ -19,7 +18,7 @@ import {
   mtomParts,
 } from "../../src/sandbox/soap-samples.ts";
 import { parseMultipart } from "../../src/sandbox/teleservices.ts";
-import { type AuthEnv, DOCTOR, NURSE, startAuthEnv } from "../support/auth-env.ts";
+import { type AuthEnv, cibaLogin, DOCTOR, NURSE, startAuthEnv } from "../support/auth-env.ts";
 import { freePort } from "../support/cli.ts";
 import { testPki } from "../support/server.ts";
 
@@ -32,12 +31,7 @@ async function login(
   nationalId: string,
   clientId: "lps-demo" | "lps-other" = "lps-demo",
 ): Promise<string> {
-  const auth = e.auth(clientId);
-  const started = await auth.startCiba({ nationalId });
-  let last: any;
-  for await (const m of auth.watchCiba({ authReqId: started.authReqId })) last = m;
-  expect(last.status).toBe(CibaStatus.APPROVED);
-  return last.session.sessionToken;
+  return cibaLogin(e.auth(clientId), nationalId);
 }
 
 interface Answer {

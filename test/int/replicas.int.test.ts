@@ -5,18 +5,13 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
-import { type AuthEnv, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
+import { type AuthEnv, cibaLogin, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
 import { startRedis, type TestServerProcess } from "../support/servers.ts";
 
 const redisUrl = inject("redisUrl");
 
 async function login(env: AuthEnv, nationalId: string): Promise<string> {
-  const auth = env.auth();
-  const started = await auth.startCiba({ nationalId });
-  let last: any;
-  for await (const m of auth.watchCiba({ authReqId: started.authReqId })) last = m;
-  expect(last.status).toBe(CibaStatus.APPROVED);
-  return last.session.sessionToken;
+  return cibaLogin(env.auth(), nationalId);
 }
 
 describe.skipIf(!redisUrl)("two replicas sharing one Redis", () => {

@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthService, CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
-import { type AuthEnv, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
+import { AuthService } from "../../gen/eproxy/v1/auth_pb.ts";
+import { type AuthEnv, cibaLogin, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
 import { testPki } from "../support/server.ts";
 
 let env: AuthEnv;
@@ -19,12 +19,7 @@ afterAll(async () => {
 });
 
 async function login(nationalId: string, clientId: "lps-demo" | "lps-other" = "lps-demo"): Promise<string> {
-  const auth = env.auth(clientId);
-  const started = await auth.startCiba({ nationalId });
-  let last: any;
-  for await (const m of auth.watchCiba({ authReqId: started.authReqId })) last = m;
-  expect(last.status).toBe(CibaStatus.APPROVED);
-  return last.session.sessionToken;
+  return cibaLogin(env.auth(clientId), nationalId);
 }
 
 describe("sessions", () => {

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { AuthService } from "../../gen/eproxy/v1/auth_pb.ts";
+import { AuthService, CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
 import { createApiKey } from "../../src/auth/api-keys.ts";
 import { parseConfig } from "../../src/config.ts";
 import { createDeps, type Deps } from "../../src/deps.ts";
@@ -68,6 +68,17 @@ export interface AuthEnv {
     json(): any;
   }>;
   close(): Promise<void>;
+}
+
+/** Signs a professional in with CIBA through `auth` and returns the session token (throws unless approved). */
+export async function cibaLogin(auth: Client<typeof AuthService>, nationalId: string): Promise<string> {
+  const started = await auth.startCiba({ nationalId });
+  let last: { status: CibaStatus; session?: { sessionToken: string } } | undefined;
+  for await (const m of auth.watchCiba({ authReqId: started.authReqId })) last = m;
+  if (last?.status !== CibaStatus.APPROVED || !last.session?.sessionToken) {
+    throw new Error(`CIBA login of ${nationalId} ended in status ${last?.status ?? "none"}`);
+  }
+  return last.session.sessionToken;
 }
 
 /** Starts the PSC simulator and eProxy. */
