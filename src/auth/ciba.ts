@@ -9,6 +9,7 @@
  */
 import { randomBytes, randomInt } from "node:crypto";
 import { EventEmitter, once } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -301,6 +302,81 @@ export function createCiba(deps: {
     }
   }
 
+  async function startGated(
+    client: ClientConfig,
+    nationalId: string,
+    bindingMessage: string,
+    channel: "CARD" | "MOBILE",
+    scope: string | undefined,
+  ): Promise<CibaStartResult> {
+    const live = await sessions.findLive(client.id, nationalId);
+    if (live) {
+      traces.record({
+        type: "CONNECT_REPLAY",
+        clientId: client.id,
+        nationalId,
+        method: "CIBA",
+        sessionId: live.id,
+        outcome: "SESSION_REUSED",
+      });
+      return { reused: true, session: await sessions.view(live, { reused: true }) };
+    }
+    const pendingId = await store.getTransient<string>("ciba-pending", pendingKey(client.id, nationalId));
+    if (pendingId) {
+      const pending = await load(client.id, pendingId).catch(() => undefined);
+      if (pending?.status === "PENDING" && pending.expiresAt > now()) {
+        void adopt(pending);
+        return { reused: true, request: await view(pending, false) };
+      }
+    }
+    const pendingHere = [...pollers.values()].filter((p) => p.rec.clientId === client.id).length;
+    if (pendingHere >= client.maxPendingCiba) {
+      throw new EproxyError(
+        "TOO_MANY_REQUESTS",
+        `too many pending CIBA requests for this client (max ${client.maxPendingCiba})`,
+      );
+    }
+    await deps.misuse?.beforeCiba(nationalId);
+
+    const started = await psc
+      .startCiba(client.id, {
+        loginHint: nationalId,
+        bindingMessage,
+        channel,
+        scope: scope || config.psc.scope,
+        acrValues: config.psc.acrValues,
+      })
+      .catch(async (err: unknown) => {
+        // PSC refusing the request (unknown professional, ...) counts; PSC being down does not.
+        if (!(err instanceof EproxyError && err.code === "PSC_UNAVAILABLE")) {
+          await deps.misuse?.cibaFailed(nationalId, client.id);
+        }
+        throw err;
+      });
+    const rec: CibaRecord = {
+      id: randomBytes(18).toString("base64url"),
+      clientId: client.id,
+      nationalId,
+      bindingMessage,
+      pscAuthReqId: started.authReqId,
+      status: "PENDING",
+      expiresAt: now() + started.expiresInSeconds * 1000,
+      // CIBA §7.3: 5 seconds when PSC gives no interval.
+      intervalMs: (started.intervalSeconds ?? 5) * 1000,
+    };
+    const lease = await store.tryLease(leaseName(rec.id), POLL_LEASE_MS);
+    if (!lease) throw new EproxyError("INTERNAL", "could not take the lease of a new CIBA request");
+    await save(rec);
+    await store.putTransient(
+      "ciba-pending",
+      pendingKey(client.id, nationalId),
+      rec.id,
+      Math.max(1, rec.expiresAt - now()),
+    );
+    own(rec, lease, rec.intervalMs);
+    return { reused: false, request: await view(rec, false) };
+  }
+
   return {
     async start(client, input) {
       const nationalId = validateNationalId(input.nationalId ?? "");
@@ -311,72 +387,26 @@ export function createCiba(deps: {
       const channel = input.channel ?? "MOBILE";
 
       // No duplicate pushes: a live session or a pending request for the same professional is reused.
-      const live = await sessions.findLive(client.id, nationalId);
-      if (live) {
-        traces.record({
-          type: "CONNECT_REPLAY",
-          clientId: client.id,
-          nationalId,
-          method: "CIBA",
-          sessionId: live.id,
-          outcome: "SESSION_REUSED",
-        });
-        return { reused: true, session: await sessions.view(live, { reused: true }) };
-      }
-      const pendingId = await store.getTransient<string>("ciba-pending", pendingKey(client.id, nationalId));
-      if (pendingId) {
-        const pending = await load(client.id, pendingId).catch(() => undefined);
-        if (pending?.status === "PENDING" && pending.expiresAt > now()) {
-          void adopt(pending);
-          return { reused: true, request: await view(pending, false) };
+      // The check and the push are one step per (client, professional), across replicas.
+      const gateName = `ciba-start:${pendingKey(client.id, nationalId)}`;
+      const gateMs = config.psc.timeoutMs + 5_000;
+      const deadline = now() + gateMs;
+      let gate = await store.tryLease(gateName, gateMs);
+      while (!gate) {
+        if (now() >= deadline) {
+          throw new EproxyError(
+            "UNAVAILABLE",
+            "a sign-in of this professional is already being started; try again",
+          );
         }
+        await sleep(50);
+        gate = await store.tryLease(gateName, gateMs);
       }
-      const pendingHere = [...pollers.values()].filter((p) => p.rec.clientId === client.id).length;
-      if (pendingHere >= client.maxPendingCiba) {
-        throw new EproxyError(
-          "TOO_MANY_REQUESTS",
-          `too many pending CIBA requests for this client (max ${client.maxPendingCiba})`,
-        );
+      try {
+        return await startGated(client, nationalId, bindingMessage, channel, input.scope);
+      } finally {
+        await gate.release().catch(() => {});
       }
-      await deps.misuse?.beforeCiba(nationalId);
-
-      const started = await psc
-        .startCiba(client.id, {
-          loginHint: nationalId,
-          bindingMessage,
-          channel,
-          scope: input.scope || config.psc.scope,
-          acrValues: config.psc.acrValues,
-        })
-        .catch(async (err: unknown) => {
-          // PSC refusing the request (unknown professional, ...) counts; PSC being down does not.
-          if (!(err instanceof EproxyError && err.code === "PSC_UNAVAILABLE")) {
-            await deps.misuse?.cibaFailed(nationalId, client.id);
-          }
-          throw err;
-        });
-      const rec: CibaRecord = {
-        id: randomBytes(18).toString("base64url"),
-        clientId: client.id,
-        nationalId,
-        bindingMessage,
-        pscAuthReqId: started.authReqId,
-        status: "PENDING",
-        expiresAt: now() + started.expiresInSeconds * 1000,
-        // CIBA §7.3: 5 seconds when PSC gives no interval.
-        intervalMs: (started.intervalSeconds ?? 5) * 1000,
-      };
-      const lease = await store.tryLease(leaseName(rec.id), POLL_LEASE_MS);
-      if (!lease) throw new EproxyError("INTERNAL", "could not take the lease of a new CIBA request");
-      await save(rec);
-      await store.putTransient(
-        "ciba-pending",
-        pendingKey(client.id, nationalId),
-        rec.id,
-        Math.max(1, rec.expiresAt - now()),
-      );
-      own(rec, lease, rec.intervalMs);
-      return { reused: false, request: await view(rec, false) };
     },
 
     async get(clientId, authReqId) {

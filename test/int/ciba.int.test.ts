@@ -239,6 +239,22 @@ describe("CIBA", () => {
     await auth.logout({ sessionToken: token });
   });
 
+  it("does not push twice when the same professional's sign-in is started concurrently", async () => {
+    env.psc.settings.autoApproveMs = null;
+    env.psc.reset();
+    const auth = env.auth();
+    const started = await Promise.all(
+      Array.from({ length: 8 }, () => auth.startCiba({ nationalId: PHARMACIST, bindingMessage: "24" })),
+    );
+    expect(env.psc.stats.cibaRequests).toBe(1);
+    expect(new Set(started.map((s) => s.authReqId)).size).toBe(1);
+    expect(started.filter((s) => !s.reused)).toHaveLength(1);
+    const pushed = env.psc.pending().filter((p) => p.nationalId === PHARMACIST && p.bindingMessage === "24");
+    expect(pushed).toHaveLength(1);
+    await env.psc.deny(pushed[0]?.authReqId as string);
+    await watchUntilFinal(started[0]?.authReqId as string);
+  });
+
   it("validates input and the caller", async () => {
     const auth = env.auth();
     for (const [req, pattern] of [

@@ -65,6 +65,26 @@ describe.skipIf(!redisUrl)("two replicas sharing one Redis", () => {
     }
   });
 
+  it("concurrent StartCiba calls for one professional, split between replicas, push once", async () => {
+    env.psc.settings.autoApproveMs = null;
+    try {
+      const before = env.psc.stats.cibaRequests;
+      const a = env.auth();
+      const b = env.auth("lps-demo", "grpc", replicaUrl);
+      const started = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          (i % 2 ? a : b).startCiba({ nationalId: DOCTOR, bindingMessage: "09" }),
+        ),
+      );
+      expect(env.psc.stats.cibaRequests - before).toBe(1);
+      expect(new Set(started.map((s) => s.authReqId)).size).toBe(1);
+      await env.psc.deny(env.psc.pending().find((p) => p.nationalId === DOCTOR)?.authReqId as string);
+      for await (const m of a.watchCiba({ authReqId: started[0]?.authReqId as string })) void m;
+    } finally {
+      env.psc.settings.autoApproveMs = 200;
+    }
+  });
+
   it("when the replica polling a CIBA request stops, another one takes over", async () => {
     env.psc.settings.autoApproveMs = null;
     const doomed = await env.startReplica();
