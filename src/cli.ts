@@ -133,6 +133,7 @@ main(process.argv.slice(2)).catch((err: unknown) => {
     process.stderr.write(`eproxy: ${err.message}\n`);
     process.exit(2);
   }
-  process.stderr.write(`eproxy: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  const what = process.argv[2] === "clients" ? "clients" : "failed to start";
+  process.stderr.write(`eproxy: ${what}: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

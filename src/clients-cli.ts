@@ -56,6 +56,9 @@ export async function runClients(argv: string[], out: Out = process.stdout): Pro
     out.write(CLIENTS_USAGE);
     return;
   }
+  if (!["list", "add", "disable", "enable", "rotate-key"].includes(command)) {
+    throw new ConfigError(`unknown clients command: ${command}\n\n${CLIENTS_USAGE}`);
+  }
   const { values } = parseArgs({ args: rest, options: OPTIONS, strict: true });
   const env = processEnv();
   const config = loadConfig(values.config, env);
@@ -163,8 +166,8 @@ async function add(
     if (!config.stores.encryption)
       throw new ConfigError("--store-cert needs stores.encryption (the key ring)");
     const ring = loadKeyRing(config.stores.encryption, env);
-    const certPem = readFileSync(certFile, "utf8");
-    const keyPem = readFileSync(keyFile, "utf8");
+    const certPem = readInput(certFile, "--cert-file");
+    const keyPem = readInput(keyFile, "--key-file");
     checkCertificate(v.id, () => identityFromPem(v.id, certPem, keyPem), certPem);
     client = {
       ...(fields as ClientConfig),
@@ -190,7 +193,7 @@ async function add(
     checkCertificate(
       v.id,
       () => loadClientIdentity(candidate),
-      certFile ? readFileSync(certFile, "utf8") : undefined,
+      certFile ? readInput(certFile, "--cert-file") : undefined,
     );
     client = { ...candidate, disabled: false, createdAt: now, updatedAt: now };
   }
@@ -199,6 +202,15 @@ async function add(
     `client ${v.id} registered in MongoDB (active on every replica within ${config.stores.clientsRefreshSeconds} s)\n` +
       `API key (give it to the backend; shown once, stored as a hash): ${key}\n`,
   );
+}
+
+/** Reads a file named on the command line; a missing or unreadable one is a usage error. */
+function readInput(file: string, option: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    throw new ConfigError(`${option} ${file}: cannot be read`);
+  }
 }
 
 /** The certificate must load, match its key, and carry the client id as its CN. */

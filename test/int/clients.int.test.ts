@@ -268,10 +268,24 @@ describe.skipIf(!mongoUrl)("client registry on MongoDB", () => {
       );
       expect(service.code).toBe(2);
       expect(service.err).toContain("--service nope: no such teleservice");
+      const unreadable = await cli(
+        "add",
+        "--id",
+        "lps-x",
+        "--cert-file",
+        "/nonexistent.pem",
+        "--key-file",
+        pki.keyFile,
+      );
+      expect(unreadable.code).toBe(2);
+      expect(unreadable.err).toContain("--cert-file /nonexistent.pem: cannot be read");
+      const unknown = await cli("frob");
+      expect(unknown.code).toBe(2);
+      expect(unknown.err).toContain("unknown clients command: frob");
       const missing = await cli("disable", "--id", "nobody");
       expect(missing.code).toBe(2);
       expect(missing.err).toContain("no client nobody in MongoDB");
-      for (const r of [dup, cn, service, missing]) expect(r.err).not.toMatch(/\n\s+at /);
+      for (const r of [dup, cn, service, unreadable, unknown, missing]) expect(r.err).not.toMatch(/\n\s+at /);
     });
   });
 });
