@@ -17,7 +17,12 @@ export function createApiKey(): { key: string; hash: string } {
 
 /** True when `key` hashes to one of `hashes`; every hash is compared, in constant time. */
 export function matchesApiKey(key: string, hashes: readonly string[]): boolean {
-  const candidate = Buffer.from(hashApiKey(key));
+  return matchesApiKeyHash(hashApiKey(key), hashes);
+}
+
+/** Like matchesApiKey, for a key already hashed (hash once, compare with every client). */
+export function matchesApiKeyHash(hash: string, hashes: readonly string[]): boolean {
+  const candidate = Buffer.from(hash);
   let found = false;
   for (const h of hashes) {
     const b = Buffer.from(h);

@@ -13,7 +13,7 @@ import {
   loadClientIdentity,
 } from "../infra/client-tls.ts";
 import type { KeyRing } from "../infra/key-ring.ts";
-import { matchesApiKey } from "./api-keys.ts";
+import { hashApiKey, matchesApiKeyHash } from "./api-keys.ts";
 
 /** A client as stored in the registry (MongoDB). */
 export interface StoredClient extends ClientConfig {
@@ -157,8 +157,10 @@ export async function createClientRegistry(deps: {
     get: (id) => snapshot.get(id)?.client,
     identity: (id) => snapshot.get(id)?.identity,
     byApiKey(key) {
+      const hash = hashApiKey(key);
       let found: ClientConfig | undefined;
-      for (const e of snapshot.values()) if (matchesApiKey(key, e.client.apiKeyHashes)) found ??= e.client;
+      for (const e of snapshot.values())
+        if (matchesApiKeyHash(hash, e.client.apiKeyHashes)) found ??= e.client;
       return found;
     },
     list: () => [...snapshot.values()].map((e) => ({ client: e.client, origin: e.origin })),

@@ -95,6 +95,11 @@ export function createRedisStore(
     `${p}t:${kind}:${createHash("sha256").update(key).digest("hex")}`;
   const cKey = (name: string) => `${p}c:${createHash("sha256").update(name).digest("hex")}`;
   const lKey = (name: string) => `${p}l:${createHash("sha256").update(name).digest("hex")}`;
+  /** A sealed transient record, opened under its store key (undefined when missing or unopenable). */
+  const openTransient = <T>(sealed: string | null, k: string): T | undefined => {
+    const json = sealed ? ring.open(sealed, k) : undefined;
+    return json ? (JSON.parse(json) as T) : undefined;
+  };
 
   /** Waits (bounded) for a connection that is being (re)established, instead of failing at once. */
   function ready(): Promise<void> {
@@ -198,9 +203,7 @@ export function createRedisStore(
     getTransient: <T>(kind: TransientKind, key: string) =>
       run("get transient", async () => {
         const k = tKey(kind, key);
-        const sealed = await redis.get(k);
-        const json = sealed ? ring.open(sealed, k) : undefined;
-        return json ? (JSON.parse(json) as T) : undefined;
+        return openTransient<T>(await redis.get(k), k);
       }),
 
     deleteTransient: (kind, key) =>
@@ -212,9 +215,7 @@ export function createRedisStore(
       run("take transient", async () => {
         const k = tKey(kind, key);
         // GETDEL: read and delete in one step, so a one-time code is redeemed once across replicas.
-        const sealed = await redis.getdel(k);
-        const json = sealed ? ring.open(sealed, k) : undefined;
-        return json ? (JSON.parse(json) as T) : undefined;
+        return openTransient<T>(await redis.getdel(k), k);
       }),
 
     tryLease: (name, ttlMs) =>
