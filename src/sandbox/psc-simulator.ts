@@ -337,6 +337,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     },
   } as ConstructorParameters<typeof Provider>[1]);
   provider.proxy = false;
+  // EPROXY_SIM_DEBUG=1: print why the simulator refused a client or a grant (development aid).
   if (process.env.EPROXY_SIM_DEBUG) {
     for (const ev of ["backchannel_authentication.error", "grant.error", "server_error"]) {
       provider.on(ev as "server_error", (_ctx: unknown, err: Error & { error_detail?: string }) =>
