@@ -13,6 +13,7 @@ import type { PscGateway } from "./auth/psc-gateway.ts";
 import { createSessions, type Sessions } from "./auth/sessions.ts";
 import type { AuthStore } from "./auth/store.ts";
 import type { Config } from "./config.ts";
+import { fileIdentities } from "./infra/client-tls.ts";
 import { type KeyRing, loadKeyRing } from "./infra/key-ring.ts";
 import { createMemoryStore } from "./infra/memory-store.ts";
 import { createMemoryTraceStore } from "./infra/memory-traces.ts";
@@ -119,6 +120,7 @@ export async function createDeps(
   const clients = await createClientRegistry({
     config,
     log,
+    identities: fileIdentities,
     ...(clientSource ? { source: clientSource } : {}),
     ...(keyRing ? { keyRing } : {}),
   });
@@ -153,6 +155,7 @@ export async function createDeps(
     apiTokens,
     upstream,
     misuse,
+    traces,
     thumbprintOf: (clientId) => clients.identity(clientId)?.thumbprint ?? "",
     log,
   });

@@ -14,6 +14,7 @@ import { file_eproxy_v1_trace, TraceService } from "../gen/eproxy/v1/trace_pb.ts
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.ts";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import type { Deps } from "./deps.ts";
+import { peerOf } from "./http/credentials.ts";
 import { requestContext } from "./log.ts";
 import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
@@ -21,8 +22,8 @@ import { createRelayRoutes } from "./rest/relay-routes.ts";
 import { createRestRouter, type Route } from "./rest/router.ts";
 import { createTraceRoutes } from "./rest/trace-routes.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
+import { kPeer } from "./rpc/caller.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
-import { kPeer, peerOf } from "./rpc/peer.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
 import { createRelayService } from "./rpc/relay-service.ts";
 import { createTraceService } from "./rpc/trace-service.ts";
@@ -73,7 +74,10 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
   const handler = connectNodeAdapter({
     routes(router) {
       router.service(AuthService, createAuthService(deps));
-      router.service(RelayService, createRelayService(deps));
+      router.service(
+        RelayService,
+        createRelayService({ ...deps, maxMessageBytes: config.server.maxRequestBytes }),
+      );
       router.service(TraceService, createTraceService(deps));
       registerReflection(
         router,

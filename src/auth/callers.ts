@@ -17,11 +17,11 @@ export interface CallerCredentials {
 /** API keys start with this prefix (see `eproxy api-key`). */
 export const API_KEY_PREFIX = "epk_";
 
+/** The part of the client registry that authenticates callers. */
+export type ClientDirectory = Pick<ClientRegistry, "get" | "byApiKey">;
+
 /** Returns the client the credentials authenticate, or throws UNAUTHENTICATED. */
-export function authenticateCaller(
-  clients: Pick<ClientRegistry, "get" | "byApiKey">,
-  creds: CallerCredentials,
-): ClientConfig {
+export function authenticateCaller(clients: ClientDirectory, creds: CallerCredentials): ClientConfig {
   if (creds.apiKey) {
     // Every client is checked, so the time taken does not depend on which one matches.
     const found = clients.byApiKey(creds.apiKey);

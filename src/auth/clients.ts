@@ -6,14 +6,39 @@
  */
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
-import {
-  type ClientIdentity,
-  type ClientLookup,
-  identityFromPem,
-  loadClientIdentity,
-} from "../infra/client-tls.ts";
-import type { KeyRing } from "../infra/key-ring.ts";
 import { hashApiKey, matchesApiKeyHash } from "./api-keys.ts";
+
+/** The TLS material of one client, ready for an undici Agent or tls.connect. */
+export interface ClientIdentity {
+  /** Client id (certificate CN). */
+  clientId: string;
+  /** Options for tls.connect. */
+  tls: { cert: string; key: string } | { pfx: Buffer; passphrase: string };
+  /** Subject DN of the certificate, for traces. */
+  subjectDn?: string;
+  /** SHA-256 thumbprint of the certificate (base64url), as in `cnf.x5t#S256`. */
+  thumbprint?: string;
+}
+
+/** Finds enabled clients and their TLS identities (implemented by the client registry). */
+export interface ClientLookup {
+  get(id: string): ClientConfig | undefined;
+  identity(id: string): ClientIdentity | undefined;
+}
+
+/** Reads client certificates (implemented by `infra/client-tls.ts`); throws when unusable. */
+export interface IdentityReader {
+  /** The identity of a client whose certificate is referenced by path (PEM files or PKCS#12). */
+  load(c: ClientConfig): ClientIdentity;
+  /** The identity of a PEM certificate chain and its private key. */
+  fromPem(clientId: string, certPem: string, keyPem: string): ClientIdentity;
+}
+
+/** Opens sealed values (implemented by the encryption key ring). */
+export interface Unsealer {
+  /** The plaintext, or undefined when no key of the ring opens it. */
+  open(sealed: string, aad: string): string | undefined;
+}
 
 /** A client as stored in the registry (MongoDB). */
 export interface StoredClient extends ClientConfig {
@@ -79,14 +104,16 @@ interface Entry {
 export async function createClientRegistry(deps: {
   config: Readonly<Config>;
   log: Logger;
+  identities: IdentityReader;
   source?: ClientSource;
-  keyRing?: KeyRing;
+  /** Opens the private keys of stored clients. */
+  keyRing?: Unsealer;
 }): Promise<ClientRegistry> {
-  const { config, log, source, keyRing } = deps;
+  const { config, log, identities, source, keyRing } = deps;
   const fromConfig = new Map<string, Entry>(
     config.clients.map((c) => [
       c.id,
-      { client: c, origin: "config", identity: loadClientIdentity(c), material: "config" },
+      { client: c, origin: "config", identity: identities.load(c), material: "config" },
     ]),
   );
   let snapshot = new Map(fromConfig);
@@ -103,8 +130,8 @@ export async function createClientRegistry(deps: {
       if (s.certPem) {
         const key = s.keySealed && keyRing ? keyRing.open(s.keySealed, clientKeyAad(s.id)) : undefined;
         if (!key) throw new Error("its private key cannot be opened (no key ring, or its key is retired)");
-        identity = identityFromPem(s.id, s.certPem, key);
-      } else identity = loadClientIdentity(s);
+        identity = identities.fromPem(s.id, s.certPem, key);
+      } else identity = identities.load(s);
       return { client: publicPart(s), origin: "mongodb", identity, material };
     } catch (err) {
       log.error(

@@ -6,25 +6,14 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Socket } from "node:net";
 import { createSecureContext, type PeerCertificate, TLSSocket } from "node:tls";
+import type { ClientIdentity, IdentityReader } from "../auth/clients.ts";
 import type { ClientConfig } from "../config.ts";
 
-/** The TLS material of one client, ready for an undici Agent or tls.connect. */
-export interface ClientIdentity {
-  /** Client id (certificate CN). */
-  clientId: string;
-  /** Options for tls.connect. */
-  tls: { cert: string; key: string } | { pfx: Buffer; passphrase: string };
-  /** Subject DN of the certificate, for traces. */
-  subjectDn?: string;
-  /** SHA-256 thumbprint of the certificate (base64url), as in `cnf.x5t#S256`. */
-  thumbprint?: string;
-}
-
-/** Finds enabled clients and their TLS identities (implemented by the client registry). */
-export interface ClientLookup {
-  get(id: string): ClientConfig | undefined;
-  identity(id: string): ClientIdentity | undefined;
-}
+/** The client registry's certificate reader: files, PKCS#12 bundles and PEM given inline. */
+export const fileIdentities: IdentityReader = {
+  load: (c) => loadClientIdentity(c),
+  fromPem: (clientId, certPem, keyPem) => identityFromPem(clientId, certPem, keyPem),
+};
 
 /** Reads the certificate of a client. */
 export function loadClientIdentity(c: ClientConfig): ClientIdentity {

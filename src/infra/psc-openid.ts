@@ -9,10 +9,10 @@ import { readFileSync } from "node:fs";
 import * as oidc from "openid-client";
 import type { Logger } from "pino";
 import { Agent, fetch as undiciFetch } from "undici";
+import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
 import type { CibaPollOutcome, IdClaims, PscGateway, PscTokens } from "../auth/psc-gateway.ts";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
-import type { ClientIdentity, ClientLookup } from "./client-tls.ts";
 
 const CIBA_GRANT = "urn:openid:params:grant-type:ciba";
 

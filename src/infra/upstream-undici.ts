@@ -8,10 +8,10 @@ import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import type { Logger } from "pino";
 import { Agent, request } from "undici";
+import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Upstream } from "../relay/ports.ts";
-import type { ClientIdentity, ClientLookup } from "./client-tls.ts";
 
 const CONNECT_CODES = new Set([
   "ECONNREFUSED",

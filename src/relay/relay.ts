@@ -9,6 +9,7 @@ import type { MisuseGuard } from "../auth/misuse.ts";
 import type { Sessions } from "../auth/sessions.ts";
 import type { ClientConfig, Config, TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import type { Traces } from "../trace/traces.ts";
 import type { ApiTokens } from "./api-tokens.ts";
 import { toDownstreamHeaders, toUpstreamHeaders } from "./headers.ts";
 import type { HeaderMap, Upstream, UpstreamResponse } from "./ports.ts";
@@ -27,19 +28,26 @@ export interface RelayRequest {
   headers: HeaderMap;
   body: AsyncIterable<Uint8Array>;
   signal?: AbortSignal;
+  /**
+   * Largest answer the transport can carry (a Connect message is bounded): beyond it the relay
+   * stops with PAYLOAD_TOO_LARGE carrying `tooLargeHint`. Unbounded when absent (a streamed answer).
+   */
+  maxAnswerBytes?: number;
+  /** Says where a larger answer can be had (appended to the PAYLOAD_TOO_LARGE message). */
+  tooLargeHint?: string;
 }
 
 /** A relayed answer, still streaming. */
 export interface RelayResponse {
   status: number;
   headers: Record<string, string | string[]>;
-  body: UpstreamResponse["body"];
+  /**
+   * The answer's bytes, unchanged. Reading it to the end, failing, or stopping early (the caller
+   * hung up) records the call's one SEND trace, with its duration, bytes and outcome.
+   */
+  body: AsyncIterable<Buffer>;
   soap: SoapInfo;
   correlationId: string;
-  /** The session used (for traces). */
-  session: { id: string; nationalId: string };
-  /** Request body bytes sent upstream so far. */
-  bytesIn(): number;
 }
 
 const SOAP_TYPES =
@@ -100,9 +108,12 @@ export function createRelay(deps: {
   thumbprintOf: (clientId: string) => string;
   /** Misuse thresholds (relayed calls per session). */
   misuse?: MisuseGuard;
+  /** Where the SEND trace of each relayed call goes. */
+  traces?: Traces;
   log: Logger;
 }): Relay {
   const { config, sessions, apiTokens, upstream, log } = deps;
+  const traces = deps.traces ?? { record() {} };
   const byName = new Map(config.teleservices.map((t) => [t.name, t]));
 
   function teleserviceFor(caller: ClientConfig, service: string): TeleserviceConfig {
@@ -174,14 +185,52 @@ export function createRelay(deps: {
         },
         "relayed",
       );
+      const max = req.maxAnswerBytes ?? Number.POSITIVE_INFINITY;
+      const upstreamBody = res.body;
+      // One generator stage per call, as the streamed answer needs one anyway to count its bytes.
+      async function* answer(): AsyncGenerator<Buffer> {
+        let bytesOut = 0;
+        let outcome = "ABORTED";
+        try {
+          for await (const chunk of upstreamBody as AsyncIterable<Buffer>) {
+            bytesOut += chunk.length;
+            if (bytesOut > max) {
+              outcome = "PAYLOAD_TOO_LARGE";
+              discard(upstreamBody);
+              throw new EproxyError(
+                "PAYLOAD_TOO_LARGE",
+                `answer larger than ${max} bytes${req.tooLargeHint ? `: ${req.tooLargeHint}` : ""}`,
+              );
+            }
+            yield chunk;
+          }
+          outcome = "OK";
+        } finally {
+          // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
+          traces.record({
+            type: "SEND",
+            clientId: req.caller.id,
+            nationalId: rec.professional.nationalId,
+            sessionId: rec.id,
+            service: t.name,
+            method: "POST",
+            path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
+            ...(soap.action ? { soapAction: soap.action } : {}),
+            upstreamStatus: res.status,
+            durationMs: Math.round(performance.now() - started),
+            bytesIn: counted.n,
+            bytesOut,
+            correlationId,
+            outcome,
+          });
+        }
+      }
       return {
         status: res.status,
         headers: toDownstreamHeaders(res.headers, t.exposeCorrelationId),
-        body: res.body,
+        body: answer(),
         soap,
         correlationId,
-        session: { id: rec.id, nationalId: rec.professional.nationalId },
-        bytesIn: () => counted.n,
       };
     },
   };

@@ -4,43 +4,28 @@
  */
 import { toJson } from "@bufbuild/protobuf";
 import { SessionSchema } from "../../gen/eproxy/v1/session_pb.ts";
-import { assertSameClient, authenticateCaller } from "../auth/callers.ts";
-import type { CibaView } from "../auth/ciba.ts";
-import type { SessionView } from "../auth/sessions.ts";
-import type { ClientConfig } from "../config.ts";
-import type { Deps } from "../deps.ts";
+import { assertSameClient, type ClientDirectory } from "../auth/callers.ts";
+import type { Ciba, CibaView } from "../auth/ciba.ts";
+import type { ClientRegistry } from "../auth/clients.ts";
+import type { CodeFlow } from "../auth/code-flow.ts";
+import type { Sessions, SessionView } from "../auth/sessions.ts";
 import { EproxyError } from "../errors.ts";
-import { toSessionProto } from "../rpc/mappers.ts";
-import { credentialsOf, type HeaderSource, peerOf, sessionTokenOf } from "../rpc/peer.ts";
-import {
-  type NodeRequest,
-  type RestContext,
-  type Route,
-  readJsonObject,
-  rememberCaller,
-  sendJson,
-  writeHead,
-} from "./router.ts";
+import { headersOf, sessionTokenOf } from "../http/credentials.ts";
+import { toSessionProto } from "../http/mappers.ts";
+import { restCaller } from "./caller.ts";
+import { readJsonObject, sendJson, writeHead } from "./respond.ts";
+import type { RestContext, Route } from "./router.ts";
 
-/** Case-insensitive header access on a Node request. */
-export function headersOf(req: NodeRequest): HeaderSource {
-  return {
-    get(name) {
-      const v = req.headers[name.toLowerCase()];
-      return Array.isArray(v) ? (v[0] ?? null) : (v ?? null);
-    },
-  };
-}
-
-/** The authenticated client of a REST request. */
-export function restCaller(deps: Deps, req: NodeRequest): ClientConfig {
-  const client = authenticateCaller(deps.clients, credentialsOf(headersOf(req), peerOf(req)));
-  rememberCaller(req, client.id);
-  return client;
+/** What the `/oauth2` routes use. */
+export interface AuthRoutesDeps {
+  clients: ClientDirectory & Pick<ClientRegistry, "get">;
+  ciba: Pick<Ciba, "start" | "get" | "settled">;
+  sessions: Pick<Sessions, "fresh" | "view" | "logout">;
+  codeFlow: Pick<CodeFlow, "start" | "callback" | "redeem">;
 }
 
 /** Session JSON, as the protobuf JSON mapping of eproxy.v1.Session. */
-export function sessionJson(v: SessionView): unknown {
+function sessionJson(v: SessionView): unknown {
   return toJson(SessionSchema, toSessionProto(v));
 }
 
@@ -90,12 +75,12 @@ function finalAnswer(v: CibaView): { status: number; body: unknown } {
 }
 
 /** Routes of the `/oauth2` facade. */
-export function createAuthRoutes(deps: Deps): Route[] {
+export function createAuthRoutes(deps: AuthRoutesDeps): Route[] {
   const { ciba, sessions, codeFlow } = deps;
   const max = 64 * 1024;
 
   async function startCiba({ req, res, url }: RestContext): Promise<void> {
-    const caller = restCaller(deps, req);
+    const caller = restCaller(deps.clients, req);
     const body = await readJsonObject(req, max);
     assertSameClient(caller, optionalString(body, "clientId"));
     const channel = channelOf(optionalString(body, "channel"));
@@ -143,7 +128,7 @@ export function createAuthRoutes(deps: Deps): Route[] {
       method: "GET",
       pattern: "/oauth2/ciba/:authReqId",
       handler: async ({ req, res, params }) => {
-        const caller = restCaller(deps, req);
+        const caller = restCaller(deps.clients, req);
         sendJson(res, 200, cibaJson(await ciba.get(caller.id, params.authReqId as string)));
       },
     },
@@ -173,7 +158,7 @@ export function createAuthRoutes(deps: Deps): Route[] {
       method: "POST",
       pattern: "/oauth2/codeflow/token",
       handler: async ({ req, res }) => {
-        const caller = restCaller(deps, req);
+        const caller = restCaller(deps.clients, req);
         const body = await readJsonObject(req, max);
         assertSameClient(caller, optionalString(body, "clientId"));
         const session = await codeFlow.redeem(caller, optionalString(body, "code") ?? "");
@@ -184,7 +169,7 @@ export function createAuthRoutes(deps: Deps): Route[] {
       method: "GET",
       pattern: "/oauth2/session",
       handler: async ({ req, res }) => {
-        const caller = restCaller(deps, req);
+        const caller = restCaller(deps.clients, req);
         const rec = await sessions.fresh(sessionTokenOf(headersOf(req)), caller.id);
         sendJson(res, 200, sessionJson(await sessions.view(rec)));
       },
@@ -193,7 +178,7 @@ export function createAuthRoutes(deps: Deps): Route[] {
       method: "DELETE",
       pattern: "/oauth2/session",
       handler: async ({ req, res }) => {
-        const caller = restCaller(deps, req);
+        const caller = restCaller(deps.clients, req);
         const pscLoggedOut = await sessions.logout(sessionTokenOf(headersOf(req)), caller.id);
         sendJson(res, 200, { loggedOut: true, pscLoggedOut });
       },

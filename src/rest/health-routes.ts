@@ -3,7 +3,8 @@
  * `/readyz` checks every dependency (stores, PSC discovery) with a short timeout.
  */
 import type { ReadinessCheck } from "../deps.ts";
-import { type Route, sendJson } from "./router.ts";
+import { sendJson } from "./respond.ts";
+import type { Route } from "./router.ts";
 
 /** Routes for `GET /healthz` and `GET /readyz`. */
 export function createHealthRoutes(checks: readonly ReadinessCheck[], timeoutMs = 2_000): Route[] {

@@ -1,5 +1,5 @@
 import { ERROR_CODES, type ErrorCode, retryAfterHeader, toEproxyError } from "../errors.ts";
-import { type NodeResponse, writeHead } from "./router.ts";
+import { type NodeResponse, writeHead } from "./respond.ts";
 
 /** An RFC 9457 problem document as eProxy emits it. */
 export interface Problem {

@@ -3,12 +3,20 @@
  * whole; eProxy's own failures are SOAP faults in the request's SOAP version.
  */
 import { pipeline } from "node:stream/promises";
-import type { Deps } from "../deps.ts";
+import type { ClientDirectory } from "../auth/callers.ts";
 import { retryAfterHeader } from "../errors.ts";
+import { headersOf, sessionTokenOf } from "../http/credentials.ts";
+import type { Relay } from "../relay/relay.ts";
 import { soapVersionOf, toSoapFault } from "../relay/soap-fault.ts";
-import { sessionTokenOf } from "../rpc/peer.ts";
-import { headersOf, restCaller } from "./auth-routes.ts";
-import { type RestContext, type Route, writeHead } from "./router.ts";
+import { restCaller } from "./caller.ts";
+import { writeHead } from "./respond.ts";
+import type { RestContext, Route } from "./router.ts";
+
+/** What the relay routes use. */
+export interface RelayRoutesDeps {
+  clients: ClientDirectory;
+  relay: Pick<Relay, "forward">;
+}
 
 function soapFaultAnswer({ req, res }: RestContext, err: unknown): void {
   if (res.headersSent) {
@@ -28,16 +36,14 @@ function soapFaultAnswer({ req, res }: RestContext, err: unknown): void {
 }
 
 /** The relay routes. */
-export function createRelayRoutes(deps: Deps): Route[] {
+export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
   return [
     {
       method: "POST",
       pattern: "/send/:service/*",
       onError: soapFaultAnswer,
       handler: async ({ req, res, params, url }) => {
-        const caller = restCaller(deps, req);
-        const started = performance.now();
-        let bytesOut = 0;
+        const caller = restCaller(deps.clients, req);
         // The caller hanging up cancels the upstream call; once the answer is done, nothing to cancel.
         const abort = new AbortController();
         const onClose = () => {
@@ -55,38 +61,11 @@ export function createRelayRoutes(deps: Deps): Route[] {
             signal: abort.signal,
           });
           writeHead(res, out.status, out.headers as Record<string, string | string[]>);
-          let outcome = "OK";
           try {
-            await pipeline(
-              out.body,
-              async function* (src: AsyncIterable<Buffer>) {
-                for await (const c of src) {
-                  bytesOut += c.length;
-                  yield c;
-                }
-              },
-              res as NodeJS.WritableStream,
-            );
-          } catch (err) {
-            outcome = "ABORTED";
-            throw err;
-          } finally {
-            deps.traces.record({
-              type: "SEND",
-              clientId: caller.id,
-              nationalId: out.session.nationalId,
-              sessionId: out.session.id,
-              service: params.service as string,
-              method: "POST",
-              path: `/${params["*"] ?? ""}`,
-              ...(out.soap.action ? { soapAction: out.soap.action } : {}),
-              upstreamStatus: out.status,
-              durationMs: Math.round(performance.now() - started),
-              bytesIn: out.bytesIn(),
-              bytesOut,
-              correlationId: out.correlationId,
-              outcome,
-            });
+            await pipeline(out.body, res as NodeJS.WritableStream);
+          } catch {
+            // The answer started: the relay traced the call as ABORTED; cutting it is all that is left.
+            res.destroy();
           }
         } finally {
           res.off("close", onClose);

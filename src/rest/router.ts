@@ -2,34 +2,14 @@
  * A minimal router for the REST facade, served as the Connect adapter's fallback: exact segments,
  * `:param` segments and a trailing `*` rest segment. Anything thrown becomes a problem+json answer.
  */
-import type { ServerResponse } from "node:http";
-import type { ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { EproxyError } from "../errors.ts";
 import { requestContext } from "../log.ts";
+import { recordRefusal } from "../trace/refusals.ts";
 import type { Traces } from "../trace/traces.ts";
+import { callerIdOf } from "./caller.ts";
 import { sendProblem } from "./problem.ts";
-
-/** A request as the node adapter hands it to the fallback (HTTP/1.1 or HTTP/2). */
-export type NodeRequest = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[0];
-/** The matching response. */
-export type NodeResponse = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[1];
-
-const callers = new WeakMap<object, string>();
-
-/** Remembers which client a request authenticated as, so that its rejection traces name it. */
-export function rememberCaller(req: NodeRequest, clientId: string): void {
-  callers.set(req, clientId);
-}
-
-/** `writeHead` on either response flavour (their overloads differ only in typing). */
-export function writeHead(
-  res: NodeResponse,
-  status: number,
-  headers: Record<string, string | number | string[]>,
-): void {
-  (res as unknown as ServerResponse).writeHead(status, headers);
-}
+import type { NodeRequest, NodeResponse } from "./respond.ts";
 
 /** What a REST handler receives. */
 export interface RestContext {
@@ -110,14 +90,12 @@ export function createRestRouter(
       const fail = (err: unknown) => {
         if (!(err instanceof EproxyError) || err.code === "INTERNAL")
           log.error({ err }, "REST handler failed");
-        const clientId = callers.get(req);
-        traces.record({
-          type: "REJECTED",
-          ...(clientId ? { clientId } : {}),
-          method: req.method ?? "",
-          path: url.pathname.slice(0, 200),
-          outcome: err instanceof EproxyError ? err.code : "INTERNAL",
-        });
+        const clientId = callerIdOf(req);
+        recordRefusal(
+          traces,
+          { ...(clientId ? { clientId } : {}), method: req.method ?? "", path: url.pathname },
+          err,
+        );
         if (route.onError) route.onError(ctx, err);
         else sendProblem(res, err, requestId);
       };
@@ -141,51 +119,4 @@ export function createRestRouter(
     }
     sendProblem(res, new EproxyError("NOT_FOUND", `no route for ${url.pathname}`), requestId);
   };
-}
-
-/** Writes a JSON answer. */
-export function sendJson(
-  res: NodeResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const text = JSON.stringify(body);
-  writeHead(res, status, {
-    ...headers,
-    "content-type": "application/json",
-    "content-length": Buffer.byteLength(text),
-    "cache-control": "no-store",
-  });
-  res.end(text);
-}
-
-/**
- * Reads a JSON request body, refusing more than `maxBytes` (413) and anything that is not a JSON
- * object (400).
- */
-export async function readJsonObject(req: NodeRequest, maxBytes: number): Promise<Record<string, unknown>> {
-  const ct = String(req.headers["content-type"] ?? "");
-  if (!/^application\/([\w.+-]*\+)?json\b/i.test(ct)) {
-    throw new EproxyError("INVALID_ARGUMENT", "expected Content-Type: application/json");
-  }
-  const declared = Number(req.headers["content-length"] ?? Number.NaN);
-  if (declared > maxBytes) throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${maxBytes} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-  } catch {
-    throw new EproxyError("INVALID_ARGUMENT", "body is not valid JSON");
-  }
-  if (!value || typeof value !== "object" || Array.isArray(value)) {
-    throw new EproxyError("INVALID_ARGUMENT", "body must be a JSON object");
-  }
-  return value as Record<string, unknown>;
 }

@@ -3,19 +3,27 @@
  * caller's traces, oldest first; `pageSize`, `pageToken`, `type` and `nationalId` narrow it, and the
  * next page's token comes in `x-next-page-token`.
  */
-import type { Deps } from "../deps.ts";
+import type { ClientDirectory } from "../auth/callers.ts";
 import { listTraces } from "../trace/query.ts";
-import { restCaller } from "./auth-routes.ts";
-import { type Route, sendJson } from "./router.ts";
+import type { TraceStore } from "../trace/traces.ts";
+import { restCaller } from "./caller.ts";
+import { sendJson } from "./respond.ts";
+import type { Route } from "./router.ts";
+
+/** What the trace route uses. */
+export interface TraceRoutesDeps {
+  clients: ClientDirectory;
+  traceStore: TraceStore;
+}
 
 /** The trace query route. */
-export function createTraceRoutes(deps: Deps): Route[] {
+export function createTraceRoutes(deps: TraceRoutesDeps): Route[] {
   return [
     {
       method: "GET",
       pattern: "/traces",
       handler: async ({ req, res, url }) => {
-        const caller = restCaller(deps, req);
+        const caller = restCaller(deps.clients, req);
         const p = url.searchParams;
         const time = (name: string) => {
           const v = p.get(name);

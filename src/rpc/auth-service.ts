@@ -2,20 +2,23 @@
  * Connect implementation of eproxy.v1.AuthService: authenticate the caller, decode, call the auth
  * domain, encode.
  */
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import { type AuthService, Channel } from "../../gen/eproxy/v1/auth_pb.ts";
-import { assertSameClient, authenticateCaller } from "../auth/callers.ts";
-import type { ClientConfig } from "../config.ts";
-import type { Deps } from "../deps.ts";
+import { assertSameClient, type ClientDirectory } from "../auth/callers.ts";
+import type { Ciba } from "../auth/ciba.ts";
+import type { CodeFlow } from "../auth/code-flow.ts";
+import type { Sessions } from "../auth/sessions.ts";
 import { EproxyError } from "../errors.ts";
-import { toPollCibaProto, toSessionProto } from "./mappers.ts";
-import { credentialsOf, kCallerId, kPeer, sessionTokenOf } from "./peer.ts";
+import { sessionTokenOf } from "../http/credentials.ts";
+import { toPollCibaProto, toSessionProto } from "../http/mappers.ts";
+import { callerOf } from "./caller.ts";
 
-/** The authenticated client of an RPC. */
-export function callerOf(deps: Deps, ctx: HandlerContext): ClientConfig {
-  const client = authenticateCaller(deps.clients, credentialsOf(ctx.requestHeader, ctx.values.get(kPeer)));
-  ctx.values.set(kCallerId, client.id);
-  return client;
+/** What AuthService uses. */
+export interface AuthServiceDeps {
+  clients: ClientDirectory;
+  ciba: Pick<Ciba, "start" | "get" | "watch">;
+  sessions: Pick<Sessions, "fresh" | "view" | "logout">;
+  codeFlow: Pick<CodeFlow, "start" | "redeem">;
 }
 
 function channelOf(c: Channel): "CARD" | "MOBILE" | undefined {
@@ -26,11 +29,11 @@ function channelOf(c: Channel): "CARD" | "MOBILE" | undefined {
 }
 
 /** Creates the AuthService implementation. */
-export function createAuthService(deps: Deps): ServiceImpl<typeof AuthService> {
+export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof AuthService> {
   const { ciba, sessions, codeFlow } = deps;
   return {
     async startCiba(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       assertSameClient(caller, req.clientId);
       const channel = channelOf(req.channel);
       const r = await ciba.start(caller, {
@@ -50,12 +53,12 @@ export function createAuthService(deps: Deps): ServiceImpl<typeof AuthService> {
     },
 
     async pollCiba(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       return toPollCibaProto(await ciba.get(caller.id, req.authReqId));
     },
 
     async *watchCiba(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       for await (const v of ciba.watch(caller.id, req.authReqId, ctx.signal)) {
         const { status, session, errorMessage } = toPollCibaProto(v);
         yield { status, ...(session ? { session } : {}), errorMessage };
@@ -63,25 +66,25 @@ export function createAuthService(deps: Deps): ServiceImpl<typeof AuthService> {
     },
 
     async startCodeFlow(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       assertSameClient(caller, req.clientId);
       return codeFlow.start(caller, req.redirectUri);
     },
 
     async codeFlowCallback(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       assertSameClient(caller, req.clientId);
       return { session: toSessionProto(await codeFlow.redeem(caller, req.code)) };
     },
 
     async getSession(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       const rec = await sessions.fresh(sessionTokenOf(ctx.requestHeader, req.sessionToken), caller.id);
       return { session: toSessionProto(await sessions.view(rec)) };
     },
 
     async logout(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       return {
         pscLoggedOut: await sessions.logout(sessionTokenOf(ctx.requestHeader, req.sessionToken), caller.id),
       };

@@ -4,9 +4,10 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { EproxyError } from "../errors.ts";
+import { recordRefusal } from "../trace/refusals.ts";
 import type { Traces } from "../trace/traces.ts";
+import { kCallerId } from "./caller.ts";
 import { toConnectError } from "./connect-errors.ts";
-import { kCallerId } from "./peer.ts";
 
 /**
  * Maps everything a handler throws (including in a response stream) to a ConnectError with a public
@@ -17,13 +18,7 @@ export function createErrorInterceptor(log: Logger, traces: Traces = { record() 
     if (!(err instanceof EproxyError) || err.code === "INTERNAL") {
       log.error({ err, procedure }, "RPC failed");
     }
-    traces.record({
-      type: "REJECTED",
-      ...(clientId ? { clientId } : {}),
-      method: "RPC",
-      path: procedure,
-      outcome: err instanceof EproxyError ? err.code : "INTERNAL",
-    });
+    recordRefusal(traces, { ...(clientId ? { clientId } : {}), method: "RPC", path: procedure }, err);
     return toConnectError(err);
   };
   return (next) => async (req) => {

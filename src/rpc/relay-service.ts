@@ -4,19 +4,27 @@
  */
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
-import type { Deps } from "../deps.ts";
+import type { ClientDirectory } from "../auth/callers.ts";
 import { EproxyError } from "../errors.ts";
+import { sessionTokenOf } from "../http/credentials.ts";
 import type { HeaderMap } from "../relay/ports.ts";
-import { discard } from "../relay/relay.ts";
-import { callerOf } from "./auth-service.ts";
-import { sessionTokenOf } from "./peer.ts";
+import type { Relay } from "../relay/relay.ts";
+import { callerOf } from "./caller.ts";
+
+/** What RelayService uses. */
+export interface RelayServiceDeps {
+  clients: ClientDirectory;
+  relay: Pick<Relay, "forward">;
+  /** Largest message, both ways (the answer is one message). */
+  maxMessageBytes: number;
+}
 
 /** Creates the RelayService implementation. */
-export function createRelayService(deps: Deps): ServiceImpl<typeof RelayService> {
-  const max = deps.config.server.maxRequestBytes;
+export function createRelayService(deps: RelayServiceDeps): ServiceImpl<typeof RelayService> {
+  const max = deps.maxMessageBytes;
   return {
     async forwardSoap(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       const headers: HeaderMap = {};
       for (const h of req.headers) headers[h.name.toLowerCase()] = h.value;
       if (!req.contentType) throw new EproxyError("INVALID_ARGUMENT", "contentType is required");
@@ -33,35 +41,11 @@ export function createRelayService(deps: Deps): ServiceImpl<typeof RelayService>
           yield req.body;
         })(),
         signal: ctx.signal,
+        maxAnswerBytes: max,
+        tooLargeHint: "use POST /send for large documents",
       });
       const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const c of out.body as AsyncIterable<Buffer>) {
-        size += c.length;
-        if (size > max) {
-          discard(out.body);
-          throw new EproxyError(
-            "PAYLOAD_TOO_LARGE",
-            `answer larger than ${max} bytes: use POST /send for large documents`,
-          );
-        }
-        chunks.push(c);
-      }
-      deps.traces.record({
-        type: "SEND",
-        clientId: caller.id,
-        nationalId: out.session.nationalId,
-        sessionId: out.session.id,
-        service: req.service,
-        method: "POST",
-        path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
-        ...(out.soap.action ? { soapAction: out.soap.action } : {}),
-        upstreamStatus: out.status,
-        bytesIn: out.bytesIn(),
-        bytesOut: size,
-        correlationId: out.correlationId,
-        outcome: "OK",
-      });
+      for await (const c of out.body) chunks.push(c);
       const ct = out.headers["content-type"];
       return {
         statusCode: out.status,

@@ -4,15 +4,22 @@
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TraceService } from "../../gen/eproxy/v1/trace_pb.ts";
-import type { Deps } from "../deps.ts";
+import type { ClientDirectory } from "../auth/callers.ts";
 import { listTraces } from "../trace/query.ts";
-import { callerOf } from "./auth-service.ts";
+import type { TraceStore } from "../trace/traces.ts";
+import { callerOf } from "./caller.ts";
+
+/** What TraceService uses. */
+export interface TraceServiceDeps {
+  clients: ClientDirectory;
+  traceStore: TraceStore;
+}
 
 /** Creates the TraceService implementation. */
-export function createTraceService(deps: Deps): ServiceImpl<typeof TraceService> {
+export function createTraceService(deps: TraceServiceDeps): ServiceImpl<typeof TraceService> {
   return {
     async listTraces(req, ctx) {
-      const caller = callerOf(deps, ctx);
+      const caller = callerOf(deps.clients, ctx);
       const { traces, nextPageToken } = await listTraces(deps.traceStore, {
         clientId: caller.id,
         ...(req.startTime ? { start: timestampDate(req.startTime).getTime() } : {}),

@@ -16,6 +16,7 @@ export type TraceType =
   | "SEND"
   | "DISCONNECT"
   | "REJECTED"
+  | "FAILED"
   | "ALERT";
 
 /** One stored trace. `at` is milliseconds since the epoch. */

@@ -13,6 +13,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type ClientSource, createClientRegistry, type StoredClient } from "../../src/auth/clients.ts";
 import { parseConfig } from "../../src/config.ts";
+import { fileIdentities } from "../../src/infra/client-tls.ts";
 import { createMongoClientSource } from "../../src/infra/mongo-clients.ts";
 import { ACTIONS, insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
 import { type AuthEnv, cibaLogin, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
@@ -74,7 +75,7 @@ describe.skipIf(!mongoUrl)("client registry on MongoDB", () => {
       const log = pino({ level: "silent" });
       const config = parseConfig(baseRawConfig(), {});
       expect(await source.insert(stored("lps-demo", { allowedServices: ["stolen"] }))).toBe(true);
-      const registry = await createClientRegistry({ config, log, source });
+      const registry = await createClientRegistry({ config, log, source, identities: fileIdentities });
       try {
         expect(registry.get("lps-demo")?.allowedServices).toEqual([]);
         expect(registry.list().find((c) => c.client.id === "lps-demo")?.origin).toBe("config");

@@ -113,7 +113,7 @@ export type Trace = Message<"eproxy.v1.Trace"> & {
 
   /**
    * CONNECT_SUCCESS, CONNECT_REPLAY, CONNECT_FAILURE, REFRESH, REFRESH_FAILURE, EXCHANGE, SEND,
-   * DISCONNECT, REJECTED or ALERT.
+   * DISCONNECT, REJECTED, FAILED or ALERT.
    *
    * @generated from field: string type = 2;
    */

@@ -1,5 +1,6 @@
 /**
- * Mappers from domain views to protobuf messages (also used for the REST facade's JSON).
+ * Mappers from domain views to eproxy.v1 messages, shared by the Connect services and the REST
+ * facade (which answers their protobuf JSON mapping). Protobuf only, no Connect.
  */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";

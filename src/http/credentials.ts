@@ -1,11 +1,11 @@
 /**
- * The TLS peer of a request (verified client certificate CN), shared by the Connect services
- * (through context values) and the REST facade.
+ * The caller's credentials as a request carries them, for every transport (Connect handlers and the
+ * REST facade read the same headers and the same TLS peer): an API key, a verified client
+ * certificate, a session token. No Connect import here, so that `rest/` and `rpc/` both use it
+ * without depending on each other.
  */
 import type { TLSSocket } from "node:tls";
-import { createContextKey } from "@connectrpc/connect";
-import type { CallerCredentials } from "../auth/callers.ts";
-import { API_KEY_PREFIX } from "../auth/callers.ts";
+import { API_KEY_PREFIX, type CallerCredentials } from "../auth/callers.ts";
 import { SESSION_TOKEN_PREFIX } from "../auth/sessions.ts";
 
 /** What the TLS layer tells about the peer. */
@@ -15,12 +15,6 @@ export interface Peer {
   /** Remote address. */
   remoteAddress?: string;
 }
-
-/** Context key carrying the Peer into Connect handlers. */
-export const kPeer = createContextKey<Peer>({}, { description: "TLS peer" });
-
-/** Context key the RPC layer fills with the authenticated client id (for rejection traces). */
-export const kCallerId = createContextKey<string>("", { description: "authenticated client id" });
 
 /** Reads the peer of a Node request (HTTP/1.1 socket or HTTP/2 session socket). */
 export function peerOf(req: { socket: unknown }): Peer {
@@ -34,9 +28,19 @@ export function peerOf(req: { socket: unknown }): Peer {
   return peer;
 }
 
-/** Anything with case-insensitive header access. */
+/** Anything with case-insensitive header access (the Fetch `Headers` a Connect handler gets is one). */
 export interface HeaderSource {
   get(name: string): string | null;
+}
+
+/** Case-insensitive header access on Node's header object (the first value of a repeated header). */
+export function headersOf(req: { headers: Record<string, string | string[] | undefined> }): HeaderSource {
+  return {
+    get(name) {
+      const v = req.headers[name.toLowerCase()];
+      return Array.isArray(v) ? (v[0] ?? null) : (v ?? null);
+    },
+  };
 }
 
 function bearer(h: HeaderSource): string | undefined {
@@ -46,12 +50,12 @@ function bearer(h: HeaderSource): string | undefined {
 }
 
 /** Extracts the caller's credentials: API key (dedicated header or `Bearer epk_…`) and certificate. */
-export function credentialsOf(h: HeaderSource, peer: Peer): CallerCredentials {
+export function credentialsOf(h: HeaderSource, peer: Peer | undefined): CallerCredentials {
   const b = bearer(h);
   const apiKey = h.get("x-eproxy-api-key") ?? (b?.startsWith(API_KEY_PREFIX) ? b : undefined);
   return {
     ...(apiKey ? { apiKey } : {}),
-    ...(peer.verifiedCertCn ? { verifiedCertCn: peer.verifiedCertCn } : {}),
+    ...(peer?.verifiedCertCn ? { verifiedCertCn: peer.verifiedCertCn } : {}),
   };
 }
 
