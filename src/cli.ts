@@ -1,30 +1,101 @@
 /**
- * The `eproxy` command: `serve`, `sandbox`, `certs`, `api-key`, `clients`.
+ * The `eproxy` command: `serve`, `doctor`, `clients`, `api-key`, and the development commands
+ * `sandbox` and `certs`. Each command's code is imported when the command runs, so `eproxy --help`
+ * and `eproxy serve` never load the sandbox, its simulators or their packages (oidc-provider, koa,
+ * the X.509 generator), which are development dependencies absent from the production image.
  */
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createApiKey } from "./auth/api-keys.ts";
-import { runClients } from "./clients-cli.ts";
-import { ConfigError, loadConfig, processEnv } from "./config.ts";
-import { createDeps } from "./deps.ts";
-import { ensureDevPki } from "./infra/dev-pki.ts";
-import { createLogger } from "./log.ts";
-import { runSandbox, SANDBOX_CLIENT_IDS } from "./sandbox/sandbox.ts";
-import { type EproxyServer, startServer } from "./server.ts";
 
 const USAGE = `Usage: eproxy <command> [options]
 
 Commands:
   serve     --config FILE        run the proxy (or set EPROXY_CONFIG)
-  sandbox   [--port 8443] [--psc-port 8444] [--teleservices-port 8445] [--dir certs]
-            [--approve-after-ms 3000]
-                                 run everything locally with zero configuration
-  certs     [--dir certs] [--client ID]...
-                                 create a development PKI (CA, server, client certificates)
-  api-key                        print a new API key and the hash to put in the configuration
   clients   add|list|disable|enable|rotate-key --config FILE ...
-                                 manage the clients registered in MongoDB (eproxy clients help)
+                                 manage the clients registered in MongoDB
+  api-key                        print a new API key and the hash to put in the configuration
+  sandbox   [--port 8443] ...    development: everything locally with zero configuration
+  certs     [--dir certs] ...    development: create a PKI (CA, server, client certificates)
+
+Options:
+  -h, --help                     help (also after any command: eproxy serve --help)
+  -v, --version                  version of eProxy and of its contract
+
+Exit status: 0 success, 1 failure at run time, 2 usage or configuration error.
 `;
+
+/** Help of each command, printed by `eproxy <command> --help`. */
+const COMMAND_USAGE: Record<string, string> = {
+  serve: `Usage: eproxy serve [--config FILE]
+
+Runs the proxy with the configuration FILE (default: the EPROXY_CONFIG environment variable).
+Environment overrides: EPROXY_PORT, EPROXY_LISTEN_ADDRESS, EPROXY_PUBLIC_BASE_URL, EPROXY_TLS_CERT_FILE,
+EPROXY_TLS_KEY_FILE, EPROXY_PSC_DISCOVERY_URL, EPROXY_REDIS_URL, EPROXY_MONGODB_URL, EPROXY_LOG_LEVEL,
+EPROXY_STATE_DIR (where the trace spool lives; must be writable).
+SIGTERM or SIGINT drains and stops it.
+
+Options:
+  -c, --config FILE   configuration file (YAML)
+  -h, --help          this help
+
+Exit status: 0 stopped cleanly, 1 failure at run time, 2 configuration error (the message names the key).
+`,
+  "api-key": `Usage: eproxy api-key
+
+Prints a new API key (give it to the backend; shown once) and the hash to put in the configuration
+(clients[].apiKeyHashes). Nothing is stored.
+
+Options:
+  -h, --help   this help (prints no key)
+`,
+  sandbox: `Usage: eproxy sandbox [--port 8443] [--psc-port P] [--teleservices-port P] [--dir certs]
+                      [--approve-after-ms 3000]
+
+Development only: a development PKI, the PSC simulator, the teleservice simulators and the proxy, with
+in-memory stores, on one machine with zero configuration. Needs the development dependencies (npm ci).
+
+Options:
+  -p, --port N              proxy port (0: any free port)
+  --psc-port N              PSC simulator port (default: port + 1)
+  --teleservices-port N     teleservice simulators port (default: port + 2)
+  --dir DIR                 where the development PKI lives (default: certs)
+  --approve-after-ms N      delay before the simulator approves a CIBA request
+  -h, --help                this help
+`,
+  certs: `Usage: eproxy certs [--dir certs] [--client ID]...
+
+Development only: creates (or reuses) a development PKI in DIR: a CA, a server certificate for
+localhost, and one client certificate per --client ID (CN = ID). Needs the development dependencies.
+
+Options:
+  --dir DIR       where to write it (default: certs)
+  --client ID     a client certificate to create (repeatable; default: the sandbox clients)
+  -h, --help      this help
+`,
+};
+
+/** Thrown for a bad command line; the CLI exits with status 2. */
+class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** The version in package.json (the image and the npm package ship it beside `src/`). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function wantsHelp(args: readonly string[]): boolean {
+  // Only before `--`: after it every word is an argument.
+  const end = args.indexOf("--");
+  return (end === -1 ? args : args.slice(0, end)).some((a) => a === "--help" || a === "-h");
+}
 
 /** Stops the server on SIGTERM/SIGINT: stop accepting, drain, close the stores, exit. */
 function closeOnSignals(server: { close(): Promise<void> }): void {
@@ -44,89 +115,141 @@ function closeOnSignals(server: { close(): Promise<void> }): void {
 
 async function serve(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: "string", short: "c" } } });
+  const { loadConfig, processEnv } = await import("./config.ts");
+  const { preflight } = await import("./preflight.ts");
   const env = processEnv();
   const config = loadConfig(values.config, env);
+  preflight(config, env);
+  const { createLogger } = await import("./log.ts");
+  const { createDeps } = await import("./deps.ts");
+  const { startServer } = await import("./server.ts");
   const log = createLogger(config.log.level);
   const deps = await createDeps(config, log, { env });
-  const server: EproxyServer = await startServer(deps);
-  closeOnSignals(server);
+  closeOnSignals(await startServer(deps));
+}
+
+/** Imports a development-only module; the production image has neither it nor its packages. */
+async function devImport<T>(load: () => Promise<T>, command: string): Promise<T> {
+  try {
+    return await load();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ERR_MODULE_NOT_FOUND") {
+      throw new UsageError(
+        `${command} is a development command: it needs the source tree and its development dependencies (npm ci)`,
+      );
+    }
+    throw err;
+  }
+}
+
+async function sandbox(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: "string", short: "p" },
+      "psc-port": { type: "string" },
+      "teleservices-port": { type: "string" },
+      dir: { type: "string" },
+      "approve-after-ms": { type: "string" },
+    },
+  });
+  const num = (name: string, v: string | undefined, max: number): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0 || n > max) throw new UsageError(`--${name}: not a valid number: ${v}`);
+    return n;
+  };
+  const pscPort = num("psc-port", values["psc-port"], 65535);
+  const teleservicesPort = num("teleservices-port", values["teleservices-port"], 65535);
+  const approveAfterMs = num("approve-after-ms", values["approve-after-ms"], 600_000);
+  const port = num("port", values.port, 65535) ?? 8443;
+  const { runSandbox } = await devImport(() => import("./sandbox/sandbox.ts"), "sandbox");
+  const running = await runSandbox({
+    port,
+    ...(pscPort !== undefined ? { pscPort } : {}),
+    ...(teleservicesPort !== undefined ? { teleservicesPort } : {}),
+    ...(approveAfterMs !== undefined ? { approveAfterMs } : {}),
+    certsDir: path.resolve(values.dir ?? "certs"),
+    out: process.stdout,
+  });
+  closeOnSignals(running);
+}
+
+async function certs(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { dir: { type: "string" }, client: { type: "string", multiple: true } },
+  });
+  const { ensureDevPki } = await devImport(() => import("./infra/dev-pki.ts"), "certs");
+  const { SANDBOX_CLIENT_IDS } = await devImport(() => import("./sandbox/sandbox.ts"), "certs");
+  const dir = path.resolve(values.dir ?? "certs");
+  const pki = await ensureDevPki(dir, values.client ?? SANDBOX_CLIENT_IDS);
+  process.stdout.write(
+    `development PKI in ${dir}\n  CA      ${pki.ca.certFile}\n  server  ${pki.server.certFile}\n` +
+      Object.entries(pki.clients)
+        .map(([id, c]) => `  client  ${id}: ${c.certFile}\n`)
+        .join(""),
+  );
+}
+
+async function apiKey(args: string[]): Promise<void> {
+  parseArgs({ args, options: {} });
+  const { createApiKey } = await import("./auth/api-keys.ts");
+  const { key, hash } = createApiKey();
+  process.stdout.write(
+    `API key (give it to the backend, shown once): ${key}\nconfiguration: apiKeyHashes: ["${hash}"]\n`,
+  );
 }
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
-    case "serve":
-      return serve(rest);
-    case "sandbox": {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          port: { type: "string", short: "p" },
-          "psc-port": { type: "string" },
-          "teleservices-port": { type: "string" },
-          dir: { type: "string" },
-          "approve-after-ms": { type: "string" },
-        },
-      });
-      const num = (name: string, v: string | undefined, max: number): number | undefined => {
-        if (v === undefined) return undefined;
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0 || n > max)
-          throw new ConfigError(`--${name}: not a valid number: ${v}`);
-        return n;
-      };
-      const pscPort = num("psc-port", values["psc-port"], 65535);
-      const teleservicesPort = num("teleservices-port", values["teleservices-port"], 65535);
-      const approveAfterMs = num("approve-after-ms", values["approve-after-ms"], 600_000);
-      const sandbox = await runSandbox({
-        port: num("port", values.port, 65535) ?? 8443,
-        ...(pscPort !== undefined ? { pscPort } : {}),
-        ...(teleservicesPort !== undefined ? { teleservicesPort } : {}),
-        ...(approveAfterMs !== undefined ? { approveAfterMs } : {}),
-        certsDir: path.resolve(values.dir ?? "certs"),
-        out: process.stdout,
-      });
-      closeOnSignals(sandbox);
-      return;
-    }
-    case "certs": {
-      const { values } = parseArgs({
-        args: rest,
-        options: { dir: { type: "string" }, client: { type: "string", multiple: true } },
-      });
-      const dir = path.resolve(values.dir ?? "certs");
-      const pki = await ensureDevPki(dir, values.client ?? SANDBOX_CLIENT_IDS);
-      process.stdout.write(
-        `development PKI in ${dir}\n  CA      ${pki.ca.certFile}\n  server  ${pki.server.certFile}\n` +
-          Object.entries(pki.clients)
-            .map(([id, c]) => `  client  ${id}: ${c.certFile}\n`)
-            .join(""),
-      );
-      return;
-    }
-    case "api-key": {
-      const { key, hash } = createApiKey();
-      process.stdout.write(
-        `API key (give it to the backend, shown once): ${key}\nconfiguration: apiKeyHashes: ["${hash}"]\n`,
-      );
-      return;
-    }
-    case "clients":
-      return runClients(rest);
     case undefined:
     case "help":
     case "--help":
-    case "-h":
-      process.stdout.write(USAGE);
+    case "-h": {
+      const topic = command === "help" ? rest[0] : undefined;
+      if (topic && topic !== "clients" && !COMMAND_USAGE[topic])
+        throw new UsageError(`unknown command: ${topic}`);
+      if (topic === "clients") {
+        const { clientsUsage } = await import("./clients-cli.ts");
+        process.stdout.write(clientsUsage(rest[1]));
+      } else process.stdout.write(topic ? (COMMAND_USAGE[topic] as string) : USAGE);
       return;
+    }
+    case "--version":
+    case "-v":
+    case "version":
+      process.stdout.write(`eproxy ${version()} (contract eproxy.v1, Node.js ${process.version})\n`);
+      return;
+    case "clients": {
+      // `clients` has subcommands, each with its own help: it handles --help itself.
+      const { runClients } = await import("./clients-cli.ts");
+      return runClients(rest);
+    }
+    case "serve":
+    case "sandbox":
+    case "certs":
+    case "api-key":
+      break;
     default:
-      process.stderr.write(`unknown command: ${command}\n\n${USAGE}`);
-      process.exitCode = 2;
+      throw new UsageError(`unknown command: ${command}\n\n${USAGE}`);
   }
+  if (wantsHelp(rest)) {
+    process.stdout.write(COMMAND_USAGE[command] as string);
+    return;
+  }
+  if (command === "serve") return serve(rest);
+  if (command === "sandbox") return sandbox(rest);
+  if (command === "certs") return certs(rest);
+  return apiKey(rest);
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
+main(process.argv.slice(2)).catch(async (err: unknown) => {
+  const { ConfigError } = await import("./config.ts");
   if (
+    err instanceof UsageError ||
     err instanceof ConfigError ||
     (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))
   ) {

@@ -14,20 +14,72 @@ import { identityFromPem, loadClientIdentity } from "./infra/client-tls.ts";
 import { loadKeyRing } from "./infra/key-ring.ts";
 import { createMongoClientSource } from "./infra/mongo-clients.ts";
 
+/** PSC client authentication methods a client can be registered with. */
+const AUTH_METHODS = ["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"];
+
+const SUBCOMMAND_USAGE: Record<string, string> = {
+  list: `Usage: eproxy clients list --config FILE [--json]
+
+Every client, from the configuration file and from MongoDB, without secrets.
+`,
+  add: `Usage: eproxy clients add --config FILE --id ID
+         (--cert-file F --key-file F | --pkcs12-file F [--pkcs12-passphrase-file F]) [--store-cert]
+         [--auth-method METHOD] [--client-secret-file F] [--signing-key-file F] [--signing-key-id KID]
+         [--service NAME]... [--redirect-uri URL]... [--expose-psc-tokens] [--max-pending-ciba N]
+
+Registers a client in MongoDB and prints its API key once (stored as a hash). The certificate must match
+its key and carry ID as its CN.
+
+Options:
+  --id ID                       client id (the certificate's CN)
+  --cert-file F, --key-file F   the client certificate and its key (PEM)
+  --pkcs12-file F               or a PKCS#12 bundle, with --pkcs12-passphrase-file F
+  --store-cert                  store the certificate in MongoDB, its key sealed by the key ring
+  --auth-method METHOD          how the client authenticates to PSC: ${AUTH_METHODS.join(", ")}
+                                (default tls_client_auth)
+  --client-secret-file F        client_secret_basic, client_secret_post: the secret
+  --signing-key-file F          private_key_jwt: the signing key (default: the certificate's key)
+  --signing-key-id KID          private_key_jwt: the kid PSC knows the key by
+  --service NAME                a teleservice the client may call (repeatable)
+  --redirect-uri URL            a code-flow redirect URI (repeatable)
+  --expose-psc-tokens           return PSC tokens to this client
+  --max-pending-ciba N          pending CIBA requests allowed (default 20)
+`,
+  disable: `Usage: eproxy clients disable --config FILE --id ID
+
+The client stops authenticating; its sessions become unusable (within clientsRefreshSeconds).
+`,
+  enable: `Usage: eproxy clients enable --config FILE --id ID
+`,
+  "rotate-key": `Usage: eproxy clients rotate-key --config FILE --id ID [--keep-previous]
+
+Prints a new API key once; the old one stops working (--keep-previous: it keeps working until the next
+rotation).
+`,
+};
+
 export const CLIENTS_USAGE = `Usage: eproxy clients <command> --config FILE [options]
 
   list        [--json]           every client: configuration and MongoDB (no secrets)
   add         --id ID (--cert-file F --key-file F | --pkcs12-file F [--pkcs12-passphrase-file F])
               [--store-cert] [--service NAME]... [--redirect-uri URL]...
-              [--auth-method tls_client_auth|client_secret_basic|client_secret_post]
-              [--client-secret-file F] [--expose-psc-tokens] [--max-pending-ciba N]
+              [--auth-method ${AUTH_METHODS.join("|")}]
+              [--client-secret-file F] [--signing-key-file F] [--signing-key-id KID]
+              [--expose-psc-tokens] [--max-pending-ciba N]
                                  register a client; prints its API key once
   disable     --id ID            the client stops authenticating; its sessions become unusable
   enable      --id ID
   rotate-key  --id ID [--keep-previous]
                                  new API key, printed once; the old one stops working
                                  (--keep-previous: the last key keeps working until the next rotation)
+
+eproxy clients <command> --help: the options of one command.
 `;
+
+/** Help of `eproxy clients` or of one of its commands. */
+export function clientsUsage(command?: string): string {
+  return (command && SUBCOMMAND_USAGE[command]) || CLIENTS_USAGE;
+}
 
 const OPTIONS = {
   config: { type: "string", short: "c" },
@@ -41,6 +93,8 @@ const OPTIONS = {
   "redirect-uri": { type: "string", multiple: true },
   "auth-method": { type: "string" },
   "client-secret-file": { type: "string" },
+  "signing-key-file": { type: "string" },
+  "signing-key-id": { type: "string" },
   "expose-psc-tokens": { type: "boolean" },
   "max-pending-ciba": { type: "string" },
   "keep-previous": { type: "boolean" },
@@ -52,12 +106,17 @@ type Out = { write(s: string): unknown };
 /** Runs `eproxy clients ...`; usage errors are ConfigErrors (exit code 2). */
 export async function runClients(argv: string[], out: Out = process.stdout): Promise<void> {
   const [command, ...rest] = argv;
-  if (!command || command === "help" || command === "--help") {
-    out.write(CLIENTS_USAGE);
+  if (!command || command === "help" || command === "--help" || command === "-h") {
+    out.write(clientsUsage(command === "help" ? rest[0] : undefined));
     return;
   }
-  if (!["list", "add", "disable", "enable", "rotate-key"].includes(command)) {
+  if (!SUBCOMMAND_USAGE[command]) {
     throw new ConfigError(`unknown clients command: ${command}\n\n${CLIENTS_USAGE}`);
+  }
+  const end = rest.indexOf("--");
+  if ((end === -1 ? rest : rest.slice(0, end)).some((a) => a === "--help" || a === "-h")) {
+    out.write(clientsUsage(command));
+    return;
   }
   const { values } = parseArgs({ args: rest, options: OPTIONS, strict: true });
   const env = processEnv();
@@ -145,12 +204,21 @@ async function add(
   if (maxPending !== undefined && !(Number.isInteger(Number(maxPending)) && Number(maxPending) > 0)) {
     throw new ConfigError("--max-pending-ciba: a positive integer");
   }
+  const authMethod = str("auth-method") ?? "tls_client_auth";
+  if (!AUTH_METHODS.includes(authMethod)) {
+    throw new ConfigError(`--auth-method ${authMethod}: one of ${AUTH_METHODS.join(", ")}`);
+  }
+  if (authMethod.startsWith("client_secret") && !str("client-secret-file")) {
+    throw new ConfigError(`--auth-method ${authMethod} needs --client-secret-file`);
+  }
   const { key, hash } = createApiKey();
   const now = Date.now();
   const fields = {
     id: v.id,
-    authMethod: str("auth-method") ?? "tls_client_auth",
+    authMethod,
     ...(str("client-secret-file") ? { clientSecretFile: abs(str("client-secret-file")) } : {}),
+    ...(str("signing-key-file") ? { signingKeyFile: abs(str("signing-key-file")) } : {}),
+    ...(str("signing-key-id") ? { signingKeyId: str("signing-key-id") } : {}),
     apiKeyHashes: [hash],
     redirectUris: (v["redirect-uri"] as string[] | undefined) ?? [],
     allowedServices: services,

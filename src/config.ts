@@ -10,17 +10,19 @@ import { z } from "zod";
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
 const filePath = z.string().min(1);
+/** PSC and authorization-server URLs: tokens and client credentials never travel in clear. */
+const httpsUrl = z.url().refine((u) => u.startsWith("https://"), "must be an https:// URL");
 
 const pscEndpoints = z
   .object({
-    authorization: z.url().optional(),
-    token: z.url().optional(),
-    userinfo: z.url().optional(),
-    backchannelAuthentication: z.url().optional(),
-    endSession: z.url().optional(),
-    revocation: z.url().optional(),
-    introspection: z.url().optional(),
-    jwks: z.url().optional(),
+    authorization: httpsUrl.optional(),
+    token: httpsUrl.optional(),
+    userinfo: httpsUrl.optional(),
+    backchannelAuthentication: httpsUrl.optional(),
+    endSession: httpsUrl.optional(),
+    revocation: httpsUrl.optional(),
+    introspection: httpsUrl.optional(),
+    jwks: httpsUrl.optional(),
   })
   .strict()
   .default({});
@@ -104,7 +106,7 @@ const teleserviceSchema = z
     upstreamUrl: z.url(),
     tokenExchange: z
       .object({
-        endpoint: z.url(),
+        endpoint: httpsUrl,
         scope: z.string().default(""),
         audience: z.string().optional(),
         resource: z.string().optional(),
@@ -196,7 +198,7 @@ export const configSchema = z
       .strict(),
     psc: z
       .object({
-        discoveryUrl: z.url(),
+        discoveryUrl: httpsUrl,
         endpoints: pscEndpoints,
         caFile: filePath.optional(),
         scope: z.string().default("openid scope_all"),
@@ -253,22 +255,24 @@ export const configSchema = z
     traces: z
       .object({
         retentionDays: z.number().int().positive().default(365),
-        spoolFile: filePath.default(".eproxy/traces.spool"),
+        /** Default: `<stateDir>/traces.spool`. */
+        spoolFile: filePath.optional(),
         spoolMaxBytes: z
           .number()
           .int()
           .positive()
           .default(256 * 1024 * 1024),
         /** JSON-lines file of every trace when there is no MongoDB. */
-        file: filePath.default(".eproxy/traces.jsonl"),
+        /** Default: `<stateDir>/traces.jsonl`. */
+        file: filePath.optional(),
       })
       .strict()
-      .default({
-        retentionDays: 365,
-        spoolFile: ".eproxy/traces.spool",
-        spoolMaxBytes: 256 * 1024 * 1024,
-        file: ".eproxy/traces.jsonl",
-      }),
+      .default({ retentionDays: 365, spoolMaxBytes: 256 * 1024 * 1024 }),
+    /**
+     * Writable directory for the state kept on disk (the trace spool, the JSON-lines traces):
+     * `/var/lib/eproxy` in the image (EPROXY_STATE_DIR); relative paths are against the config file.
+     */
+    stateDir: filePath.default(".eproxy"),
     alerts: z
       .object({
         /** CIBA failures (denied, expired, refused) per professional, across clients. */
@@ -317,9 +321,10 @@ export const configSchema = z
     });
   });
 
-/** The configuration after validation and defaults (`server.publicBaseUrl` always set). */
+/** The configuration after validation and defaults (`server.publicBaseUrl` and the trace files always set). */
 export type Config = z.infer<typeof configSchema> & {
   server: z.infer<typeof configSchema>["server"] & { publicBaseUrl: string };
+  traces: z.infer<typeof configSchema>["traces"] & { spoolFile: string; file: string };
 };
 /** One configured client (a business backend, identified by its certificate CN). */
 export type ClientConfig = Config["clients"][number];
@@ -345,6 +350,7 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   EPROXY_REDIS_URL: ["stores", "sessions"],
   EPROXY_MONGODB_URL: ["stores", "mongodbUrl"],
   EPROXY_LOG_LEVEL: ["log", "level"],
+  EPROXY_STATE_DIR: ["stateDir"],
 };
 
 function setPath(obj: Record<string, unknown>, keys: string[], value: unknown): void {
@@ -375,6 +381,7 @@ const FILE_KEYS = new Set([
   "signingKeyFile",
   "file",
   "spoolFile",
+  "stateDir",
 ]);
 
 function resolveFiles(o: unknown, baseDir: string): void {
@@ -424,7 +431,9 @@ export function parseConfig(
     throw new ConfigError(`invalid configuration:\n${formatIssues(result.error)}`);
   }
   resolveFiles(result.data, baseDir);
-  const data = result.data as Config & { server: { publicBaseUrl: string } };
+  const data = result.data as Config;
+  data.traces.spoolFile ??= path.join(data.stateDir, "traces.spool");
+  data.traces.file ??= path.join(data.stateDir, "traces.jsonl");
   data.server.publicBaseUrl = (data.server.publicBaseUrl ?? `https://localhost:${data.server.port}`).replace(
     /\/+$/,
     "",
