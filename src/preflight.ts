@@ -127,7 +127,8 @@ export function materialProblems(config: Readonly<Config>, env: NodeJS.ProcessEn
 
 function tlsText(err: unknown): string {
   const m = (err as Error).message;
-  if (/KEY_VALUES_MISMATCH|key values mismatch|does not match/i.test(m)) return "the private key does not match the certificate";
+  if (/KEY_VALUES_MISMATCH|key values mismatch|does not match/i.test(m))
+    return "the private key does not match the certificate";
   return m;
 }
 
