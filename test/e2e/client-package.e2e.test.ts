@@ -1,0 +1,136 @@
+/**
+ * The packed @eproxy/client from outside the repository: `npm pack`, install the tarball in a fresh
+ * project with a stock `tsc --init` tsconfig (NodeNext), compile a program with tsc, and run it
+ * against a sandbox started by the CLI. It completes a CIBA login and both relay paths.
+ */
+import { execFile } from "node:child_process";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+
+const run = promisify(execFile);
+const root = path.resolve(".");
+const work = mkdtempSync(path.join(tmpdir(), "eproxy-client-pkg-"));
+let sandbox: CliProcess | undefined;
+
+afterAll(async () => {
+  if (sandbox && sandbox.child.exitCode === null) {
+    sandbox.child.kill("SIGTERM");
+    await sandbox.exited;
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Runs a command; on failure the error names the command and its output. */
+async function sh(cmd: string, args: string[], cwd: string): Promise<string> {
+  try {
+    const { stdout } = await run(cmd, args, { cwd, maxBuffer: 16 * 1024 * 1024 });
+    return stdout;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    throw new Error(`${cmd} ${args.join(" ")} failed in ${cwd}:\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
+  }
+}
+
+describe("@eproxy/client, packed and installed in a fresh NodeNext project", () => {
+  it("compiles with stock tsc and completes a CIBA login and a relay against the sandbox", async () => {
+    const sandboxDir = path.join(work, "sandbox");
+    sandbox = startCli(
+      [
+        "sandbox",
+        "--port",
+        String(await freePort()),
+        "--psc-port",
+        String(await freePort()),
+        "--teleservices-port",
+        String(await freePort()),
+        "--dir",
+        path.join(sandboxDir, "certs"),
+        "--approve-after-ms",
+        "300",
+      ],
+      {},
+    );
+
+    // Pack (prepack builds: buf generate with .js extensions, then tsc to dist/).
+    const packDir = path.join(work, "pack");
+    mkdirSync(packDir);
+    await sh("npm", ["pack", "--silent", "--pack-destination", packDir], path.join(root, "packages/client"));
+    const tarball = readdirSync(packDir).find((f) => f.endsWith(".tgz"));
+    expect(tarball).toMatch(/^eproxy-client-\d+\.\d+\.\d+\.tgz$/);
+    const listing = await sh("tar", ["-tzf", path.join(packDir, tarball as string)], work);
+    expect(listing).toContain("package/dist/index.js");
+    expect(listing).toContain("package/dist/index.d.ts");
+    expect(listing).not.toMatch(/package\/src\//);
+
+    // A fresh project: the tarball, TypeScript and Node's types, a stock tsconfig.
+    const app = path.join(work, "app");
+    mkdirSync(app);
+    writeFileSync(
+      path.join(app, "package.json"),
+      JSON.stringify({
+        name: "integrator-app",
+        private: true,
+        type: "module",
+        dependencies: {
+          "@eproxy/client": `file:${path.join(packDir, tarball as string)}`,
+          "@connectrpc/connect": "^2.3.0",
+          typescript: "5.9.3",
+          "@types/node": "24.19.4",
+        },
+      }),
+    );
+    await sh("npm", ["install", "--prefer-offline", "--no-audit", "--no-fund", "--silent"], app);
+    const installed = JSON.parse(await sh("npm", ["ls", "--json", "--omit=dev", "--all"], app)) as {
+      dependencies: Record<string, { dependencies?: Record<string, unknown> }>;
+    };
+    // The client brings only the Connect/protobuf runtime.
+    expect(Object.keys(installed.dependencies["@eproxy/client"]?.dependencies ?? {}).sort()).toEqual([
+      "@bufbuild/protobuf",
+      "@connectrpc/connect",
+      "@connectrpc/connect-node",
+    ]);
+    await sh(path.join(app, "node_modules/.bin/tsc"), ["--init"], app);
+    // The one change `tsc --init`'s own comment prescribes for Node.js ("For nodejs: types: [node]").
+    const tsconfig = readFileSync(path.join(app, "tsconfig.json"), "utf8");
+    expect(tsconfig).toContain('"module": "nodenext"');
+    writeFileSync(path.join(app, "tsconfig.json"), tsconfig.replace('"types": [],', '"types": ["node"],'));
+    copyFileSync(path.join(root, "packages/client/test/consumer.ts"), path.join(app, "consumer.ts"));
+    await sh(path.join(app, "node_modules/.bin/tsc"), ["-p", "."], app);
+    // Also with the package's declarations checked (the stock tsconfig skips library checks).
+    await sh(
+      path.join(app, "node_modules/.bin/tsc"),
+      ["-p", ".", "--noEmit", "--skipLibCheck", "false"],
+      app,
+    );
+
+    await sandbox.waitFor(/Ctrl-C stops it/, 60_000);
+    const url = /eProxy sandbox ready on (https:\/\/localhost:\d+)/.exec(sandbox.stdout())?.[1] as string;
+    const out = await sh(
+      process.execPath,
+      ["consumer.js", url, path.join(sandboxDir, "certs"), "899700218896", "899700366240"],
+      app,
+    );
+    const seen = JSON.parse(out.trim().split("\n").at(-1) as string);
+    expect(seen.statuses.at(-1)).toBe("APPROVED/APPROVED");
+    expect(seen.familyName).toBe("SANDBOX-MEDECIN");
+    expect(seen.tokenPrefix).toBe("eps_");
+    expect(seen.forwardSoap).toEqual({ statusCode: 200, codeCr: "00" });
+    expect(seen.send).toEqual({ status: 200, codeCr: "00" });
+    expect(seen.getSession).toBe("899700218896");
+    expect(seen.badSession).toMatchObject({ code: "SESSION_INVALID", isSessionInvalid: true });
+    expect(seen.badSend.status).toBe(401);
+    expect(seen.aborted).toBe(1); // Code.Canceled
+  });
+});
