@@ -1,0 +1,776 @@
+/**
+ * `npm run bench:compare`: eProxy against Debian's nginx, in the same run, on the same machine.
+ *
+ * Fronts, all relaying to the same upstreams:
+ * - direct: the load generator talks to the upstream itself;
+ * - nginx: `proxy_pass` with `proxy_ssl_certificate` (mTLS) and a keep-alive upstream pool;
+ * - eProxy: `eproxy serve` with the same client certificate, a real session and a cached API token.
+ *
+ * Upstreams: a fast nginx answering a fixed 5 KB SOAP 1.2 envelope over mTLS (`ssl_verify_client on`,
+ * so it is never the bottleneck) for the 2 KB calls; the DMP simulator (hashes what it receives) for
+ * the MTOM uploads. wrk cannot present a client certificate, so the direct front uses a second
+ * listener of the same upstream nginx that does not ask for one (same answer; with keep-alive the
+ * handshake is not in the figures).
+ *
+ * Per front it reports: req/s at fixed concurrency (wrk, closed loop), CPU ms per request of the
+ * front's process tree (utime+stime from /proc/<pid>/stat of the process and all its descendants:
+ * nginx master + workers, eProxy primary + workers), p50/p99 at a fixed arrival rate of 50 % of
+ * eProxy's own maximum (vegeta, open model), the 100 MiB MTOM upload time (curl, streamed), the RSS
+ * growth of the front during its first upload and byte-exactness. Rounds are interleaved
+ * (direct, nginx, eProxy, direct, ...) and figures are medians with min–max: the machine is shared,
+ * so only figures and ratios from one run are comparable with each other.
+ *
+ * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (64), BENCH_MTOM_MB (100),
+ * BENCH_MTOM_ROUNDS (3), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
+ * (`memory` | `redis`; redis starts a private redis-server), BENCH_CPU_PROF=DIR (V8 CPU profile of
+ * eProxy), BENCH_LOG_LEVEL (eProxy's log level, default info: its access line is part of the cost,
+ * as nginx's access_log is), BENCH_KEEP=1 (keep the temporary directory).
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  closeSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
+import https from "node:https";
+import { cpus, loadavg, tmpdir } from "node:os";
+import path from "node:path";
+import { createApiKey } from "../src/auth/api-keys.ts";
+import { ensureDevPki } from "../src/infra/dev-pki.ts";
+import { startPscSimulator } from "../src/sandbox/psc-simulator.ts";
+import {
+  ACTIONS,
+  insiSearchRequest,
+  iti41RootPart,
+  mtomContentType,
+  mtomParts,
+  SOAP12_NS,
+  WSA_NS,
+} from "../src/sandbox/soap-samples.ts";
+import { startTeleserviceSimulator } from "../src/sandbox/teleservices.ts";
+import { freePort } from "../test/support/cli.ts";
+
+const MiB = 1024 * 1024;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const MTOM_MB = Number(process.env.BENCH_MTOM_MB ?? 100);
+const MTOM_ROUNDS = Number(process.env.BENCH_MTOM_ROUNDS ?? 3);
+const WORKERS = process.env.BENCH_WORKERS;
+const STORE = process.env.BENCH_STORE ?? (WORKERS && WORKERS !== "1" ? "redis" : "memory");
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? "info";
+const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+
+type FrontName = "direct" | "nginx" | "eProxy";
+const FRONTS: FrontName[] = ["direct", "nginx", "eProxy"];
+
+// ---------------------------------------------------------------- /proc sampling
+
+/** The pid and all its descendants (nginx workers, cluster workers). */
+function tree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(d));
+      children.set(ppid, list);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0) {
+    const p = todo.pop() as number;
+    out.push(p);
+    todo.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
+/** utime+stime of a process tree, in ms. */
+function cpuMs(root: number): number {
+  let ticks = 0;
+  for (const p of tree(root)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // Fields 14 and 15 of stat(5) (utime, stime), counted from the state field (3).
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // ended
+    }
+  }
+  return (ticks * 1000) / CLK_TCK;
+}
+
+/** Resident memory of a process tree, in KiB. */
+function rssKb(root: number): number {
+  let kb = 0;
+  for (const p of tree(root)) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, "utf8"))?.[1] ?? 0);
+    } catch {
+      // ended
+    }
+  }
+  return kb;
+}
+
+// ---------------------------------------------------------------- helpers
+
+function run(cmd: string, args: string[], opts: { input?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (c: Buffer) => out.push(c));
+    child.stderr.on("data", (c: Buffer) => err.push(c));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code === 0) resolve(Buffer.concat(out).toString());
+      else reject(new Error(`${cmd} exited ${code}: ${Buffer.concat(err).toString().slice(0, 2000)}`));
+    });
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+function fmt(xs: number[], digits: number): string {
+  if (xs.length === 0) return "–";
+  const f = (x: number) => x.toFixed(digits);
+  return `${f(median(xs))} (${f(Math.min(...xs))}–${f(Math.max(...xs))})`;
+}
+
+async function waitFor(url: string, ca: string, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      https
+        .get(url, { ca }, (r) => {
+          r.resume();
+          resolve(true);
+        })
+        .on("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`${url} did not answer`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function post(
+  url: string,
+  agent: https.Agent,
+  headers: Record<string, string>,
+  body: string,
+): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method: "POST", agent, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+/** A SOAP 1.2 envelope of exactly `bytes` bytes (padding in an XML comment). */
+function paddedEnvelope(base: string, bytes: number): string {
+  const pad = bytes - Buffer.byteLength(base) - "<!---->".length;
+  if (pad < 0) return base;
+  return base.replace("</soap:Body>", `<!--${"x".repeat(pad)}--></soap:Body>`);
+}
+
+// ---------------------------------------------------------------- nginx
+
+function startNginx(dir: string, name: string, conf: string): ChildProcess {
+  const prefix = path.join(dir, name);
+  execFileSync("mkdir", ["-p", prefix, path.join(prefix, "logs"), path.join(prefix, "tmp")]);
+  const file = path.join(prefix, "nginx.conf");
+  writeFileSync(
+    file,
+    `worker_processes auto;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  keepalive_requests 1000000;
+  ${conf}
+}
+`,
+  );
+  return spawn(
+    "/usr/sbin/nginx",
+    ["-e", `${prefix}/logs/error.log`, "-p", prefix, "-c", file, "-g", "daemon off;"],
+    {
+      stdio: ["ignore", "ignore", "inherit"],
+    },
+  );
+}
+
+// ---------------------------------------------------------------- load generators
+
+interface Front {
+  name: FrontName;
+  /** URL of the 2 KB call. */
+  soapUrl: string;
+  /** URL of the MTOM upload. */
+  mtomUrl: string;
+  /** Headers of both. */
+  headers: Record<string, string>;
+  /** Process whose tree's CPU and RSS are measured (none for direct). */
+  pid?: number;
+  /** curl's client certificate (direct MTOM only). */
+  curlCert?: { cert: string; key: string };
+}
+
+async function wrk(
+  dir: string,
+  f: Front,
+  body: string,
+  seconds: number,
+): Promise<{ rps: number; requests: number; errors: number }> {
+  const script = path.join(dir, `wrk-${f.name}.lua`);
+  const headers = { ...f.headers, "content-type": "application/soap+xml; charset=utf-8" };
+  writeFileSync(
+    script,
+    `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\n${Object.entries(headers)
+      .map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`)
+      .join("\n")}\n`,
+  );
+  const out = await run("wrk", ["-t2", `-c${CONNECTIONS}`, `-d${seconds}s`, "-s", script, f.soapUrl]);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
+  const errors =
+    Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) +
+    [...out.matchAll(/(connect|read|write|timeout) (\d+)/g)].reduce((n, m) => n + Number(m[2]), 0);
+  return { rps, requests, errors };
+}
+
+function vegetaBin(): string | undefined {
+  for (const p of [path.join(GOBIN, "vegeta"), "/usr/local/bin/vegeta", "/usr/bin/vegeta"]) {
+    try {
+      execFileSync(p, ["-version"], { stdio: "ignore" });
+      return p;
+    } catch {
+      // next
+    }
+  }
+  return undefined;
+}
+
+async function vegeta(
+  bin: string,
+  dir: string,
+  f: Front,
+  bodyFile: string,
+  ca: string,
+  rate: number,
+  seconds: number,
+): Promise<{ p50: number; p99: number; max: number; success: number }> {
+  const targets = path.join(dir, `vegeta-${f.name}.txt`);
+  const headers = { ...f.headers, "content-type": "application/soap+xml; charset=utf-8" };
+  writeFileSync(
+    targets,
+    `POST ${f.soapUrl}\n${Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join("\n")}\n@${bodyFile}\n`,
+  );
+  const results = path.join(dir, `vegeta-${f.name}.bin`);
+  await run(bin, [
+    "attack",
+    `-targets=${targets}`,
+    `-rate=${Math.round(rate)}/s`,
+    `-duration=${seconds}s`,
+    `-root-certs=${ca}`,
+    "-http2=false",
+    "-keepalive=true",
+    `-max-connections=${CONNECTIONS * 4}`,
+    `-output=${results}`,
+  ]);
+  const rep = JSON.parse(await run(bin, ["report", "-type=json", results])) as {
+    latencies: Record<string, number>;
+    success: number;
+  };
+  const ms = (ns: number | undefined) => (ns ?? 0) / 1e6;
+  return {
+    p50: ms(rep.latencies["50th"]),
+    p99: ms(rep.latencies["99th"]),
+    max: ms(rep.latencies.max),
+    success: rep.success,
+  };
+}
+
+async function curlUpload(
+  f: Front,
+  file: string,
+  contentType: string,
+  ca: string,
+): Promise<{ ms: number; status: number; text: string }> {
+  const respFile = `${file}.${f.name}.resp`;
+  const args = [
+    "-sS",
+    "--http1.1",
+    "-X",
+    "POST",
+    "-T",
+    file,
+    "-o",
+    respFile,
+    "-w",
+    "%{http_code} %{time_total}",
+    "--cacert",
+    ca,
+    "-H",
+    `content-type: ${contentType}`,
+    "-H",
+    "Expect:",
+    ...Object.entries(f.headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
+    ...(f.curlCert ? ["--cert", f.curlCert.cert, "--key", f.curlCert.key] : []),
+    f.mtomUrl,
+  ];
+  const out = (await run("curl", args)).trim().split(" ");
+  return { status: Number(out[0]), ms: Number(out[1]) * 1000, text: readFileSync(respFile, "utf8") };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), "eproxy-compare-"));
+  // nginx workers run as an unprivileged user when started by root: they must read the answer file.
+  chmodSync(dir, 0o755);
+  const children: ChildProcess[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  const lines: string[] = [];
+  const say = (s: string) => {
+    lines.push(s);
+    process.stdout.write(`${s}\n`);
+  };
+  try {
+    const pki = await ensureDevPki(dir, ["lps-bench"]);
+    const client = pki.clients["lps-bench"];
+    if (!client) throw new Error("no client certificate");
+    const tls = { cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem };
+
+    // Simulators: PSC (login), target AS (token exchange), DMP (MTOM upstream, hashes the body).
+    const port = await freePort();
+    const psc = await startPscSimulator({
+      port: 0,
+      tls,
+      clients: [{ id: "lps-bench", redirectUris: [`https://localhost:${port}/cb`] }],
+      autoApproveMs: 100,
+      cibaIntervalSeconds: 1,
+      introspectionClients: [{ id: "bench-as", secret: "bench-secret" }],
+    });
+    closers.push(() => psc.close());
+    const tele = await startTeleserviceSimulator({
+      port: 0,
+      tls,
+      psc: {
+        introspectionEndpoint: `${psc.issuer}/protocol/openid-connect/token/introspect`,
+        clientId: "bench-as",
+        clientSecret: "bench-secret",
+        ca: tls.ca,
+      },
+    });
+    closers.push(() => tele.close());
+
+    // The fast upstream: a fixed 5 KB SOAP answer over mTLS, and the same without client
+    // certificate for wrk (direct front).
+    const answer = paddedEnvelope(
+      `<?xml version="1.0" encoding="UTF-8"?>\n<soap:Envelope xmlns:soap="${SOAP12_NS}" xmlns:wsa="${WSA_NS}"><soap:Header><wsa:Action>${ACTIONS.insiSearch}Response</wsa:Action></soap:Header><soap:Body><ok/></soap:Body></soap:Envelope>`,
+      5 * 1024,
+    );
+    // The answer is a static file; POST to a static file is 405 in nginx, turned into the file (200).
+    execFileSync("mkdir", ["-p", path.join(dir, "www")]);
+    writeFileSync(path.join(dir, "www", "insi"), answer);
+    const [upPort, upDirectPort, frontPort] = [await freePort(), await freePort(), await freePort()];
+    const sslCommon = `ssl_certificate ${pki.server.certFile}; ssl_certificate_key ${pki.server.keyFile}; ssl_protocols TLSv1.2 TLSv1.3;`;
+    const upstreamLocations = `
+    client_max_body_size 0;
+    location / { root ${dir}/www; default_type "application/soap+xml; charset=utf-8"; error_page 405 =200 $uri; }`;
+    const upstream = startNginx(
+      dir,
+      "upstream",
+      `access_log off;
+  server { listen 127.0.0.1:${upPort} ssl; ${sslCommon}
+    ssl_client_certificate ${pki.ca.certFile}; ssl_verify_client on; ${upstreamLocations} }
+  server { listen 127.0.0.1:${upDirectPort} ssl; ${sslCommon} ${upstreamLocations} }`,
+    );
+    children.push(upstream);
+    const teleUrl = new URL(tele.url);
+    const nginx = startNginx(
+      dir,
+      "front",
+      `access_log ${dir}/front/logs/access.log;
+  upstream soap { server 127.0.0.1:${upPort}; keepalive 64; }
+  upstream dmp { server 127.0.0.1:${teleUrl.port}; keepalive 8; }
+  server { listen 127.0.0.1:${frontPort} ssl; ${sslCommon}
+    client_max_body_size 0;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_request_buffering off;
+    proxy_ssl_certificate ${client.certFile};
+    proxy_ssl_certificate_key ${client.keyFile};
+    proxy_ssl_trusted_certificate ${pki.ca.certFile};
+    proxy_ssl_verify on;
+    proxy_ssl_name localhost;
+    proxy_ssl_server_name on;
+    proxy_ssl_session_reuse on;
+    location /insi { proxy_pass https://soap; }
+    location /dmp/ { proxy_pass https://dmp; }
+  }`,
+    );
+    children.push(nginx);
+
+    // eProxy (a separate process; with workers, a tree of them).
+    let redisUrl: string | undefined;
+    if (STORE === "redis") {
+      const redisPort = await freePort();
+      const redis = spawn(
+        "redis-server",
+        [
+          "--port",
+          String(redisPort),
+          "--bind",
+          "127.0.0.1",
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--dir",
+          dir,
+        ],
+        { stdio: "ignore" },
+      );
+      children.push(redis);
+      redisUrl = `redis://127.0.0.1:${redisPort}`;
+      writeFileSync(path.join(dir, "store.key"), randomBytes(32).toString("base64"));
+    }
+    const key = createApiKey();
+    const config = path.join(dir, "eproxy.yaml");
+    const insiUrl = `https://localhost:${upPort}/insi`;
+    writeFileSync(
+      config,
+      JSON.stringify({
+        server: {
+          listenAddress: "127.0.0.1",
+          port,
+          tls: { certFile: pki.server.certFile, keyFile: pki.server.keyFile },
+          ...(WORKERS ? { workers: Number(WORKERS) } : {}),
+        },
+        psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.ca.certFile },
+        clients: [
+          {
+            id: "lps-bench",
+            certFile: client.certFile,
+            keyFile: client.keyFile,
+            apiKeyHashes: [key.hash],
+            allowedServices: ["dmp", "insi"],
+            exposePscTokens: true,
+          },
+        ],
+        teleservices: [
+          {
+            name: "dmp",
+            upstreamUrl: `${tele.url}/dmp`,
+            caFile: pki.ca.certFile,
+            tokenExchange: { endpoint: tele.tokenEndpoint, scope: "dmp" },
+            maxBodyBytes: 2 * MTOM_MB * MiB,
+          },
+          {
+            name: "insi",
+            upstreamUrl: insiUrl,
+            caFile: pki.ca.certFile,
+            tokenExchange: { endpoint: tele.tokenEndpoint, scope: "insi" },
+          },
+        ],
+        ...(redisUrl
+          ? {
+              stores: {
+                sessions: { kind: "redis", url: redisUrl },
+                encryption: { keys: [{ id: "k1", file: path.join(dir, "store.key") }], activeKeyId: "k1" },
+              },
+            }
+          : {}),
+        traces: { spoolFile: path.join(dir, "spool"), file: path.join(dir, "traces.jsonl") },
+        // The limiter stays on (its cost is part of the figures) with a ceiling the benchmark never reaches.
+        alerts: { relaysPerSession: { max: 1_000_000_000, windowSeconds: 60 } },
+        log: { level: LOG_LEVEL },
+      }),
+    );
+    const eproxyLog = path.join(dir, "eproxy.log");
+    const logFd = openSync(eproxyLog, "w");
+    const eproxy = spawn(
+      process.execPath,
+      [
+        "--trace-gc",
+        ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+        path.resolve("bin/eproxy.js"),
+        "serve",
+        "--config",
+        config,
+      ],
+      { stdio: ["ignore", logFd, "inherit"] },
+    );
+    children.push(eproxy);
+
+    await waitFor(`https://localhost:${port}/healthz`, tls.ca);
+    await waitFor(`https://localhost:${upDirectPort}/`, tls.ca);
+    await waitFor(`https://localhost:${frontPort}/`, tls.ca);
+
+    // A session (CIBA, auto-approved) and an API token for the MTOM calls that bypass eProxy.
+    const agent = new https.Agent({ ca: tls.ca, keepAlive: true });
+    const login = await post(
+      `https://localhost:${port}/oauth2/ciba`,
+      agent,
+      { "x-eproxy-api-key": key.key, "content-type": "application/json" },
+      JSON.stringify({ nationalId: "899700218896", channel: "MOBILE" }),
+    );
+    const session = JSON.parse(login.text).session;
+    if (!session) throw new Error(`login failed: ${login.status} ${login.text}`);
+    const certAgent = new https.Agent({
+      ca: tls.ca,
+      cert: client.certPem,
+      key: client.keyPem,
+      keepAlive: true,
+    });
+    const exchange = await post(
+      tele.tokenEndpoint,
+      certAgent,
+      { "content-type": "application/x-www-form-urlencoded" },
+      new URLSearchParams({
+        grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
+        subject_token: session.pscTokens.accessToken,
+        subject_token_type: "urn:ietf:params:oauth:token-type:access_token",
+        scope: "dmp",
+      }).toString(),
+    );
+    const apiToken = JSON.parse(exchange.text).access_token as string;
+    agent.destroy();
+    certAgent.destroy();
+
+    const fronts: Record<FrontName, Front> = {
+      direct: {
+        name: "direct",
+        soapUrl: `https://localhost:${upDirectPort}/insi`,
+        mtomUrl: `${tele.url}/dmp/repository`,
+        headers: { authorization: `Bearer ${apiToken}` },
+        curlCert: { cert: client.certFile, key: client.keyFile },
+      },
+      nginx: {
+        name: "nginx",
+        soapUrl: `https://localhost:${frontPort}/insi`,
+        mtomUrl: `https://localhost:${frontPort}/dmp/repository`,
+        headers: { authorization: `Bearer ${apiToken}` },
+        pid: nginx.pid as number,
+      },
+      eProxy: {
+        name: "eProxy",
+        soapUrl: `https://localhost:${port}/send/insi`,
+        mtomUrl: `https://localhost:${port}/send/dmp/repository`,
+        headers: { "x-eproxy-api-key": key.key, authorization: `Bearer ${session.sessionToken}` },
+        pid: eproxy.pid as number,
+      },
+    };
+
+    const soapBody = paddedEnvelope(insiSearchRequest("BENCH"), 2 * 1024);
+    const soapFile = path.join(dir, "request.xml");
+    writeFileSync(soapFile, soapBody);
+
+    say("# eProxy vs nginx (bench/compare.ts)");
+    say("");
+    say(
+      `- machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, load average at start ${loadavg()[0]?.toFixed(2)} (shared)`,
+    );
+    say(
+      `- ${process.version}, ${
+        execFileSync("/usr/sbin/nginx", ["-v"], { stdio: ["ignore", "pipe", "pipe"] })
+          .toString()
+          .trim() || "nginx"
+      } (worker_processes auto), wrk, vegeta, curl`,
+    );
+    say(
+      `- eProxy: workers ${WORKERS ?? "(default)"}, store ${STORE}, log level ${LOG_LEVEL}; ${ROUNDS} interleaved rounds × ${SECONDS} s, ${CONNECTIONS} connections, HTTP/1.1`,
+    );
+    say("- 2 KB SOAP 1.2 request, fixed 5 KB SOAP answer from an nginx upstream with ssl_verify_client on");
+    say("");
+
+    // Warm-up: code loaded, pools open, JIT done.
+    for (const name of FRONTS) await wrk(dir, fronts[name], soapBody, 2);
+
+    // 1. Throughput and CPU per request at fixed concurrency.
+    const rps: Record<FrontName, number[]> = { direct: [], nginx: [], eProxy: [] };
+    const cpu: Record<FrontName, number[]> = { direct: [], nginx: [], eProxy: [] };
+    let errors = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const name of FRONTS) {
+        const f = fronts[name];
+        const c0 = f.pid ? cpuMs(f.pid) : 0;
+        const w = await wrk(dir, f, soapBody, SECONDS);
+        const c1 = f.pid ? cpuMs(f.pid) : 0;
+        rps[name].push(w.rps);
+        if (f.pid && w.requests > 0) cpu[name].push((c1 - c0) / w.requests);
+        errors += w.errors;
+        if (w.errors > 0) process.stderr.write(`${name}: ${w.errors} errors in round ${r + 1}\n`);
+      }
+    }
+
+    // 2. Latency at a fixed arrival rate: 50 % of eProxy's own maximum.
+    const vbin = vegetaBin();
+    const rate = Math.max(10, median(rps.eProxy) / 2);
+    const lat: Record<FrontName, { p50: number[]; p99: number[] }> = {
+      direct: { p50: [], p99: [] },
+      nginx: { p50: [], p99: [] },
+      eProxy: { p50: [], p99: [] },
+    };
+    const gcPauses: number[] = [];
+    if (vbin) {
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const name of FRONTS) {
+          const logStart = readFileSync(eproxyLog).length;
+          const v = await vegeta(vbin, dir, fronts[name], soapFile, pki.ca.certFile, rate, SECONDS);
+          lat[name].p50.push(v.p50);
+          lat[name].p99.push(v.p99);
+          if (v.success < 1) {
+            errors++;
+            process.stderr.write(`${name}: vegeta success ratio ${v.success}\n`);
+          }
+          if (name === "eProxy") {
+            const gc = readFileSync(eproxyLog).subarray(logStart).toString();
+            for (const m of gc.matchAll(/MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/g)) {
+              gcPauses.push(Number(m[1]));
+            }
+          }
+        }
+      }
+    } else {
+      process.stderr.write("vegeta not found (.ci/install-tools.sh vegeta): fixed-rate latencies skipped\n");
+    }
+
+    // 3. MTOM: 100 MiB upload, streamed by curl; the DMP simulator answers the SHA-256 of what it got.
+    const boundary = `MIMEBoundary_${randomBytes(8).toString("hex")}`;
+    const parts = mtomParts(boundary, iti41RootPart("doc1@bench"));
+    const mtomFile = path.join(dir, "upload.mtom");
+    const hash = createHash("sha256");
+    const fd = openSync(mtomFile, "w");
+    const head = Buffer.from(parts.head + parts.attachmentHead("doc1@bench"));
+    hash.update(head);
+    writeSync(fd, head);
+    const chunk = randomBytes(MiB);
+    for (let n = 0; n < MTOM_MB; n++) {
+      hash.update(chunk);
+      writeSync(fd, chunk);
+    }
+    const tail = Buffer.from(parts.tail);
+    hash.update(tail);
+    writeSync(fd, tail);
+    closeSync(fd);
+    const digest = hash.digest("hex");
+    const mtomType = mtomContentType(boundary, ACTIONS.iti41);
+    const mtom: Record<
+      FrontName,
+      { ms: number[]; firstGrowthMb?: number; growthMb: number[]; exact: boolean }
+    > = {
+      direct: { ms: [], growthMb: [], exact: true },
+      nginx: { ms: [], growthMb: [], exact: true },
+      eProxy: { ms: [], growthMb: [], exact: true },
+    };
+    for (let r = 0; r < MTOM_ROUNDS; r++) {
+      for (const name of FRONTS) {
+        const f = fronts[name];
+        const before = f.pid ? rssKb(f.pid) : 0;
+        let peak = before;
+        const timer = f.pid
+          ? setInterval(() => {
+              peak = Math.max(peak, rssKb(f.pid as number));
+            }, 10)
+          : undefined;
+        const u = await curlUpload(f, mtomFile, mtomType, pki.ca.certFile);
+        clearInterval(timer);
+        const m = mtom[name];
+        m.ms.push(u.ms);
+        if (f.pid) {
+          const growth = (peak - before) / 1024;
+          if (r === 0) m.firstGrowthMb = growth;
+          m.growthMb.push(growth);
+        }
+        const exact = u.status === 200 && u.text.includes(`${digest}</ep:BodyHash>`);
+        if (!exact) process.stderr.write(`${name}: MTOM upload not byte-exact (HTTP ${u.status})\n`);
+        m.exact &&= exact;
+      }
+    }
+    rmSync(mtomFile, { force: true });
+
+    // Report.
+    const ratio = (a: number[], b: number[]) =>
+      a.length && b.length ? `${(median(a) / median(b)).toFixed(2)}×` : "–";
+    say(
+      `| front | req/s (c=${CONNECTIONS}) | CPU ms/req | p50 ms @ ${Math.round(rate)}/s | p99 ms @ ${Math.round(rate)}/s | MTOM ${MTOM_MB} MiB s | RSS growth 1st upload MiB | byte-exact |`,
+    );
+    say("|---|---|---|---|---|---|---|---|");
+    for (const name of FRONTS) {
+      const m = mtom[name];
+      say(
+        `| ${name} | ${fmt(rps[name], 0)} | ${cpu[name].length ? fmt(cpu[name], 3) : "–"} | ${fmt(lat[name].p50, 2)} | ${fmt(lat[name].p99, 2)} | ${fmt(
+          m.ms.map((x) => x / 1000),
+          2,
+        )} | ${m.firstGrowthMb === undefined ? "–" : `${m.firstGrowthMb.toFixed(1)} (later max ${Math.max(...m.growthMb.slice(1), 0).toFixed(1)})`} | ${m.exact} |`,
+      );
+    }
+    say(
+      `| eProxy/nginx | ${ratio(rps.eProxy, rps.nginx)} | ${ratio(cpu.eProxy, cpu.nginx)} | ${ratio(lat.eProxy.p50, lat.nginx.p50)} | ${ratio(lat.eProxy.p99, lat.nginx.p99)} | ${ratio(mtom.eProxy.ms, mtom.nginx.ms)} | | |`,
+    );
+    say("");
+    const p99Over = lat.eProxy.p99.length ? median(lat.eProxy.p99) - median(lat.direct.p99) : Number.NaN;
+    say(
+      `- eProxy p99 − direct p99 at the fixed rate: ${p99Over.toFixed(2)} ms; eProxy GC pauses during the fixed-rate runs (--trace-gc): ${gcPauses.length} pauses, max ${gcPauses.length ? Math.max(...gcPauses).toFixed(2) : "–"} ms, ${gcPauses.filter((p) => p > 10).length} over 10 ms`,
+    );
+    say(`- errors (non-2xx, socket errors, vegeta failures): ${errors}`);
+    say("");
+    say(
+      "Medians with min–max over interleaved rounds; only ratios within one run are comparable (shared machine).",
+    );
+    if (errors > 0 || !FRONTS.every((n) => mtom[n].exact)) process.exitCode = 1;
+    if (process.env.BENCH_OUT) writeFileSync(process.env.BENCH_OUT, `${lines.join("\n")}\n`);
+  } finally {
+    // Waits for each to exit: a CPU profile is written at exit.
+    for (const c of children.reverse()) {
+      if (c.exitCode !== null || c.signalCode !== null) continue;
+      const exited = new Promise((r) => c.once("exit", r));
+      c.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+    }
+    for (const c of closers) await c().catch(() => {});
+    if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+    else process.stderr.write(`kept ${dir}\n`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
