@@ -15,7 +15,7 @@ import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/re
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import type { Deps } from "./deps.ts";
 import { peerOf } from "./http/credentials.ts";
-import { requestContext } from "./log.ts";
+import { type RequestContext, requestContext, writeAccessLine } from "./log.ts";
 import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
 import { createRelayRoutes } from "./rest/relay-routes.ts";
@@ -118,21 +118,30 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       res.setHeader("x-request-id", requestId);
       const started = performance.now();
       trackHttp1(req.socket as TLSSocket, res);
-      requestContext.run({ requestId, callerIp: callerIpOf(req, config.server.trustedProxies) }, () => {
-        res.once("finish", () => {
-          log.info(
-            {
-              method: req.method,
-              path: (req.url ?? "").split("?")[0],
-              status: res.statusCode,
-              httpVersion: req.httpVersion,
-              durationMs: Math.round(performance.now() - started),
-            },
-            "request",
-          );
-        });
-        handler(req, res);
+      const ctx: RequestContext = {
+        requestId,
+        callerIp: callerIpOf(req, config.server.trustedProxies),
+        access: {},
+      };
+      // "close" also fires when the client hung up before the answer was complete (no "finish" then).
+      res.once("close", () => {
+        writeAccessLine(
+          log,
+          ctx,
+          {
+            method: req.method,
+            url: req.url,
+            httpVersion: req.httpVersion,
+            contentType: req.headers["content-type"],
+            contentLength: req.headers["content-length"],
+          },
+          res.statusCode,
+          res.writableFinished,
+          performance.now() - started,
+          res.getHeader("content-length"),
+        );
       });
+      requestContext.run(ctx, () => handler(req, res));
     },
   );
 

@@ -9,6 +9,14 @@ interface Entry<T> {
   expiresAt: number;
 }
 
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object") {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
 /** Creates the in-memory store. `now` is injectable for tests. */
 export function createMemoryStore(now: () => number = Date.now): AuthStore {
   const sessions = new Map<string, Entry<SessionRecord>>();
@@ -35,9 +43,8 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
 
   return {
     async getSession(id) {
-      // A copy: callers must not mutate what the store holds.
-      const e = live(sessions, id);
-      return e ? structuredClone(e.value) : undefined;
+      // Frozen at write: callers share it without a per-call deep copy (they spread, never mutate).
+      return live(sessions, id)?.value;
     },
     async sessionIdleExpiry(id) {
       return live(sessions, id)?.expiresAt;
@@ -46,7 +53,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       const cur = live(sessions, rec.id);
       if ((cur?.value.version ?? 0) !== rec.version - 1) return false;
       const expiresAt = Math.min(now() + ttlMs, rec.absoluteExpiresAt);
-      sessions.set(rec.id, { value: structuredClone(rec), expiresAt });
+      sessions.set(rec.id, { value: deepFreeze(structuredClone(rec)), expiresAt });
       index.set(indexKey(rec.clientId, rec.professional.nationalId), { value: rec.id, expiresAt });
       return true;
     },

@@ -9,6 +9,7 @@ import type { MisuseGuard } from "../auth/misuse.ts";
 import type { Sessions } from "../auth/sessions.ts";
 import type { ClientConfig, Config, TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import { noteAccess } from "../log.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { ApiTokens } from "./api-tokens.ts";
 import { toDownstreamHeaders, toUpstreamHeaders } from "./headers.ts";
@@ -175,16 +176,7 @@ export function createRelay(deps: {
           `teleservice ${t.name} answered HTTP ${res.status} without SOAP`,
         );
       }
-      log.info(
-        {
-          teleservice: t.name,
-          action: soap.action,
-          status: res.status,
-          correlationId,
-          headersMs: Math.round(performance.now() - started),
-        },
-        "relayed",
-      );
+      // No log line here: the access line (noteAccess below) carries teleservice, action and statuses.
       const max = req.maxAnswerBytes ?? Number.POSITIVE_INFINITY;
       const upstreamBody = res.body;
       // One generator stage per call, as the streamed answer needs one anyway to count its bytes.
@@ -206,6 +198,14 @@ export function createRelay(deps: {
           }
           outcome = "OK";
         } finally {
+          noteAccess({
+            teleservice: t.name,
+            upstreamStatus: res.status,
+            correlationId,
+            bytesIn: counted.n,
+            bytesOut,
+            ...(soap.action ? { soapAction: soap.action } : {}),
+          });
           // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
           traces.record({
             type: "SEND",

@@ -5,6 +5,7 @@
 import { authenticateCaller, type ClientDirectory } from "../auth/callers.ts";
 import type { ClientConfig } from "../config.ts";
 import { credentialsOf, headersOf, peerOf } from "../http/credentials.ts";
+import { noteAccess } from "../log.ts";
 import type { NodeRequest } from "./respond.ts";
 
 const callers = new WeakMap<object, string>();
@@ -13,6 +14,7 @@ const callers = new WeakMap<object, string>();
 export function restCaller(clients: ClientDirectory, req: NodeRequest): ClientConfig {
   const client = authenticateCaller(clients, credentialsOf(headersOf(req), peerOf(req)));
   callers.set(req, client.id);
+  noteAccess({ clientId: client.id });
   return client;
 }
 

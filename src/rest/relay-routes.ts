@@ -2,10 +2,11 @@
  * `POST /send/{service}/{path...}`: the raw SOAP/MTOM relay. The body is piped, never buffered
  * whole; eProxy's own failures are SOAP faults in the request's SOAP version.
  */
-import { pipeline } from "node:stream/promises";
+import type { Writable } from "node:stream";
 import type { ClientDirectory } from "../auth/callers.ts";
 import { retryAfterHeader } from "../errors.ts";
 import { headersOf, sessionTokenOf } from "../http/credentials.ts";
+import { noteAccess } from "../log.ts";
 import type { Relay } from "../relay/relay.ts";
 import { soapVersionOf, toSoapFault } from "../relay/soap-fault.ts";
 import { restCaller } from "./caller.ts";
@@ -35,6 +36,57 @@ function soapFaultAnswer({ req, res }: RestContext, err: unknown): void {
   res.end(fault.body);
 }
 
+function prematureClose(): Error {
+  return Object.assign(new Error("the response closed before the answer was complete"), {
+    code: "ERR_STREAM_PREMATURE_CLOSE",
+  });
+}
+
+/**
+ * Writes a streamed answer into the response, waiting for `drain` when the response is full
+ * (backpressure). `stream.pipeline` does the same but aborts an internal AbortController — a
+ * DOMException with its stack — at the end of every call, which a relayed call should not pay.
+ * Rejects when the response closes before it finished (the client hung up); leaving the loop early
+ * ends the source, which releases its upstream connection.
+ */
+export async function streamAnswer(src: AsyncIterable<Uint8Array>, dst: Writable): Promise<void> {
+  let closed = false;
+  let wake: (() => void) | undefined;
+  const onClose = () => {
+    closed = true;
+    wake?.();
+  };
+  const onProgress = () => wake?.();
+  dst.on("close", onClose);
+  dst.on("error", onClose);
+  dst.on("drain", onProgress);
+  dst.on("finish", onProgress);
+  try {
+    for await (const chunk of src) {
+      if (closed) throw prematureClose();
+      if (!dst.write(chunk)) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+        if (closed && !dst.writableFinished) throw prematureClose();
+      }
+    }
+    dst.end();
+    if (!dst.writableFinished) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      if (!dst.writableFinished) throw prematureClose();
+    }
+  } finally {
+    dst.off("close", onClose);
+    dst.off("error", onClose);
+    dst.off("drain", onProgress);
+    dst.off("finish", onProgress);
+  }
+}
+
 /** The relay routes. */
 export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
   return [
@@ -51,20 +103,29 @@ export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
         };
         res.once("close", onClose);
         try {
-          const out = await deps.relay.forward({
-            caller,
-            sessionToken: sessionTokenOf(headersOf(req)),
-            service: params.service as string,
-            path: `${params["*"] ?? ""}${url.search}`,
-            headers: req.headers,
-            body: req as AsyncIterable<Uint8Array>,
-            signal: abort.signal,
-          });
+          let out: Awaited<ReturnType<RelayRoutesDeps["relay"]["forward"]>>;
+          try {
+            out = await deps.relay.forward({
+              caller,
+              sessionToken: sessionTokenOf(headersOf(req)),
+              service: params.service as string,
+              path: `${params["*"] ?? ""}${url.search}`,
+              headers: req.headers,
+              body: req as AsyncIterable<Uint8Array>,
+              signal: abort.signal,
+            });
+          } catch (err) {
+            // A caller that hung up is not an eProxy failure: its access line says so, at info.
+            if (!abort.signal.aborted) throw err;
+            noteAccess({ code: "CLIENT_CLOSED" });
+            return;
+          }
           writeHead(res, out.status, out.headers as Record<string, string | string[]>);
           try {
-            await pipeline(out.body, res as NodeJS.WritableStream);
+            await streamAnswer(out.body, res as unknown as Writable);
           } catch {
             // The answer started: the relay traced the call as ABORTED; cutting it is all that is left.
+            noteAccess({ code: abort.signal.aborted ? "CLIENT_CLOSED" : "UPSTREAM_BAD_RESPONSE" });
             res.destroy();
           }
         } finally {

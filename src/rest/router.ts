@@ -4,7 +4,7 @@
  */
 import type { Logger } from "pino";
 import { EproxyError } from "../errors.ts";
-import { requestContext } from "../log.ts";
+import { noteAccess, requestContext } from "../log.ts";
 import { recordRefusal } from "../trace/refusals.ts";
 import type { Traces } from "../trace/traces.ts";
 import { callerIdOf } from "./caller.ts";
@@ -87,7 +87,9 @@ export function createRestRouter(
         continue;
       }
       const ctx: RestContext = { req, res, url, params, requestId };
+      noteAccess({ route: route.pattern });
       const fail = (err: unknown) => {
+        noteAccess({ code: err instanceof EproxyError ? err.code : "INTERNAL" });
         if (!(err instanceof EproxyError) || err.code === "INTERNAL")
           log.error({ err }, "REST handler failed");
         const clientId = callerIdOf(req);

@@ -1,13 +1,21 @@
 /**
  * Connect interceptors. In Connect the first interceptor of the array is the outermost.
  */
-import type { Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { EproxyError } from "../errors.ts";
+import { noteAccess } from "../log.ts";
 import { recordRefusal } from "../trace/refusals.ts";
 import type { Traces } from "../trace/traces.ts";
 import { kCallerId } from "./caller.ts";
 import { toConnectError } from "./connect-errors.ts";
+
+/** Connect's wire names of the codes (`invalid_argument`), as in the Connect protocol's error JSON. */
+const CODE_NAMES: Record<number, string> = { 0: "ok" };
+for (const [name, n] of Object.entries(Code)) {
+  if (typeof n === "number")
+    CODE_NAMES[n] = name.replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase());
+}
 
 /**
  * Maps everything a handler throws (including in a response stream) to a ConnectError with a public
@@ -21,23 +29,40 @@ export function createErrorInterceptor(log: Logger, traces: Traces = { record() 
     recordRefusal(traces, { ...(clientId ? { clientId } : {}), method: "RPC", path: procedure }, err);
     return toConnectError(err);
   };
+  // The access line's procedure, client id and Connect/gRPC code (the server writes the line).
+  const note = (req: Parameters<Parameters<Interceptor>[0]>[0], code: Code) => {
+    const clientId = req.contextValues.get(kCallerId);
+    noteAccess({
+      route: `/${req.service.typeName}/${req.method.name}`,
+      code: CODE_NAMES[code] ?? String(code),
+      ...(clientId ? { clientId } : {}),
+    });
+  };
   return (next) => async (req) => {
     try {
       const res = await next(req);
-      if (!res.stream) return res;
+      if (!res.stream) {
+        note(req, 0 as Code);
+        return res;
+      }
       const messages = res.message;
       return {
         ...res,
         message: (async function* () {
           try {
             yield* messages;
+            note(req, 0 as Code);
           } catch (err) {
-            throw map(err, req.method.name, req.contextValues.get(kCallerId));
+            const ce = map(err, req.method.name, req.contextValues.get(kCallerId));
+            note(req, ce.code);
+            throw ce;
           }
         })(),
       };
     } catch (err) {
-      throw map(err, req.method.name, req.contextValues.get(kCallerId));
+      const ce = map(err, req.method.name, req.contextValues.get(kCallerId));
+      note(req, ce.code);
+      throw ce;
     }
   };
 }

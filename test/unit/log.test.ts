@@ -1,8 +1,8 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { createLogger, requestContext } from "../../src/log.ts";
+import { createLogger, noteAccess, protocolOf, requestContext, writeAccessLine } from "../../src/log.ts";
 
-function capture() {
+function capture(level = "info") {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk, _enc, cb) {
@@ -10,31 +10,46 @@ function capture() {
       cb();
     },
   });
-  return { lines, log: createLogger("info", stream) };
+  return { lines, log: createLogger(level, stream) };
 }
 
+const request = {
+  method: "POST",
+  url: "/send/insi?x=1",
+  httpVersion: "2.0",
+  contentType: "application/soap+xml",
+  contentLength: "2048",
+};
+
 describe("logger", () => {
-  it("redacts credentials at any usual depth", () => {
+  it("redacts credentials at their exact paths: headers and foreign errors", () => {
     const { lines, log } = capture();
     log.info({
       headers: {
         authorization: "Bearer secret-1",
         cookie: "proxy_session_id=secret-2",
         "x-eproxy-session": "secret-3",
+        "x-eproxy-api-key": "secret-4",
       },
-      sessionToken: "secret-4",
-      session: { accessToken: "secret-5", tokens: { refresh_token: "secret-6" } },
-      apiKey: "secret-7",
-      nationalId: "899700218896",
+    });
+    log.error({
+      err: { message: "boom", response: { body: "secret-5" }, cause: { headers: { a: "secret-6" } } },
     });
     const out = lines.join("");
-    for (let i = 1; i <= 7; i++) expect(out).not.toContain(`secret-${i}`);
+    for (let i = 1; i <= 6; i++) expect(out).not.toContain(`secret-${i}`);
     expect(out).toContain("[redacted]");
+    expect(out).toContain("boom");
+  });
+
+  it("shows error codes (a field named code is not a secret)", () => {
+    const { lines, log } = capture();
+    log.warn({ code: "ECONNREFUSED" }, "Redis unavailable");
+    expect(JSON.parse(lines[0] as string).code).toBe("ECONNREFUSED");
   });
 
   it("puts the request id on every line logged during a request", () => {
     const { lines, log } = capture();
-    requestContext.run({ requestId: "req-42" }, () => {
+    requestContext.run({ requestId: "req-42", access: {} }, () => {
       log.info("one");
       log.warn({ a: 1 }, "two");
     });
@@ -43,5 +58,81 @@ describe("logger", () => {
     expect(parsed[0].requestId).toBe("req-42");
     expect(parsed[1].requestId).toBe("req-42");
     expect(parsed[2].requestId).toBeUndefined();
+  });
+});
+
+describe("access line", () => {
+  it("carries what the layers noted during the request, once, at info", () => {
+    const { lines, log } = capture();
+    const ctx = { requestId: "req-7", access: {} };
+    requestContext.run(ctx, () => {
+      noteAccess({ route: "/send/:service/*", clientId: "lps-1" });
+      noteAccess({ teleservice: "insi", upstreamStatus: 200, bytesIn: 2048, bytesOut: 5120, code: "OK" });
+    });
+    // Written when the response closes, outside the request's async context: named by construction.
+    writeAccessLine(log, ctx, request, 200, true, 1.234, undefined);
+    expect(lines).toHaveLength(1);
+    const line = JSON.parse(lines[0] as string);
+    expect(line).toMatchObject({
+      level: "info",
+      msg: "request",
+      requestId: "req-7",
+      clientId: "lps-1",
+      route: "/send/:service/*",
+      protocol: "rest",
+      code: "OK",
+      status: 200,
+      completed: true,
+      teleservice: "insi",
+      upstreamStatus: 200,
+      bytesIn: 2048,
+      bytesOut: 5120,
+      durationMs: 1.2,
+    });
+  });
+
+  it("logs a client that hung up at info, without a stack", () => {
+    const { lines, log } = capture();
+    writeAccessLine(log, { requestId: "r", access: {} }, request, 200, false, 3, undefined);
+    const line = JSON.parse(lines[0] as string);
+    expect(line.level).toBe("info");
+    expect(line.code).toBe("CLIENT_CLOSED");
+    expect(line.completed).toBe(false);
+    expect(lines[0]).not.toContain("stack");
+  });
+
+  it("names the path without its query when no route matched, and is silent above info", () => {
+    const { lines, log } = capture();
+    writeAccessLine(
+      log,
+      { requestId: "r", access: {} },
+      { ...request, url: "/nope?secret=1" },
+      404,
+      true,
+      1,
+      "12",
+    );
+    const line = JSON.parse(lines[0] as string);
+    expect(line.route).toBe("/nope");
+    expect(line.bytesOut).toBe(12);
+    const quiet = capture("warn");
+    writeAccessLine(quiet.log, { requestId: "r", access: {} }, request, 200, true, 1, undefined);
+    expect(quiet.lines).toHaveLength(0);
+  });
+
+  it("tells the protocol from the content type and the path", () => {
+    expect(protocolOf("application/grpc+proto", "/eproxy.v1.RelayService/ForwardSoap")).toBe("grpc");
+    expect(protocolOf("application/grpc-web+proto", "/eproxy.v1.RelayService/ForwardSoap")).toBe("grpc-web");
+    expect(protocolOf("application/json", "/eproxy.v1.AuthService/StartCiba")).toBe("connect");
+    expect(protocolOf("application/json", "/oauth2/ciba")).toBe("rest");
+  });
+});
+
+describe("lines", () => {
+  it("do not carry fields of earlier lines", () => {
+    const { lines, log } = capture();
+    log.info({ port: 1 }, "one");
+    log.info("two");
+    expect(JSON.parse(lines[1] as string).port).toBeUndefined();
   });
 });
