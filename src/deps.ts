@@ -14,7 +14,7 @@ import { createSessions, type Sessions } from "./auth/sessions.ts";
 import type { AuthStore } from "./auth/store.ts";
 import type { Config } from "./config.ts";
 import { fileIdentities } from "./infra/client-tls.ts";
-import { type KeyRing, loadKeyRing } from "./infra/key-ring.ts";
+import { deriveKey, type KeyRing, loadKeyRing } from "./infra/key-ring.ts";
 import { createMemoryStore } from "./infra/memory-store.ts";
 import { createMemoryTraceStore } from "./infra/memory-traces.ts";
 import { createMongoClientSource } from "./infra/mongo-clients.ts";
@@ -143,7 +143,13 @@ export async function createDeps(
       return dn && !e.certificateDn ? { ...e, certificateDn: dn } : e;
     },
   });
-  const sessions = createSessions({ config, clients, store, psc, log, traces });
+  // Session tokens carry a MAC under keys that outlive the process: the store's key ring when there
+  // is one (shared by replicas), else the listener's private key (one instance).
+  const tokenKeys = keyRing?.derive("eproxy session token mac") ?? {
+    activeKeyId: "tls",
+    keys: new Map([["tls", deriveKey(tls.key, "eproxy session token mac")]]),
+  };
+  const sessions = createSessions({ config, clients, store, psc, log, traces, tokenKeys });
   const misuse = createMisuseGuard({ config, store, traces, log });
   const ciba = createCiba({ config, clients, psc, sessions, store, misuse, log, traces });
   const codeFlow = createCodeFlow({ config, clients, store, psc, sessions, log, traces });

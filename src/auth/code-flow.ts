@@ -1,7 +1,7 @@
 /**
  * The authorization code flow with PKCE: start (registered redirect URIs only, exact match), PSC's
- * callback (single-use state, code exchange, ID token validation, session), and the one-time proxy
- * code the backend redeems for the session.
+ * callback (single-use state, code exchange, ID token validation), and the one-time proxy code the
+ * backend redeems: the session is created at redemption, so an abandoned login touches nothing.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -9,7 +9,7 @@ import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { ClientRegistry } from "./clients.ts";
-import { acrSatisfies, type PscGateway } from "./psc-gateway.ts";
+import { acrSatisfies, type IdClaims, type PscGateway, type PscTokens } from "./psc-gateway.ts";
 import { hashToken, type Sessions, type SessionView } from "./sessions.ts";
 import type { AuthStore } from "./store.ts";
 
@@ -23,9 +23,14 @@ interface FlowState {
   codeVerifier: string;
 }
 
+/**
+ * What a one-time code stands for: PSC's tokens, turned into a session only when the backend
+ * redeems the code, so that a browser login abandoned after PSC's redirect creates nothing.
+ */
 interface OneTimeCode {
   clientId: string;
-  session: SessionView;
+  tokens: PscTokens;
+  claims: IdClaims;
 }
 
 /** The code-flow service. */
@@ -131,21 +136,11 @@ export function createCodeFlow(deps: {
         if (!acrSatisfies(claims.acr, config.psc.acrValues)) {
           return withParams(flow.redirectUri, { error: "insufficient_acr" });
         }
-        const session = await sessions.create(client, tokens, claims);
-        traces.record({
-          type: "CONNECT_SUCCESS",
-          clientId,
-          nationalId: session.professional.nationalId,
-          method: "CODE_FLOW",
-          sessionId: session.sessionId,
-          ...(tokens.sessionState ? { sessionState: tokens.sessionState } : {}),
-          outcome: "APPROVED",
-        });
         const code = random();
         await store.putTransient(
           "one-time-code",
           hashToken(code),
-          { clientId, session } satisfies OneTimeCode,
+          { clientId, tokens, claims } satisfies OneTimeCode,
           ONE_TIME_CODE_TTL_MS,
         );
         return withParams(flow.redirectUri, { code });
@@ -171,7 +166,17 @@ export function createCodeFlow(deps: {
       if (!entry || entry.clientId !== client.id) {
         throw new EproxyError("INVALID_ARGUMENT", "unknown, expired or already used code");
       }
-      return entry.session;
+      const session = await sessions.create(client, entry.tokens, entry.claims);
+      traces.record({
+        type: "CONNECT_SUCCESS",
+        clientId: client.id,
+        nationalId: session.professional.nationalId,
+        method: "CODE_FLOW",
+        sessionId: session.sessionId,
+        ...(entry.tokens.sessionState ? { sessionState: entry.tokens.sessionState } : {}),
+        outcome: "APPROVED",
+      });
+      return session;
     },
   };
 }

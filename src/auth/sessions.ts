@@ -1,6 +1,10 @@
 /**
- * Sessions: creation from PSC tokens, resolution from the backend's bearer, idle and absolute
- * expiry, single-flight refresh of the PSC access token, logout.
+ * Sessions: creation from PSC tokens, resolution from the backend's bearer (MAC-checked before any
+ * store read), idle and absolute expiry, single-flight refresh of the PSC access token that
+ * survives PSC outages while the token still has life, logout.
+ *
+ * Policy: a professional may hold several sessions with one client (one per login); a new login
+ * never ends another session, only an explicit disconnect or expiry does.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
@@ -8,12 +12,29 @@ import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { ClientRegistry } from "./clients.ts";
+import { createPeerGuard, type PeerGuard, PeerOpenError } from "./peer-guard.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
+import { createSessionTokens, SESSION_TOKEN_PREFIX, type SessionTokenKeys } from "./session-tokens.ts";
 import { underLease } from "./single-flight.ts";
 import type { AuthStore, Professional, SessionRecord } from "./store.ts";
 
-/** Prefix of session tokens, so that a bearer is recognisable (and never confused with an API key). */
-export const SESSION_TOKEN_PREFIX = "eps_";
+export { SESSION_TOKEN_PREFIX };
+
+/**
+ * A fixed window opened when the store's content began (the first login or the first lookup after
+ * a flush): its start tells sessions issued before a store loss from sessions that ended.
+ */
+const STORE_EPOCH = "session-store-epoch";
+const EPOCH_WINDOW_MS = 10 * 365 * 86_400_000;
+/** Below this remaining life a PSC access token is not used any more, even during an outage. */
+const MIN_USABLE_MS = 2_000;
+/** How long a relay waits for an early refresh before going on with the still-valid token. */
+const SOFT_REFRESH_WAIT_MS = 1_500;
+
+/** True for failures that mean PSC is down (not a refusal of this session). */
+export function isPscOutage(err: unknown): boolean {
+  return err instanceof EproxyError && err.code === "PSC_UNAVAILABLE";
+}
 
 /** What callers see of a session. Times are milliseconds since the epoch. */
 export interface SessionView {
@@ -95,6 +116,13 @@ export function createSessions(deps: {
   log: Logger;
   traces?: Traces;
   now?: () => number;
+  /**
+   * MAC keys of session tokens (derived from the store's key ring or the listener's key, so that
+   * they survive restarts); a random per-process key when absent (tests).
+   */
+  tokenKeys?: SessionTokenKeys;
+  /** Breaker of PSC's token endpoint (default: one shared through `store`). */
+  pscGuard?: PeerGuard;
 }): Sessions {
   const { config, clients, store, psc, log } = deps;
   const traces = deps.traces ?? { record() {} };
@@ -102,17 +130,63 @@ export function createSessions(deps: {
   const idleMs = config.sessions.idleSeconds * 1000;
   const marginMs = config.sessions.refreshBeforeExpirySeconds * 1000;
   const inflight = new Map<string, Promise<SessionRecord>>();
+  const bearers = createSessionTokens(
+    deps.tokenKeys ?? { activeKeyId: "p", keys: new Map([["p", randomBytes(32)]]) },
+  );
+  const pscGuard =
+    deps.pscGuard ??
+    createPeerGuard({
+      name: "psc-token",
+      store,
+      isOutage: isPscOutage,
+      retryAfterMsOf: (e) =>
+        e instanceof EproxyError && e.retryAfterSeconds !== undefined
+          ? e.retryAfterSeconds * 1000
+          : undefined,
+      now,
+      onIncident: (e) =>
+        e.phase === "start"
+          ? log.warn(
+              { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
+              "Pro Santé Connect token endpoint failing: refreshes paused, valid access tokens still used",
+            )
+          : log.info({ peer: e.peer }, "Pro Santé Connect token endpoint answers again"),
+    });
 
   const clientOf = (id: string) => clients.get(id);
 
+  /** Start of the store's current content; opens it when missing (a new or flushed store). */
+  async function storeEpoch(): Promise<{ start: number; fresh: boolean }> {
+    const w = await store.peek(STORE_EPOCH);
+    if (w.count > 0) return { start: w.resetAt - EPOCH_WINDOW_MS, fresh: false };
+    const opened = await store.hit(STORE_EPOCH, EPOCH_WINDOW_MS);
+    return { start: opened.resetAt - EPOCH_WINDOW_MS, fresh: opened.count === 1 };
+  }
+
+  /** Why a verified token has no session: lost with the store's content, or ended. */
+  async function missing(issuedAt: number): Promise<EproxyError> {
+    if (issuedAt + config.sessions.absoluteSeconds * 1000 <= now())
+      return new EproxyError("SESSION_INVALID", "session reached its maximum lifetime");
+    const epoch = await storeEpoch();
+    // Second precision in the token: a store begun after the token's second lost it.
+    if (epoch.start > issuedAt + 999) {
+      return new EproxyError(
+        "REAUTHENTICATION_REQUIRED",
+        "eProxy lost this session (session store incident): authenticate the professional again",
+      );
+    }
+    return new EproxyError("SESSION_INVALID", "unknown or expired session");
+  }
+
   async function resolve(token: string | undefined, clientId: string): Promise<SessionRecord> {
-    if (!token?.startsWith(SESSION_TOKEN_PREFIX))
-      throw new EproxyError("SESSION_INVALID", "missing or malformed session token");
+    const verified = token ? bearers.verify(token) : undefined;
+    // Forged or malformed: refused without a store read.
+    if (!token || !verified) throw new EproxyError("SESSION_INVALID", "missing or malformed session token");
     const id = hashToken(token);
     const rec = await store.getSession(id);
+    if (!rec) throw await missing(verified.issuedAt);
     // Another client's session is reported exactly like a missing one.
-    if (!rec || rec.clientId !== clientId)
-      throw new EproxyError("SESSION_INVALID", "unknown or expired session");
+    if (rec.clientId !== clientId) throw new EproxyError("SESSION_INVALID", "unknown or expired session");
     if (rec.absoluteExpiresAt <= now()) {
       await store.deleteSession(id);
       throw new EproxyError("SESSION_INVALID", "session reached its maximum lifetime");
@@ -129,17 +203,27 @@ export function createSessions(deps: {
         "the PSC access token expired and cannot be refreshed",
       );
     }
-    let tokens: PscTokens;
+    let fresh: PscTokens;
     const who = { clientId: rec.clientId, nationalId: rec.professional.nationalId, sessionId: rec.id };
+    const refreshToken = rec.psc.refreshToken;
     try {
-      tokens = await psc.refresh(rec.clientId, rec.psc.refreshToken);
+      fresh = await pscGuard.run(() => psc.refresh(rec.clientId, refreshToken));
       traces.record({ type: "REFRESH", ...who, outcome: "OK" });
     } catch (err) {
-      traces.record({
-        type: "REFRESH_FAILURE",
-        ...who,
-        outcome: err instanceof EproxyError ? err.code : "INTERNAL",
-      });
+      if (err instanceof PeerOpenError) {
+        throw new EproxyError("PSC_UNAVAILABLE", "Pro Santé Connect unavailable (refresh paused)", {
+          cause: err,
+          retryAfterSeconds: Math.max(1, Math.ceil(err.retryAfterMs / 1000)),
+        });
+      }
+      // An outage is traced once per window for the whole endpoint, not once per session or call.
+      if (!isPscOutage(err) || (await pscGuard.claimFailureTrace().catch(() => true))) {
+        traces.record({
+          type: "REFRESH_FAILURE",
+          ...who,
+          outcome: err instanceof EproxyError ? err.code : "INTERNAL",
+        });
+      }
       if (err instanceof EproxyError && err.code === "REAUTHENTICATION_REQUIRED") {
         await store.deleteSession(rec.id);
         log.info({ clientId: rec.clientId }, "PSC refresh refused: session ended");
@@ -150,9 +234,9 @@ export function createSessions(deps: {
       ...rec,
       psc: {
         ...rec.psc,
-        ...tokens,
-        refreshToken: tokens.refreshToken ?? rec.psc.refreshToken,
-        idToken: tokens.idToken ?? rec.psc.idToken,
+        ...fresh,
+        refreshToken: fresh.refreshToken ?? rec.psc.refreshToken,
+        idToken: fresh.idToken ?? rec.psc.idToken,
       },
       version: rec.version + 1,
     };
@@ -168,8 +252,10 @@ export function createSessions(deps: {
   return {
     async create(client, tokens, claims) {
       const userinfo = await psc.userinfo(client.id, tokens.accessToken, claims.sub);
-      const token = `${SESSION_TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`;
+      // The epoch exists before the first token of a store's content is issued.
+      await storeEpoch();
       const t = now();
+      const token = bearers.issue(t);
       const absolute = t + config.sessions.absoluteSeconds * 1000;
       const rec: SessionRecord = {
         id: hashToken(token),
@@ -181,9 +267,8 @@ export function createSessions(deps: {
         absoluteExpiresAt: absolute,
         version: 1,
       };
-      // One live session per client and professional: a new authentication replaces the old one.
-      const previous = await store.findSessionId(client.id, rec.professional.nationalId);
-      if (previous) await store.deleteSession(previous);
+      // Several sessions per client and professional: a new login never ends another one (the
+      // index points at the newest, for CIBA's reuse of a live session).
       await store.putSession(rec, idleMs);
       return this.view(rec, { token });
     },
@@ -197,6 +282,9 @@ export function createSessions(deps: {
     async freshRecord(rec) {
       const isFresh = (r: SessionRecord) => r.psc.accessExpiresAt - now() > marginMs;
       if (isFresh(rec)) return rec;
+      const usable = rec.psc.accessExpiresAt - now() > MIN_USABLE_MS;
+      // PSC is known to be down: a token with life left is used as it is, without a call.
+      if (usable && pscGuard.openForMs() > 0) return rec;
       // Single flight: in this process through one shared promise, across replicas through a lease.
       let p = inflight.get(rec.id);
       if (!p) {
@@ -212,9 +300,27 @@ export function createSessions(deps: {
           },
           async () => refresh((await store.getSession(rec.id)) ?? rec),
         ).finally(() => inflight.delete(rec.id));
+        // Callers may stop waiting (below): the outcome is still observed.
+        p.catch(() => {});
         inflight.set(rec.id, p);
       }
-      return p;
+      if (!usable) return p;
+      // The early refresh must not make a relay fail, nor wait long, while the token still works.
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const got = await Promise.race([
+          p,
+          new Promise<undefined>((r) => {
+            timer = setTimeout(() => r(undefined), SOFT_REFRESH_WAIT_MS);
+          }),
+        ]);
+        return got ?? rec;
+      } catch (err) {
+        if (isPscOutage(err) || (err instanceof EproxyError && err.code === "UNAVAILABLE")) return rec;
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
     },
 
     async findLive(clientId, nationalId) {

@@ -4,7 +4,7 @@
  * sealed, retired keys open nothing — so keys rotate without logging anyone out. The additional
  * authenticated data binds a record to its store key (a record cannot be moved to another session).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -18,6 +18,16 @@ export interface KeyRing {
   seal(plaintext: string, aad: string): string;
   /** Opens a sealed value; undefined when its key is retired or unknown, or the value was tampered with. */
   open(sealed: string, aad: string): string | undefined;
+  /**
+   * Keys for another purpose (e.g. session token MACs), derived from every key still in use with
+   * HKDF-SHA256 and `info`, under the same ids: they rotate and retire with the ring.
+   */
+  derive(info: string): { activeKeyId: string; keys: ReadonlyMap<string, Buffer> };
+}
+
+/** HKDF-SHA256 of `secret` for `info` (32 bytes). */
+export function deriveKey(secret: Buffer | string, info: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", secret, "eproxy", info, 32));
 }
 
 /** Builds a key ring from raw 32-byte keys. */
@@ -35,6 +45,11 @@ export function createKeyRing(
   const retiredSet = new Set(retired);
   return {
     activeKeyId,
+    derive(info) {
+      const derived = new Map<string, Buffer>();
+      for (const [id, k] of keys) if (!retiredSet.has(id)) derived.set(id, deriveKey(k, info));
+      return { activeKeyId, keys: derived };
+    },
     seal(plaintext, aad) {
       const iv = randomBytes(12);
       const c = createCipheriv("aes-256-gcm", active, iv);

@@ -51,7 +51,12 @@ function findCause<T>(err: unknown, pred: (e: unknown) => e is T): T | undefined
 /** Maps a transport-level failure (refused, reset, TLS, timeout, 5xx) to PSC_UNAVAILABLE. */
 function toPscError(err: unknown, what: string): EproxyError {
   if (err instanceof EproxyError) return err;
-  return new EproxyError("PSC_UNAVAILABLE", `Pro Santé Connect unavailable (${what})`, { cause: err });
+  // PSC's Retry-After travels with the error: the refresh breaker waits at least that long.
+  const http = findCause(err, (e): e is PscHttpUnavailable => e instanceof PscHttpUnavailable);
+  return new EproxyError("PSC_UNAVAILABLE", `Pro Santé Connect unavailable (${what})`, {
+    cause: err,
+    ...(http?.retryAfterMs !== undefined ? { retryAfterSeconds: Math.max(1, http.retryAfterMs / 1000) } : {}),
+  });
 }
 
 function tokensOf(r: oidc.TokenEndpointResponse, now = Date.now()): PscTokens {

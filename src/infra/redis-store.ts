@@ -101,13 +101,19 @@ export function createRedisStore(
     return json ? (JSON.parse(json) as T) : undefined;
   };
 
-  /** Waits (bounded) for a connection that is being (re)established, instead of failing at once. */
+  /**
+   * Waits (bounded) for a connection that is being (re)established, instead of failing at once.
+   * One shared wait (one listener) however many commands arrive during a stall: a listener per
+   * command tripped MaxListenersExceededWarning.
+   */
+  let waiting: Promise<void> | undefined;
   function ready(): Promise<void> {
     if (redis.status === "ready") return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
+    waiting ??= new Promise<void>((resolve, reject) => {
       const done = (err?: Error) => {
         clearTimeout(timer);
         redis.off("ready", onReady);
+        waiting = undefined;
         if (err) reject(err);
         else resolve();
       };
@@ -118,6 +124,7 @@ export function createRedisStore(
       );
       redis.once("ready", onReady);
     });
+    return waiting;
   }
 
   async function run<T>(what: string, f: () => Promise<T>): Promise<T> {

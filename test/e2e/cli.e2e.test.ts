@@ -58,11 +58,11 @@ describe("eproxy sandbox", () => {
       line(/^ {2}(npx buf curl .*WatchCiba.*)$/m).replace("<authReqId from the answer above>", authReqId),
     ]);
     expect(watch.stdout).toContain('"status": "CIBA_STATUS_APPROVED"');
-    expect(watch.stdout).toMatch(/"sessionToken": "eps_[\w-]{43}"/);
+    expect(watch.stdout).toMatch(/"sessionToken": "eps_[\w.-]+"/);
     expect(watch.stdout).toContain('"familyName": "SANDBOX-MEDECIN"');
 
     // The printed relay lines, with the session token: an INSi search through /send and ForwardSoap.
-    const sessionToken = /"sessionToken": "(eps_[\w-]{43})"/.exec(watch.stdout)?.[1] as string;
+    const sessionToken = /"sessionToken": "(eps_[\w.-]+)"/.exec(watch.stdout)?.[1] as string;
     const insi = await sh("sh", [
       "-c",
       line(/^ {2}(curl .*\/send\/insi.*)$/m).replace("<sessionToken>", sessionToken),

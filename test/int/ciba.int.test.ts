@@ -59,7 +59,7 @@ describe("CIBA", () => {
     const last = states.at(-1);
     expect(last?.status).toBe(CibaStatus.APPROVED);
     const s = last?.session;
-    expect(s?.sessionToken).toMatch(/^eps_[\w-]{43}$/);
+    expect(s?.sessionToken).toMatch(/^eps_[\w-]+\.[0-9a-z]+\.[\w-]{43}\.[\w-]{22}$/);
     expect(s?.professional?.nationalId).toBe(NURSE);
     expect(s?.professional?.familyName).toBe("SANDBOX-INFIRMIER");
     expect(s?.professional?.exercises[0]?.professionCode).toBe("60");

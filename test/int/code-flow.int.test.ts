@@ -1,6 +1,13 @@
 import https from "node:https";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type AuthEnv, BACKEND_REDIRECT, NURSE, startAuthEnv } from "../support/auth-env.ts";
+import {
+  type AuthEnv,
+  BACKEND_REDIRECT,
+  cibaLogin,
+  DOCTOR,
+  NURSE,
+  startAuthEnv,
+} from "../support/auth-env.ts";
 
 let env: AuthEnv;
 beforeAll(async () => {
@@ -162,6 +169,28 @@ describe("authorization code flow (curl-style, no browser)", () => {
       `/oauth2/codeflow/nobody?redirectUri=${encodeURIComponent(BACKEND_REDIRECT)}`,
     );
     expect(unknownClient.status).toBe(404);
+  });
+
+  it("never ends a live session: an abandoned browser login touches nothing, a completed one adds a session", async () => {
+    const live = await cibaLogin(env.auth(), DOCTOR);
+    const jar = new Map<string, string>();
+    // Abandoned after PSC's redirect: the one-time code is never redeemed.
+    const abandoned = await throughPsc((await startFlow()).headers.location as string, jar);
+    expect((await env.http("GET", abandoned.pathname + abandoned.search)).status).toBe(302);
+    expect((await env.auth().getSession({ sessionToken: live })).session?.professional?.nationalId).toBe(
+      DOCTOR,
+    );
+    // Completed: a second session for the same professional and client; the first one still works.
+    const done = await throughPsc((await startFlow()).headers.location as string, jar);
+    const back = await env.http("GET", done.pathname + done.search);
+    const code = new URL(back.headers.location as string).searchParams.get("code") as string;
+    const second = await env.auth().codeFlowCallback({ clientId: "lps-demo", code });
+    expect(second.session?.sessionToken).toMatch(/^eps_/);
+    expect(second.session?.sessionToken).not.toBe(live);
+    await env.auth().getSession({ sessionToken: live });
+    await env.auth().getSession({ sessionToken: second.session?.sessionToken ?? "" });
+    await env.auth().logout({ sessionToken: live });
+    await env.auth().logout({ sessionToken: second.session?.sessionToken ?? "" });
   });
 
   it("sends PSC errors to the backend's redirect URI as error parameters", async () => {

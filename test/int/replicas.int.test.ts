@@ -234,12 +234,15 @@ describe.skipIf(!redisUrl)("Redis outage", () => {
       if (status !== 200) await new Promise((r) => setTimeout(r, 100));
     }
     expect(status).toBe(200);
-    // Without persistence the session is gone: a clear SESSION_INVALID, and a new login works.
+    // Without persistence the session is gone: the caller is told it was lost (re-authenticate),
+    // not that it expired, and a new login works.
     const after = (await env
       .auth()
       .getSession({ sessionToken: token })
       .catch((e: unknown) => e)) as ConnectError;
-    expect(after.metadata.get("x-eproxy-error")).toBe("SESSION_INVALID");
-    await login(env, DOCTOR);
+    expect(after.metadata.get("x-eproxy-error")).toBe("REAUTHENTICATION_REQUIRED");
+    expect(after.rawMessage).toMatch(/lost/);
+    const fresh = await login(env, DOCTOR);
+    await env.auth().getSession({ sessionToken: fresh });
   }, 30_000);
 });
