@@ -21,9 +21,10 @@ import { createMongoClientSource } from "./infra/mongo-clients.ts";
 import { createMongoTraceStore } from "./infra/mongo-traces.ts";
 import { createPscGateway } from "./infra/psc-openid.ts";
 import { createRedisStore } from "./infra/redis-store.ts";
+import { createOpenidTokenExchange } from "./infra/token-exchange-openid.ts";
 import { createUndiciUpstream } from "./infra/upstream-undici.ts";
 import { createApiTokens } from "./relay/api-tokens.ts";
-import type { Upstream } from "./relay/ports.ts";
+import type { TokenExchange, Upstream } from "./relay/ports.ts";
 import { createRelay, type Relay } from "./relay/relay.ts";
 import type { TraceStore } from "./trace/traces.ts";
 import { createTraceWriter, type TraceWriter } from "./trace/writer.ts";
@@ -82,6 +83,7 @@ export interface DepsOverrides {
   store?: AuthStore;
   psc?: PscGateway;
   upstream?: Upstream;
+  tokenExchange?: TokenExchange;
   /** Environment for secrets referenced by name (encryption keys). */
   env?: NodeJS.ProcessEnv;
   traceStore?: TraceStore;
@@ -153,8 +155,11 @@ export async function createDeps(
   const misuse = createMisuseGuard({ config, store, traces, log });
   const ciba = createCiba({ config, clients, psc, sessions, store, misuse, log, traces });
   const codeFlow = createCodeFlow({ config, clients, store, psc, sessions, log, traces });
-  const upstream = overrides.upstream ?? createUndiciUpstream(clients, log);
-  const apiTokens = createApiTokens({ sessions, store, upstream, traces });
+  const undici = createUndiciUpstream(clients, log);
+  const upstream = overrides.upstream ?? undici;
+  const tokenExchange =
+    overrides.tokenExchange ?? createOpenidTokenExchange({ dispatcherFor: undici.dispatcherFor, log });
+  const apiTokens = createApiTokens({ sessions, store, tokenExchange, traces });
   const relay = createRelay({
     config,
     sessions,
@@ -188,6 +193,7 @@ export async function createDeps(
       clients.close();
       await psc.close();
       await upstream.close();
+      if (upstream !== undici) await undici.close();
       await traces.close();
       await store.close();
       await clientSource?.close();

@@ -13,40 +13,16 @@ import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
 import type { CibaPollOutcome, IdClaims, PscGateway, PscTokens } from "../auth/psc-gateway.ts";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import {
+  codesOf,
+  findCause,
+  HttpUnavailable,
+  isNonConformingAnswer,
+  oauthErrorOf,
+  retryAfterMs,
+} from "./foreign-errors.ts";
 
 const CIBA_GRANT = "urn:openid:params:grant-type:ciba";
-
-/** Thrown by our fetch wrapper when PSC answers 502/503/504, so that Retry-After is not lost. */
-class PscHttpUnavailable extends Error {
-  readonly status: number;
-  readonly retryAfterMs: number | undefined;
-  constructor(status: number, retryAfter: number | undefined) {
-    super(`PSC answered HTTP ${status}`);
-    this.status = status;
-    this.retryAfterMs = retryAfter;
-  }
-}
-
-function retryAfterMs(h: string | null): number | undefined {
-  if (!h) return undefined;
-  const s = Number(h);
-  if (Number.isFinite(s)) return Math.max(0, s * 1000);
-  const d = Date.parse(h);
-  return Number.isNaN(d) ? undefined : Math.max(0, d - Date.now());
-}
-
-function* causes(err: unknown): Generator<unknown> {
-  let e: unknown = err;
-  for (let i = 0; i < 8 && e; i++) {
-    yield e;
-    e = (e as { cause?: unknown }).cause;
-  }
-}
-
-function findCause<T>(err: unknown, pred: (e: unknown) => e is T): T | undefined {
-  for (const e of causes(err)) if (pred(e)) return e;
-  return undefined;
-}
 
 /** Maps a transport-level failure (refused, reset, TLS, timeout, 5xx) to PSC_UNAVAILABLE. */
 function toPscError(err: unknown, what: string): EproxyError {
@@ -147,7 +123,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
       >[1]);
       if (res.status === 502 || res.status === 503 || res.status === 504) {
         await res.body?.cancel();
-        throw new PscHttpUnavailable(res.status, retryAfterMs(res.headers.get("retry-after")));
+        throw new HttpUnavailable(res.status, retryAfterMs(res.headers.get("retry-after")));
       }
       return res as unknown as Response;
     };
@@ -243,12 +219,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
    * as such rather than as PSC being down or the caller's input being wrong.
    */
   const oauthError = (err: unknown): { error: string } | undefined => {
-    const body = findCause(err, (e): e is oidc.ResponseBodyError => e instanceof oidc.ResponseBodyError);
-    const challenge = findCause(
-      err,
-      (e): e is oidc.WWWAuthenticateChallengeError => e instanceof oidc.WWWAuthenticateChallengeError,
-    );
-    const error = body?.error ?? challenge?.cause.find((c) => c.parameters.error)?.parameters.error;
+    const error = oauthErrorOf(err)?.error;
     if (error === "invalid_client") {
       log.error({ err: (err as Error).message }, "Pro Santé Connect refused eProxy's client credentials");
       throw new EproxyError(
@@ -313,15 +284,14 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
           default:
             return { kind: "failed", message: `Pro Santé Connect answered ${oe?.error}` };
         }
-        const unavailable = findCause(err, (e): e is PscHttpUnavailable => e instanceof PscHttpUnavailable);
+        const unavailable = findCause(err, (e): e is HttpUnavailable => e instanceof HttpUnavailable);
         if (unavailable)
           return {
             kind: "unavailable",
             ...(unavailable.retryAfterMs !== undefined ? { retryAfterMs: unavailable.retryAfterMs } : {}),
           };
-        const ce = findCause(err, (e): e is oidc.ClientError => e instanceof oidc.ClientError);
-        if (ce && !findCause(err, (e): e is TypeError => e instanceof TypeError)) {
-          log.warn({ code: ce.code }, "invalid CIBA answer from PSC");
+        if (isNonConformingAnswer(err)) {
+          log.warn({ codes: codesOf(err) }, "invalid CIBA answer from PSC");
           return { kind: "failed", message: "invalid answer from Pro Santé Connect" };
         }
         log.warn({ err: (err as Error).message }, "PSC unreachable while polling CIBA");
@@ -356,7 +326,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
         });
         return { tokens: tokensOf(r), claims: claimsOf(r) };
       } catch (err) {
-        if (findCause(err, (e): e is PscHttpUnavailable => e instanceof PscHttpUnavailable)) {
+        if (findCause(err, (e): e is HttpUnavailable => e instanceof HttpUnavailable)) {
           throw toPscError(err, "token");
         }
         const oe = oauthError(err);
@@ -364,10 +334,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
           throw new EproxyError("UNAUTHENTICATED", `Pro Santé Connect refused the code (${oe.error})`, {
             cause: err,
           });
-        if (
-          findCause(err, (e): e is oidc.ClientError => e instanceof oidc.ClientError) &&
-          !findCause(err, (e): e is TypeError => e instanceof TypeError)
-        ) {
+        if (isNonConformingAnswer(err)) {
           throw new EproxyError("UNAUTHENTICATED", "the authorization response or ID token is invalid", {
             cause: err,
           });

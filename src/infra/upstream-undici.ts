@@ -7,80 +7,40 @@
 import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { Agent, request } from "undici";
+import { Agent, type Dispatcher, request } from "undici";
 import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Upstream } from "../relay/ports.ts";
-
-const CONNECT_CODES = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EAI_AGAIN",
-  "UND_ERR_CONNECT_TIMEOUT",
-]);
-const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
-
-function codesOf(err: unknown): string[] {
-  const out: string[] = [];
-  let e: unknown = err;
-  for (let i = 0; i < 8 && e; i++) {
-    const c = (e as { code?: unknown }).code;
-    if (typeof c === "string") out.push(c);
-    e = (e as { cause?: unknown }).cause;
-  }
-  return out;
-}
-
-function ownError(err: unknown): EproxyError | undefined {
-  let e: unknown = err;
-  for (let i = 0; i < 8 && e; i++) {
-    if (e instanceof EproxyError) return e;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
-function isTlsFailure(code: string): boolean {
-  return (
-    code.startsWith("ERR_TLS") ||
-    code.startsWith("ERR_SSL") ||
-    code.startsWith("CERT_") ||
-    code.includes("SELF_SIGNED") ||
-    code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE" ||
-    code === "UNABLE_TO_GET_ISSUER_CERT_LOCALLY" ||
-    code === "HOSTNAME_MISMATCH"
-  );
-}
+import { codesOf, ownError, transportFailureOf } from "./foreign-errors.ts";
 
 /** Translates an undici failure into the relay's error codes. */
 export function toUpstreamError(err: unknown, service: string): EproxyError {
   const own = ownError(err);
   if (own) return own;
-  const codes = codesOf(err);
-  if (codes.some((c) => TIMEOUT_CODES.has(c))) {
-    return new EproxyError("UPSTREAM_TIMEOUT", `teleservice ${service} did not answer in time`, {
-      cause: err,
-    });
+  const cause = { cause: err };
+  switch (transportFailureOf(err)) {
+    case "timeout":
+      return new EproxyError("UPSTREAM_TIMEOUT", `teleservice ${service} did not answer in time`, cause);
+    case "tls":
+      return new EproxyError("UPSTREAM_BAD_RESPONSE", `TLS with teleservice ${service} failed`, cause);
+    case "connect":
+      return new EproxyError("UPSTREAM_UNAVAILABLE", `teleservice ${service} is unreachable`, cause);
+    case "aborted":
+      return new EproxyError("UNAVAILABLE", "request cancelled", cause);
+    case "closed":
+      return new EproxyError("UPSTREAM_BAD_RESPONSE", `teleservice ${service} closed the connection`, cause);
   }
-  if (codes.some(isTlsFailure)) {
-    return new EproxyError("UPSTREAM_BAD_RESPONSE", `TLS with teleservice ${service} failed`, { cause: err });
-  }
-  if (codes.some((c) => CONNECT_CODES.has(c))) {
-    return new EproxyError("UPSTREAM_UNAVAILABLE", `teleservice ${service} is unreachable`, { cause: err });
-  }
-  if (codes.some((c) => c === "UND_ERR_ABORTED" || c === "ABORT_ERR")) {
-    return new EproxyError("UNAVAILABLE", "request cancelled", { cause: err });
-  }
-  return new EproxyError("UPSTREAM_BAD_RESPONSE", `teleservice ${service} closed the connection`, {
-    cause: err,
-  });
+}
+
+/** The undici upstream, which also lends its per-(client, teleservice) pools to the token exchange. */
+export interface UndiciUpstream extends Upstream {
+  /** The pool that carries `clientId`'s certificate to `t` (and to its authorization server). */
+  dispatcherFor(clientId: string, t: TeleserviceConfig): Dispatcher;
 }
 
 /** Creates the undici upstream. */
-export function createUndiciUpstream(clients: ClientLookup, log: Logger): Upstream {
+export function createUndiciUpstream(clients: ClientLookup, log: Logger): UndiciUpstream {
   // Keyed by (client, teleservice), rebuilt when the registry hands out another identity.
   const agents = new Map<string, { identity: ClientIdentity; agent: Agent }>();
   const cas = new Map<string, string>();
@@ -109,6 +69,8 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Upstre
   }
 
   return {
+    dispatcherFor: agentFor,
+
     async post({ clientId, teleservice, url, headers, body, signal }) {
       const dispatcher = agentFor(clientId, teleservice);
       let pulled = false;
@@ -151,65 +113,6 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Upstre
           throw mapped;
         }
       }
-    },
-
-    async exchange({ clientId, teleservice, subjectToken, signal }) {
-      const te = teleservice.tokenExchange;
-      if (!te) throw new EproxyError("INTERNAL", "no token exchange configured");
-      const form = new URLSearchParams({
-        grant_type: "urn:ietf:params:oauth:grant-type:token-exchange",
-        subject_token: subjectToken,
-        subject_token_type: te.subjectTokenType,
-        requested_token_type: "urn:ietf:params:oauth:token-type:access_token",
-        ...(te.scope ? { scope: te.scope } : {}),
-        ...(te.audience ? { audience: te.audience } : {}),
-        ...(te.resource ? { resource: te.resource } : {}),
-        ...te.extraParams,
-      });
-      let res: Awaited<ReturnType<typeof request>>;
-      try {
-        res = await request(te.endpoint, {
-          method: "POST",
-          headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
-          body: form.toString(),
-          dispatcher: agentFor(clientId, teleservice),
-          ...(signal ? { signal } : {}),
-        });
-      } catch (err) {
-        throw toUpstreamError(err, `${teleservice.name} (token exchange)`);
-      }
-      const text = await res.body.text().catch(() => "");
-      let json: Record<string, unknown> = {};
-      try {
-        json = JSON.parse(text);
-      } catch {
-        // handled below
-      }
-      if (res.statusCode === 200 && typeof json.access_token === "string") {
-        return {
-          accessToken: json.access_token,
-          expiresInSeconds: typeof json.expires_in === "number" ? json.expires_in : 3600,
-        };
-      }
-      log.warn(
-        { service: teleservice.name, status: res.statusCode, error: json.error },
-        "token exchange refused",
-      );
-      if (json.error === "invalid_grant") {
-        throw new EproxyError(
-          "REAUTHENTICATION_REQUIRED",
-          "the teleservice refused the PSC session: re-authentication required",
-        );
-      }
-      if (res.statusCode >= 500)
-        throw new EproxyError(
-          "UPSTREAM_UNAVAILABLE",
-          `authorization server of ${teleservice.name} unavailable`,
-        );
-      throw new EproxyError(
-        "UPSTREAM_BAD_RESPONSE",
-        `authorization server of ${teleservice.name} refused the exchange`,
-      );
     },
 
     async close() {

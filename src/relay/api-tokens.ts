@@ -9,7 +9,7 @@ import type { AuthStore, SessionRecord } from "../auth/store.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
-import type { Upstream } from "./ports.ts";
+import type { ExchangedToken, TokenExchange } from "./ports.ts";
 
 /** The API-token service. */
 export interface ApiTokens {
@@ -26,11 +26,11 @@ export interface ApiTokens {
 export function createApiTokens(deps: {
   sessions: Sessions;
   store: AuthStore;
-  upstream: Upstream;
+  tokenExchange: TokenExchange;
   traces?: Traces;
   now?: () => number;
 }): ApiTokens {
-  const { sessions, upstream, store } = deps;
+  const { sessions, tokenExchange, store } = deps;
   const traces = deps.traces ?? { record() {} };
   const now = deps.now ?? Date.now;
   const inflight = new Map<string, Promise<string>>();
@@ -45,9 +45,9 @@ export function createApiTokens(deps: {
       service: t.name,
     };
     const started = performance.now();
-    let answer: { accessToken: string; expiresInSeconds: number };
+    let answer: ExchangedToken;
     try {
-      answer = await upstream.exchange({
+      answer = await tokenExchange.exchange({
         clientId: fresh.clientId,
         teleservice: t,
         subjectToken: fresh.psc.accessToken,

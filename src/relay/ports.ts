@@ -1,6 +1,6 @@
 /**
- * What the relay needs from the outside world: an HTTP upstream over mTLS and an RFC 8693 token
- * endpoint. The undici adapter in `infra/upstream-undici.ts` implements both.
+ * What the relay needs from the outside world: an HTTP upstream over mTLS
+ * (`infra/upstream-undici.ts`) and an RFC 8693 token exchange (`infra/token-exchange-openid.ts`).
  */
 import type { Readable } from "node:stream";
 import type { TeleserviceConfig } from "../config.ts";
@@ -29,12 +29,26 @@ export interface Upstream {
     body: AsyncIterable<Uint8Array>;
     signal?: AbortSignal;
   }): Promise<UpstreamResponse>;
-  /** Performs an RFC 8693 token exchange at the teleservice's authorization server. */
+  close(): Promise<void>;
+}
+
+/** An API token obtained by exchange. */
+export interface ExchangedToken {
+  accessToken: string;
+  /** Lifetime the authorization server announced (3600 when it said nothing). */
+  expiresInSeconds: number;
+}
+
+/** Turns a PSC access token into a teleservice's API token (RFC 8693), with the client's certificate. */
+export interface TokenExchange {
+  /**
+   * Performs the exchange at the teleservice's authorization server. Throws
+   * REAUTHENTICATION_REQUIRED when the server refuses the PSC token (`invalid_grant`),
+   * UPSTREAM_UNAVAILABLE / UPSTREAM_TIMEOUT when it cannot answer, UPSTREAM_BAD_RESPONSE otherwise.
+   */
   exchange(p: {
     clientId: string;
     teleservice: TeleserviceConfig;
     subjectToken: string;
-    signal?: AbortSignal;
-  }): Promise<{ accessToken: string; expiresInSeconds: number }>;
-  close(): Promise<void>;
+  }): Promise<ExchangedToken>;
 }

@@ -1,0 +1,130 @@
+/**
+ * RFC 8693 token exchange on openid-client: `genericGrantRequest` with `tls_client_auth` at the
+ * teleservice's authorization server, the client's certificate carried by the same undici pool as
+ * its relayed calls (openid-client's `customFetch` hook, as its documentation shows for mTLS).
+ * Failures are translated here: `invalid_grant` means the PSC session is no longer good.
+ */
+import * as oidc from "openid-client";
+import type { Logger } from "pino";
+import { type Dispatcher, fetch as undiciFetch } from "undici";
+import type { TeleserviceConfig } from "../config.ts";
+import { EproxyError } from "../errors.ts";
+import type { TokenExchange } from "../relay/ports.ts";
+import {
+  findCause,
+  HttpUnavailable,
+  isNonConformingAnswer,
+  oauthErrorOf,
+  ownError,
+  retryAfterMs,
+} from "./foreign-errors.ts";
+import { toUpstreamError } from "./upstream-undici.ts";
+
+const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+/** Lifetime assumed when the authorization server does not say (RFC 8693 §2.2.1 makes it optional). */
+const DEFAULT_EXPIRES_IN_SECONDS = 3600;
+
+/** Creates the token exchange over the pools `dispatcherFor` lends (one per client and teleservice). */
+export function createOpenidTokenExchange(deps: {
+  dispatcherFor(clientId: string, t: TeleserviceConfig): Dispatcher;
+  log: Logger;
+}): TokenExchange {
+  const { dispatcherFor, log } = deps;
+  // One Configuration per (client, teleservice); the pool is looked up at each call, so a rotated
+  // certificate is used as soon as the registry hands it out.
+  const configs = new Map<string, oidc.Configuration>();
+
+  function configFor(clientId: string, t: TeleserviceConfig): oidc.Configuration {
+    const te = t.tokenExchange;
+    if (!te) throw new EproxyError("INTERNAL", "no token exchange configured");
+    const key = `${clientId}\n${t.name}\n${te.endpoint}`;
+    let cfg = configs.get(key);
+    if (!cfg) {
+      cfg = new oidc.Configuration(
+        { issuer: new URL(te.endpoint).origin, token_endpoint: te.endpoint },
+        clientId,
+        undefined,
+        oidc.TlsClientAuth(),
+      );
+      cfg[oidc.customFetch] = async (url, options) => {
+        const res = await undiciFetch(url, {
+          ...(options as object),
+          dispatcher: dispatcherFor(clientId, t),
+        } as Parameters<typeof undiciFetch>[1]);
+        // A 5xx (JSON or an HTML page from a load balancer) is the server being down, whatever its body.
+        if (res.status >= 500) {
+          await res.body?.cancel();
+          throw new HttpUnavailable(res.status, retryAfterMs(res.headers.get("retry-after")));
+        }
+        return res as unknown as Response;
+      };
+      cfg.timeout = Math.ceil(t.headersTimeoutMs / 1000);
+      configs.set(key, cfg);
+    }
+    return cfg;
+  }
+
+  return {
+    // No caller signal: openid-client bounds the call with `timeout`, and other relays may be waiting
+    // for the same exchange (single flight).
+    async exchange({ clientId, teleservice, subjectToken }) {
+      const te = teleservice.tokenExchange;
+      const cfg = configFor(clientId, teleservice);
+      const parameters: Record<string, string> = {
+        subject_token: subjectToken,
+        subject_token_type: te?.subjectTokenType ?? ACCESS_TOKEN_TYPE,
+        requested_token_type: ACCESS_TOKEN_TYPE,
+        ...(te?.scope ? { scope: te.scope } : {}),
+        ...(te?.audience ? { audience: te.audience } : {}),
+        ...(te?.resource ? { resource: te.resource } : {}),
+        ...te?.extraParams,
+      };
+      try {
+        const r = await oidc.genericGrantRequest(cfg, TOKEN_EXCHANGE_GRANT, parameters);
+        return {
+          accessToken: r.access_token,
+          expiresInSeconds: typeof r.expires_in === "number" ? r.expires_in : DEFAULT_EXPIRES_IN_SECONDS,
+        };
+      } catch (err) {
+        throw toExchangeError(err, teleservice.name, log);
+      }
+    },
+  };
+}
+
+/** Maps a failed exchange to the relay's error codes. */
+export function toExchangeError(err: unknown, service: string, log: Pick<Logger, "warn">): EproxyError {
+  const own = ownError(err);
+  if (own) return own;
+  const unavailable = findCause(err, (e): e is HttpUnavailable => e instanceof HttpUnavailable);
+  const oauth = oauthErrorOf(err);
+  if (unavailable || oauth || isNonConformingAnswer(err)) {
+    log.warn(
+      { service, status: unavailable?.status ?? oauth?.status, error: oauth?.error },
+      "token exchange refused",
+    );
+  }
+  if (unavailable) {
+    return new EproxyError("UPSTREAM_UNAVAILABLE", `authorization server of ${service} unavailable`, {
+      cause: err,
+    });
+  }
+  if (oauth?.error === "invalid_grant") {
+    return new EproxyError(
+      "REAUTHENTICATION_REQUIRED",
+      "the teleservice refused the PSC session: re-authentication required",
+      { cause: err },
+    );
+  }
+  if (oauth || isNonConformingAnswer(err)) {
+    return new EproxyError(
+      "UPSTREAM_BAD_RESPONSE",
+      `authorization server of ${service} refused the exchange`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return toUpstreamError(err, `${service} (token exchange)`);
+}
