@@ -28,7 +28,7 @@ const CIBA_GRANT = "urn:openid:params:grant-type:ciba";
 function toPscError(err: unknown, what: string): EproxyError {
   if (err instanceof EproxyError) return err;
   // PSC's Retry-After travels with the error: the refresh breaker waits at least that long.
-  const http = findCause(err, (e): e is PscHttpUnavailable => e instanceof PscHttpUnavailable);
+  const http = findCause(err, (e): e is HttpUnavailable => e instanceof HttpUnavailable);
   return new EproxyError("PSC_UNAVAILABLE", `Pro Santé Connect unavailable (${what})`, {
     cause: err,
     ...(http?.retryAfterMs !== undefined ? { retryAfterSeconds: Math.max(1, http.retryAfterMs / 1000) } : {}),
