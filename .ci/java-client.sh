@@ -15,7 +15,7 @@ cleanup() {
 trap cleanup EXIT
 
 # Compile first (the slow part on a cold cache) so the sandbox does not wait for Maven.
-mvn -B -q -Dmaven.repo.local="$HOME/.m2/repository" -f "$root/examples/java-client/pom.xml" compile
+mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$HOME/.m2/repository" -f "$root/examples/java-client/pom.xml" compile
 
 (cd "$work" && exec "$node" "$root/bin/eproxy.js" sandbox --port 0 --dir "$work/certs" --approve-after-ms 300 \
   >"$out" 2>"$work/sandbox.err") &
@@ -29,7 +29,7 @@ port="$(sed -n 's|^eProxy sandbox ready on https://localhost:\([0-9]*\) .*|\1|p'
 [ -n "$port" ] || { echo "sandbox did not start" >&2; cat "$out" "$work/sandbox.err" >&2; exit 1; }
 
 log="$work/java.out"
-mvn -B -q -Dmaven.repo.local="$HOME/.m2/repository" -f "$root/examples/java-client/pom.xml" exec:java \
+mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$HOME/.m2/repository" -f "$root/examples/java-client/pom.xml" exec:java \
   -Dexec.args="localhost:$port $work/certs/ca.pem $work/certs/clients/lps-demo.pem $work/certs/clients/lps-demo-key.pem 899700218896 $work/certs/insi-request.xml" \
   | tee "$log"
 for expected in "WatchCiba: status=CIBA_STATUS_APPROVED" "ForwardSoap: statusCode=200" "INSi CodeCR: 00" \

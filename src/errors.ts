@@ -35,6 +35,9 @@ export const ERROR_CODES = {
   INTERNAL: { status: 500, side: "Receiver", fr: "Erreur interne" },
 } as const satisfies Record<string, { status: number; side: "Sender" | "Receiver"; fr: string }>;
 
+/** The `domain` of the google.rpc.ErrorInfo that carries an error code to Connect and gRPC clients. */
+export const ERROR_DOMAIN = "eproxy.fr";
+
 /** One of eProxy's closed error codes. */
 export type ErrorCode = keyof typeof ERROR_CODES;
 

@@ -11,7 +11,7 @@ export interface Problem {
   status: number;
   /** Public explanation of this occurrence. */
   detail: string;
-  /** eProxy error code (closed set). */
+  /** eProxy error code (closed set): the same value as ErrorInfo.reason on Connect and gRPC. */
   code: ErrorCode;
   /** Request id, to find the matching log lines. */
   requestId?: string;
@@ -66,6 +66,7 @@ export function sendProblem(
     writeHead(res, problem.status, {
       ...retryAfterHeader(err),
       ...extraHeaders,
+      "x-eproxy-error": problem.code,
       "content-type": "application/problem+json",
       "content-length": Buffer.byteLength(body),
       "cache-control": "no-store",

@@ -4,7 +4,7 @@
  */
 import type { Writable } from "node:stream";
 import type { ClientDirectory } from "../auth/callers.ts";
-import { retryAfterHeader } from "../errors.ts";
+import { retryAfterHeader, toEproxyError } from "../errors.ts";
 import { headersOf, sessionTokenOf } from "../http/credentials.ts";
 import { noteAccess } from "../log.ts";
 import type { Relay } from "../relay/relay.ts";
@@ -29,6 +29,8 @@ function soapFaultAnswer({ req, res }: RestContext, err: unknown): void {
   const fault = toSoapFault(err, soapVersionOf(Array.isArray(ct) ? ct[0] : ct));
   writeHead(res, fault.status, {
     ...retryAfterHeader(err),
+    // The SOAP fault names the code in its own words; the header gives every client the same code.
+    "x-eproxy-error": toEproxyError(err).code,
     "content-type": fault.contentType,
     "content-length": Buffer.byteLength(fault.body),
     "cache-control": "no-store",

@@ -129,8 +129,13 @@ describe("@eproxy/client, packed and installed in a fresh NodeNext project", () 
     expect(seen.forwardSoap).toEqual({ statusCode: 200, codeCr: "00" });
     expect(seen.send).toEqual({ status: 200, codeCr: "00" });
     expect(seen.getSession).toBe("899700218896");
-    expect(seen.badSession).toMatchObject({ code: "SESSION_INVALID", isSessionInvalid: true });
-    expect(seen.badSend.status).toBe(401);
+    expect(seen.badSession).toEqual({
+      code: "SESSION_INVALID",
+      isSessionInvalid: true,
+      errorInfoReason: "SESSION_INVALID",
+      errorInfoDomain: "eproxy",
+    });
+    expect(seen.badSend).toEqual({ status: 401, eproxyError: "SESSION_INVALID" });
     expect(seen.aborted).toBe(1); // Code.Canceled
   });
 });

@@ -137,9 +137,14 @@ describe("one HTTPS listener", () => {
         headers: { "content-type": "application/json" },
       });
       expect(res.status).toBe(401);
-      expect(JSON.parse(res.body)).toEqual({
+      expect(JSON.parse(res.body)).toMatchObject({
         code: "unauthenticated",
         message: "an API key or a client certificate is required",
+        // eProxy's own code, readable even by a curl user (the Connect JSON shows a detail's `debug`).
+        details: [
+          { type: "google.rpc.ErrorInfo", debug: { reason: "UNAUTHENTICATED", domain: "eproxy.fr" } },
+          { type: "google.rpc.LocalizedMessage" },
+        ],
       });
       expect(res.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
     }
