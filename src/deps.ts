@@ -189,7 +189,7 @@ export async function createDeps(
     traceStore,
     readiness,
     async close() {
-      ciba.close();
+      await ciba.close();
       clients.close();
       await psc.close();
       await upstream.close();

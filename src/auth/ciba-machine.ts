@@ -39,6 +39,8 @@ export interface CibaMachineState {
    * at a final state, `stopped` here without a final state (lease lost, or handed over).
    */
   phase: "waiting" | "polling" | "creating" | "settled" | "stopped";
+  /** While waiting: when the next poll is due. */
+  dueAt?: number;
   /** Set when the lease was lost or the replica drains while a call was in flight. */
   stopping?: "lease-lost" | "drain";
 }
@@ -130,7 +132,7 @@ export function transition(
       return { state: { ...s, phase: "stopped" }, effects: [{ type: "stop" }] };
     case "drain":
       if (s.phase !== "waiting") return { state: { ...s, stopping: s.stopping ?? "drain" }, effects: [] };
-      return handOver(s, now, 0);
+      return handOver(s, s.dueAt ?? now);
   }
 }
 
@@ -177,13 +179,12 @@ function polled(
 function waitFor(s: CibaMachineState, now: number, ms: number): CibaTransition {
   const wait = Math.max(0, Math.min(ms, s.rec.expiresAt - now));
   if (s.stopping === "lease-lost") return { state: { ...s, phase: "stopped" }, effects: [{ type: "stop" }] };
-  if (s.stopping === "drain") return handOver(s, now, wait);
-  return { state: { ...s, phase: "waiting" }, effects: [{ type: "wait", ms: wait }] };
+  if (s.stopping === "drain") return handOver(s, now + wait);
+  return { state: { ...s, phase: "waiting", dueAt: now + wait }, effects: [{ type: "wait", ms: wait }] };
 }
 
-function handOver(s: CibaMachineState, now: number, waitMs: number): CibaTransition {
-  // The next poller keeps this one's pace: PSC answers slow_down to a poll that comes early.
-  const nextPollAt = now + waitMs;
+/** The next poller keeps this one's pace: PSC answers slow_down to a poll that comes early. */
+function handOver(s: CibaMachineState, nextPollAt: number): CibaTransition {
   return {
     state: { ...s, phase: "stopped", rec: { ...s.rec, nextPollAt } },
     effects: [{ type: "hand-over", nextPollAt }],

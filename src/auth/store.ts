@@ -1,7 +1,8 @@
 /**
  * The store the authentication domain needs: sessions (keyed by the hash of their token, with a
  * per-professional index for reuse), and single-use transient records (code-flow state, one-time
- * codes). Implementations: memory (`infra/memory-store.ts`); Redis joins with the stores feature.
+ * codes, CIBA state), leases, shared counters, and notifications between replicas.
+ * Implementations: memory (`infra/memory-store.ts`) and Redis (`infra/redis-store.ts`).
  */
 import type { PscTokens } from "./psc-gateway.ts";
 
@@ -77,6 +78,9 @@ export type TransientKind =
   | "ciba-pending"
   | "ciba-token";
 
+/** A notification's listener; `message` is what `notify` was given, if anything. */
+export type NotifyListener = (message: string | undefined) => void;
+
 /** Storage for the authentication domain. */
 export interface AuthStore {
   /** Reads a live session (undefined when missing or idle-expired). */
@@ -114,6 +118,18 @@ export interface AuthStore {
   hit(counter: string, windowMs: number): Promise<WindowCount>;
   /** The current count of a window, without counting (0 when none is open). */
   peek(counter: string): Promise<WindowCount>;
+  /**
+   * Wakes the subscribers of `topic` on every replica sharing the store, with an optional short
+   * message. Delivery is at most once (pub/sub): subscribers re-read the state they follow, and
+   * keep a long timeout of their own for a notification lost while the store was unreachable.
+   */
+  notify(topic: string, message?: string): Promise<void>;
+  /**
+   * Calls `listener` on every notification of `topic`, from this replica or another. Resolves
+   * once the subscription is active, so that a state read after it misses no change; the
+   * returned function unsubscribes.
+   */
+  subscribe(topic: string, listener: NotifyListener): Promise<() => void>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
   /** Releases connections and timers. */

@@ -2,7 +2,7 @@
  * In-memory AuthStore: the embedded default for one instance and the sandbox. Expired entries are
  * invisible at once and swept every minute.
  */
-import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
+import type { AuthStore, NotifyListener, SessionRecord, TransientKind } from "../auth/store.ts";
 
 interface Entry<T> {
   value: T;
@@ -24,6 +24,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
   const transient = new Map<string, Entry<string>>();
   const leases = new Map<string, Entry<symbol>>();
   const counters = new Map<string, Entry<number>>();
+  const listeners = new Map<string, Set<NotifyListener>>();
   const live = <T>(m: Map<string, Entry<T>>, k: string): Entry<T> | undefined => {
     const e = m.get(k);
     if (!e) return undefined;
@@ -118,6 +119,21 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       const e = live(counters, counter);
       return e ? { count: e.value, resetAt: e.expiresAt } : { count: 0, resetAt: 0 };
     },
+    async notify(topic, message) {
+      // Delivered after the caller's turn, as a pub/sub message from another replica would be.
+      for (const l of listeners.get(topic) ?? []) queueMicrotask(() => l(message));
+    },
+    async subscribe(topic, listener) {
+      const set = listeners.get(topic) ?? new Set<NotifyListener>();
+      listeners.set(topic, set);
+      // A wrapper per subscription: the same listener may subscribe twice and unsubscribe once.
+      const own: NotifyListener = (m) => listener(m);
+      set.add(own);
+      return () => {
+        set.delete(own);
+        if (set.size === 0 && listeners.get(topic) === set) listeners.delete(topic);
+      };
+    },
     async ping() {},
     async close() {
       clearInterval(sweep);
@@ -125,6 +141,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       index.clear();
       transient.clear();
       counters.clear();
+      listeners.clear();
     },
   };
 }

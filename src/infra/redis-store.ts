@@ -3,13 +3,15 @@
  * Every value is sealed with the key ring (AES-256-GCM, AAD = its store key); keys are hashes,
  * never raw tokens; TTLs follow the session's idle and absolute limits. Session writes are
  * compare-and-set on a version field (Lua); leases are SET NX PX with an owner check on renew and
- * release. Redis failures surface as STORE_UNAVAILABLE; ioredis reconnects by itself.
+ * release. Notifications between replicas are Redis pub/sub on one channel per key prefix, over a
+ * second connection (a subscribed connection cannot run commands). Redis failures surface as
+ * STORE_UNAVAILABLE; ioredis reconnects by itself (and subscribes again).
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
-import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
+import type { AuthStore, NotifyListener, SessionRecord, TransientKind } from "../auth/store.ts";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { KeyRing } from "./key-ring.ts";
@@ -101,6 +103,59 @@ export function createRedisStore(
     return json ? (JSON.parse(json) as T) : undefined;
   };
 
+  // One channel for every topic: replicas receive all notifications and dispatch them locally, so
+  // a subscription is one local map entry rather than a SUBSCRIBE round trip per watcher. Topics
+  // travel hashed and messages sealed, like keys and values.
+  const channel = `${p}n`;
+  const topicHash = (topic: string) => createHash("sha256").update(topic).digest("hex");
+  const listeners = new Map<string, Set<NotifyListener>>();
+  let subscriber: Redis | Cluster | undefined;
+  let subscribed: Promise<void> | undefined;
+  function onMessage(ch: string, msg: string): void {
+    if (ch !== channel) return;
+    const hash = msg.slice(0, 64);
+    const set = listeners.get(hash);
+    if (!set) return;
+    const sealed = msg.slice(65);
+    const message = sealed ? ring.open(sealed, `${channel}:${hash}`) : undefined;
+    for (const l of set) l(message);
+  }
+  function subscribeOnce(): Promise<void> {
+    subscribed ??= (async () => {
+      const sub: Redis | Cluster = redis instanceof Cluster ? redis.duplicate() : redis.duplicate();
+      subscriber = sub;
+      sub.on("error", () => {}); // reported once by the command connection's handler
+      sub.on("message", onMessage);
+      await readyOf(sub);
+      await sub.subscribe(channel);
+    })().catch((err: unknown) => {
+      subscribed = undefined;
+      subscriber?.disconnect();
+      subscriber = undefined;
+      throw err;
+    });
+    return subscribed;
+  }
+
+  /** Waits (bounded) for `conn` to be (re)connected. */
+  function readyOf(conn: Redis | Cluster): Promise<void> {
+    if (conn.status === "ready") return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        conn.off("ready", onReady);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReady = () => done();
+      const timer = setTimeout(
+        () => done(new Error(`Redis not ready (${conn.status})`)),
+        cfg.commandTimeoutMs,
+      );
+      conn.once("ready", onReady);
+    });
+  }
+
   /**
    * Waits (bounded) for a connection that is being (re)established, instead of failing at once.
    * One shared wait (one listener) however many commands arrive during a stall: a listener per
@@ -109,20 +164,8 @@ export function createRedisStore(
   let waiting: Promise<void> | undefined;
   function ready(): Promise<void> {
     if (redis.status === "ready") return Promise.resolve();
-    waiting ??= new Promise<void>((resolve, reject) => {
-      const done = (err?: Error) => {
-        clearTimeout(timer);
-        redis.off("ready", onReady);
-        waiting = undefined;
-        if (err) reject(err);
-        else resolve();
-      };
-      const onReady = () => done();
-      const timer = setTimeout(
-        () => done(new Error(`Redis not ready (${redis.status})`)),
-        cfg.commandTimeoutMs,
-      );
-      redis.once("ready", onReady);
+    waiting ??= readyOf(redis).finally(() => {
+      waiting = undefined;
     });
     return waiting;
   }
@@ -252,12 +295,35 @@ export function createRedisStore(
         return n && ttl > 0 ? { count: Number(n), resetAt: now() + ttl } : { count: 0, resetAt: 0 };
       }),
 
+    notify: (topic, message) =>
+      run("notify", async () => {
+        const hash = topicHash(topic);
+        const sealed = message === undefined ? "" : ring.seal(message, `${channel}:${hash}`);
+        await redis.publish(channel, `${hash}.${sealed}`);
+      }),
+
+    subscribe: (topic, listener) =>
+      run("subscribe", async () => {
+        await subscribeOnce();
+        const hash = topicHash(topic);
+        const set = listeners.get(hash) ?? new Set<NotifyListener>();
+        listeners.set(hash, set);
+        const own: NotifyListener = (m) => listener(m);
+        set.add(own);
+        return () => {
+          set.delete(own);
+          if (set.size === 0 && listeners.get(hash) === set) listeners.delete(hash);
+        };
+      }),
+
     ping: () =>
       run("ping", async () => {
         await redis.ping();
       }),
 
     async close() {
+      listeners.clear();
+      if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());
       await redis.quit().catch(() => redis.disconnect());
     },
   };

@@ -50,14 +50,20 @@ function record(over: Partial<SessionRecord> = {}): SessionRecord {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The contract every AuthStore implementation passes. */
-function contract(name: string, make: () => AuthStore) {
+/**
+ * The contract every AuthStore implementation passes. `makePeer` gives another replica's view of
+ * the same store (for the memory store, the store itself).
+ */
+function contract(name: string, make: () => AuthStore, makePeer: (store: AuthStore) => AuthStore) {
   describe(`AuthStore contract: ${name}`, () => {
     let store: AuthStore;
+    let peer: AuthStore;
     beforeAll(() => {
       store = make();
+      peer = makePeer(store);
     });
     afterAll(async () => {
+      if (peer !== store) await peer.close();
       await store.close();
     });
 
@@ -163,17 +169,51 @@ function contract(name: string, make: () => AuthStore) {
       expect((await store.hit(`${name}:other`, 200)).count).toBe(1);
     });
 
+    it("wakes the subscribers of a topic on every replica, with the message, until they unsubscribe", async () => {
+      const got: string[] = [];
+      const off = await peer.subscribe("ciba:r1", (m) => got.push(`peer:${m}`));
+      const offLocal = await store.subscribe("ciba:r1", (m) => got.push(`local:${m}`));
+      const offOther = await peer.subscribe("ciba:r2", () => got.push("other topic"));
+      const barrier: string[] = [];
+      const offBarrier = await peer.subscribe("barrier", (m) => barrier.push(String(m)));
+      await store.notify("ciba:r1", "hand-over");
+      await expect.poll(() => got.slice().sort()).toEqual(["local:hand-over", "peer:hand-over"]);
+      off();
+      offLocal();
+      await store.notify("ciba:r1");
+      // Notifications from one replica arrive in order: once the barrier is seen, the one before
+      // it would have been too.
+      await store.notify("barrier", "1");
+      await expect.poll(() => barrier).toEqual(["1"]);
+      expect(got).toHaveLength(2);
+      // A message-less notification reaches listeners as undefined.
+      const bare: unknown[] = [];
+      const offBare = await peer.subscribe("ciba:r3", (m) => bare.push(m));
+      await store.notify("ciba:r3");
+      await expect.poll(() => bare).toEqual([undefined]);
+      offBare();
+      offOther();
+      offBarrier();
+    });
+
     it("answers ping", async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });
   });
 }
 
-contract("memory", () => createMemoryStore());
+contract(
+  "memory",
+  () => createMemoryStore(),
+  (store) => store,
+);
 
 describe.skipIf(!redisUrl)("Redis store", () => {
-  contract("Redis", () =>
-    createRedisStore(redisCfg(redisUrl, `c${randomBytes(3).toString("hex")}:`), ring1, log),
+  const prefix = `c${randomBytes(3).toString("hex")}:`;
+  contract(
+    "Redis",
+    () => createRedisStore(redisCfg(redisUrl, prefix), ring1, log),
+    () => createRedisStore(redisCfg(redisUrl, prefix), ring1, log),
   );
 
   it("stores no token, national id or session id in clear", async () => {

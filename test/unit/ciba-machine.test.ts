@@ -165,8 +165,9 @@ describe("CIBA machine", () => {
   });
 
   it("hands over on drain with the time the next poll is due, also after a poll in flight", () => {
+    // Waiting since T0 for a poll due at T0 + 5 s: the next poller polls then, not at once.
     const idle = run(record(), [[{ type: "drain" }, T0 + 2_000]]).last;
-    expect(idle.effects).toEqual([{ type: "hand-over", nextPollAt: T0 + 2_000 }]);
+    expect(idle.effects).toEqual([{ type: "hand-over", nextPollAt: T0 + 5_000 }]);
     expect(idle.state.phase).toBe("stopped");
     const busy = run(record(), [
       [{ type: "due" }, T0 + 5_000],
