@@ -193,6 +193,27 @@ export const configSchema = z
           .positive()
           .default(16 * 1024),
         shutdownGraceMs: positiveMs.default(10_000),
+        /**
+         * HTTP/2 flow-control windows eProxy grants callers (RFC 9113 §6.9): at the 64 KiB default a
+         * large upload stalls on WINDOW_UPDATE round trips. Per stream and per connection.
+         */
+        http2: z
+          .object({
+            streamWindowBytes: z
+              .number()
+              .int()
+              .min(65_535)
+              .max(2 ** 31 - 1)
+              .default(1024 * 1024),
+            connectionWindowBytes: z
+              .number()
+              .int()
+              .min(65_535)
+              .max(2 ** 31 - 1)
+              .default(8 * 1024 * 1024),
+          })
+          .strict()
+          .default({ streamWindowBytes: 1024 * 1024, connectionWindowBytes: 8 * 1024 * 1024 }),
         trustedProxies: z.array(z.string()).default([]),
       })
       .strict(),

@@ -108,7 +108,10 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       // Backends may authenticate with a certificate; a missing one is not a TLS error here,
       // the RPC layer decides (API key or certificate).
       ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
-      settings: { maxHeaderListSize: config.server.maxHeaderBytes },
+      settings: {
+        maxHeaderListSize: config.server.maxHeaderBytes,
+        initialWindowSize: config.server.http2.streamWindowBytes,
+      },
       // Node's 10 MB default resets big in-flight uploads with ENHANCE_YOUR_CALM.
       maxSessionMemory: 64,
     } as http2.SecureServerOptions,
@@ -162,6 +165,8 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     });
   }
   server.on("session", (s) => {
+    // The connection window is not a SETTINGS value: it is raised by a WINDOW_UPDATE on stream 0.
+    s.setLocalWindowSize(config.server.http2.connectionWindowBytes);
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
   });

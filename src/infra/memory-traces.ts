@@ -1,44 +1,72 @@
 /**
- * Trace store without MongoDB: the latest events in memory (bounded, queryable) plus an append-only
- * JSON-lines file that keeps them all.
+ * Trace store without MongoDB: the latest events in memory (bounded by bytes, queryable) plus an
+ * append-only JSON-lines file that keeps them all.
  */
 import { appendFileSync } from "node:fs";
 import type { TraceEvent, TraceQuery, TraceStore } from "../trace/traces.ts";
 
-/** Creates the in-memory trace store; `file` (JSON lines) receives every event. */
+/** Default memory bound: ~8,000 relayed calls' events, a flat heap instead of one that grows per call. */
+export const DEFAULT_TRACE_MEMORY_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Creates the in-memory trace store; `file` (JSON lines) receives every event. The memory part keeps
+ * the latest events within `maxBytes` (counted as their JSON size, ~2 KB per relayed call in the V8
+ * heap) and `maxEvents`: an unbounded buffer grew the live heap per call and made every full
+ * collection longer (tail-latency bursts).
+ */
 export function createMemoryTraceStore(opts: {
   file?: string;
   maxEvents?: number;
+  maxBytes?: number;
   retentionMs: number;
 }): TraceStore {
-  const max = opts.maxEvents ?? 100_000;
-  const events: TraceEvent[] = [];
+  const maxEvents = opts.maxEvents ?? 100_000;
+  const maxBytes = opts.maxBytes ?? DEFAULT_TRACE_MEMORY_BYTES;
+  // A queue as an array with a moving head: dropping the oldest is O(1), compaction is amortised.
+  let events: Array<{ e: TraceEvent; bytes: number }> = [];
+  let head = 0;
+  let bytes = 0;
   const ids = new Set<string>();
   return {
     async insertMany(batch) {
       const fresh = batch.filter((e) => !ids.has(e.id));
-      if (opts.file && fresh.length)
-        appendFileSync(opts.file, fresh.map((e) => `${JSON.stringify(e)}\n`).join(""), { mode: 0o600 });
-      for (const e of fresh) {
-        events.push(e);
+      if (fresh.length === 0) return;
+      const lines = fresh.map((e) => `${JSON.stringify(e)}\n`);
+      if (opts.file) appendFileSync(opts.file, lines.join(""), { mode: 0o600 });
+      fresh.forEach((e, i) => {
+        const size = (lines[i] as string).length;
+        events.push({ e, bytes: size });
+        bytes += size;
         ids.add(e.id);
+      });
+      while (events.length - head > maxEvents || (bytes > maxBytes && events.length - head > 1)) {
+        const old = events[head] as { e: TraceEvent; bytes: number };
+        events[head] = undefined as unknown as { e: TraceEvent; bytes: number };
+        head++;
+        bytes -= old.bytes;
+        ids.delete(old.e.id);
       }
-      while (events.length > max) ids.delete((events.shift() as TraceEvent).id);
+      if (head > 1024 && head > events.length / 2) {
+        events = events.slice(head);
+        head = 0;
+      }
     },
     async query(q: TraceQuery) {
       const floor = Math.max(q.start, Date.now() - opts.retentionMs);
-      return events
-        .filter(
-          (e) =>
-            e.at >= floor &&
-            e.at < q.end &&
-            (!q.clientId || e.clientId === q.clientId) &&
-            (!q.type || e.type === q.type) &&
-            (!q.nationalId || e.nationalId === q.nationalId) &&
-            (!q.after || e.at > q.after.at || (e.at === q.after.at && e.id > q.after.id)),
+      const out: TraceEvent[] = [];
+      for (let i = head; i < events.length; i++) {
+        const e = (events[i] as { e: TraceEvent }).e;
+        if (
+          e.at >= floor &&
+          e.at < q.end &&
+          (!q.clientId || e.clientId === q.clientId) &&
+          (!q.type || e.type === q.type) &&
+          (!q.nationalId || e.nationalId === q.nationalId) &&
+          (!q.after || e.at > q.after.at || (e.at === q.after.at && e.id > q.after.id))
         )
-        .sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1))
-        .slice(0, q.limit);
+          out.push(e);
+      }
+      return out.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1)).slice(0, q.limit);
     },
     async ping() {},
     async close() {},

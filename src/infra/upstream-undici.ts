@@ -5,7 +5,7 @@
  * by their codes, walking `cause` chains.
  */
 import { readFileSync } from "node:fs";
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import type { Logger } from "pino";
 import { Agent, type Dispatcher, request } from "undici";
 import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
@@ -58,11 +58,22 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
       cas.set(t.caFile, ca);
     }
     const agent = new Agent({
-      connect: { ...id.tls, ...(ca ? { ca } : {}), minVersion: "TLSv1.2", timeout: t.connectTimeoutMs },
+      connect: {
+        ...id.tls,
+        ...(ca ? { ca } : {}),
+        minVersion: "TLSv1.2",
+        timeout: t.connectTimeoutMs,
+        // TLS session resumption: a new pooled connection skips the full (mTLS) handshake.
+        maxCachedSessions: 100,
+      },
       connections: t.maxConnectionsPerOrigin,
+      // SOAP POSTs are not idempotent: one request per connection at a time (no HTTP/1.1 pipelining).
+      pipelining: 1,
       headersTimeout: t.headersTimeoutMs,
       bodyTimeout: t.bodyTimeoutMs,
+      // Keep-alive: idle pooled connections live 30 s unless the server's Keep-Alive says less.
       keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 60_000,
     });
     agents.set(key, { identity: id, agent });
     return agent;
@@ -77,25 +88,26 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
       const source = body[Symbol.asyncIterator]();
       // Marks the moment undici asks for the first body byte: from then on, no retry. Until then,
       // a failed attempt must not close the source, which the retry still needs.
-      const attemptBody = () =>
-        Readable.from({
-          [Symbol.asyncIterator]: () => ({
-            next: () => {
-              pulled = true;
-              return source.next();
-            },
-            return: async () => {
-              if (pulled) await source.return?.();
-              return { done: true as const, value: undefined };
-            },
-          }),
-        });
+      // undici writes an async iterable itself (awaiting the socket's drain): no Readable in between.
+      const attemptBody = (): AsyncIterable<Uint8Array> => ({
+        [Symbol.asyncIterator]: () => ({
+          next: () => {
+            pulled = true;
+            return source.next();
+          },
+          return: async () => {
+            if (pulled) await source.return?.();
+            return { done: true as const, value: undefined };
+          },
+        }),
+      });
       for (let attempt = 1; ; attempt++) {
         try {
           const res = await request(url, {
             method: "POST",
             headers,
-            body: attemptBody(),
+            // undici documents and handles async iterables; its `request` typing omits them.
+            body: attemptBody() as unknown as Readable,
             dispatcher,
             ...(signal ? { signal } : {}),
           });

@@ -33,6 +33,10 @@ describe("configuration", () => {
     expect(c.teleservices[0]?.maxBodyBytes).toBe(64 * 1024 * 1024);
     expect(c.sessions.idleSeconds).toBe(1800);
     expect(c.stores.sessions.kind).toBe("memory");
+    expect(c.server.http2).toEqual({
+      streamWindowBytes: 1024 * 1024,
+      connectionWindowBytes: 8 * 1024 * 1024,
+    });
     expect(Object.isFrozen(c.server.tls)).toBe(true);
     expect(() => {
       (c.server as { port: number }).port = 1;
