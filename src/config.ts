@@ -480,7 +480,27 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
   } catch (err) {
     throw new ConfigError(`configuration file ${name} is not valid YAML: ${(err as Error).message}`);
   }
-  return parseConfig(raw, env, path.dirname(path.resolve(name)));
+  return parseConfig(raw, withFileVariables(env), path.dirname(path.resolve(name)));
+}
+
+/**
+ * `EPROXY_X_FILE` names a file holding the value of the override `EPROXY_X` (Docker and Kubernetes
+ * secrets are files): URLs with credentials never sit in the environment or the configuration.
+ */
+function withFileVariables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const name of Object.keys(ENV_OVERRIDES)) {
+    const file = env[`${name}_FILE`];
+    if (!file || env[name]) continue;
+    try {
+      out[name] = readFileSync(file, "utf8").trim();
+    } catch (err) {
+      throw new ConfigError(
+        `${name}_FILE: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? "error"}`,
+      );
+    }
+  }
+  return out;
 }
 
 /** Reads the process environment once, for the CLI (the only place process.env is read). */
