@@ -22,7 +22,7 @@ go_tool() { # command module@version
   echo "install-tools: go install $2" >&2
   go install "$2" >/dev/null 2>&1 || { echo "install-tools: go install $2 failed" >&2; rc=1; }
 }
-jaeger() {
+build_jaeger() {
   have jaeger && return 0
   local mod="$HOME/.cache/eproxy-tools/jaeger"
   mkdir -p "$mod"
@@ -51,7 +51,7 @@ for t in "${tools[@]}"; do
     grpc-health-probe) go_tool grpc-health-probe github.com/grpc-ecosystem/grpc-health-probe@v0.4.62 ;;
     vegeta) go_tool vegeta github.com/tsenart/vegeta/v12@v12.13.0 ;;
     grpcurl) go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@latest ;;
-    jaeger) jaeger ;;
+    jaeger) build_jaeger ;;
     *) echo "install-tools: unknown tool $t" >&2; rc=1 ;;
   esac
 done
