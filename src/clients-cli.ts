@@ -9,13 +9,23 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiKey } from "./auth/api-keys.ts";
 import { type ClientSource, clientKeyAad, type StoredClient } from "./auth/clients.ts";
+import {
+  DEFAULT_PSC_AUTH_METHOD,
+  isPscAuthMethod,
+  PSC_AUTH_METHOD_NAMES,
+  PSC_AUTH_METHODS,
+  requirementOf,
+} from "./auth/psc-client-auth.ts";
 import { type ClientConfig, type Config, ConfigError, loadConfig, processEnv } from "./config.ts";
 import { identityFromPem, loadClientIdentity } from "./infra/client-tls.ts";
 import { loadKeyRing } from "./infra/key-ring.ts";
 import { createMongoClientSource } from "./infra/mongo-clients.ts";
 
-/** PSC client authentication methods a client can be registered with. */
-const AUTH_METHODS = ["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"];
+const AUTH_METHODS = PSC_AUTH_METHOD_NAMES;
+/** `--auth-method` help: one line per method of the table. */
+const AUTH_METHOD_HELP = AUTH_METHODS.map(
+  (m) => `                                  ${m}: ${PSC_AUTH_METHODS[m].summary}`,
+).join("\n");
 
 const SUBCOMMAND_USAGE: Record<string, string> = {
   list: `Usage: eproxy clients list --config FILE [--json]
@@ -35,9 +45,9 @@ Options:
   --cert-file F, --key-file F   the client certificate and its key (PEM)
   --pkcs12-file F               or a PKCS#12 bundle, with --pkcs12-passphrase-file F
   --store-cert                  store the certificate in MongoDB, its key sealed by the key ring
-  --auth-method METHOD          how the client authenticates to PSC: ${AUTH_METHODS.join(", ")}
-                                (default tls_client_auth)
-  --client-secret-file F        client_secret_basic, client_secret_post: the secret
+  --auth-method METHOD          how the client authenticates to PSC:
+${AUTH_METHOD_HELP}
+  --client-secret-file F        ${AUTH_METHODS.filter((m) => requirementOf(m) === "clientSecretFile").join(", ")}: the secret
   --signing-key-file F          private_key_jwt: the signing key (default: the certificate's key)
   --signing-key-id KID          private_key_jwt: the kid PSC knows the key by
   --service NAME                a teleservice the client may call (repeatable)
@@ -204,11 +214,11 @@ async function add(
   if (maxPending !== undefined && !(Number.isInteger(Number(maxPending)) && Number(maxPending) > 0)) {
     throw new ConfigError("--max-pending-ciba: a positive integer");
   }
-  const authMethod = str("auth-method") ?? "tls_client_auth";
-  if (!AUTH_METHODS.includes(authMethod)) {
+  const authMethod = str("auth-method") ?? DEFAULT_PSC_AUTH_METHOD;
+  if (!isPscAuthMethod(authMethod)) {
     throw new ConfigError(`--auth-method ${authMethod}: one of ${AUTH_METHODS.join(", ")}`);
   }
-  if (authMethod.startsWith("client_secret") && !str("client-secret-file")) {
+  if (requirementOf(authMethod) === "clientSecretFile" && !str("client-secret-file")) {
     throw new ConfigError(`--auth-method ${authMethod} needs --client-secret-file`);
   }
   const { key, hash } = createApiKey();

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { DEFAULT_PSC_AUTH_METHOD, PSC_AUTH_METHOD_NAMES, requirementOf } from "./auth/psc-client-auth.ts";
 
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
@@ -48,9 +49,7 @@ export const clientFieldsSchema = z.object({
   keyFile: filePath.optional(),
   pkcs12File: filePath.optional(),
   pkcs12PassphraseFile: filePath.optional(),
-  authMethod: z
-    .enum(["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"])
-    .default("tls_client_auth"),
+  authMethod: z.enum(PSC_AUTH_METHOD_NAMES).default(DEFAULT_PSC_AUTH_METHOD),
   clientSecretFile: filePath.optional(),
   /** private_key_jwt: the signing key (PEM, RSA or EC P-256); the certificate's key when absent. */
   signingKeyFile: filePath.optional(),
@@ -91,7 +90,7 @@ const clientSchema = clientFieldsSchema.strict().superRefine((c, ctx) => {
       path: ["signingKeyFile"],
     });
   }
-  if (c.authMethod.startsWith("client_secret") && c.clientSecretFile === undefined) {
+  if (requirementOf(c.authMethod) === "clientSecretFile" && c.clientSecretFile === undefined) {
     ctx.addIssue({
       code: "custom",
       message: `required by authMethod ${c.authMethod}`,

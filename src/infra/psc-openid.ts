@@ -10,6 +10,7 @@ import * as oidc from "openid-client";
 import type { Logger } from "pino";
 import { Agent, fetch as undiciFetch } from "undici";
 import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
+import { PSC_AUTH_METHODS, type PscAuthMethod } from "../auth/psc-client-auth.ts";
 import type { CibaPollOutcome, IdClaims, PscGateway, PscTokens } from "../auth/psc-gateway.ts";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -84,6 +85,19 @@ async function signingKey(client: ClientConfig, identity: ClientIdentity): Promi
     ...(client.signingKeyId ? { kid: client.signingKeyId } : {}),
   };
 }
+
+const secretOf = (client: ClientConfig) => readFileSync(client.clientSecretFile as string, "utf8").trim();
+
+/** How openid-client authenticates each method of the table in `auth/psc-client-auth.ts`. */
+const CLIENT_AUTH: Record<
+  PscAuthMethod,
+  (client: ClientConfig, identity: ClientIdentity) => oidc.ClientAuth | Promise<oidc.ClientAuth>
+> = {
+  tls_client_auth: () => oidc.TlsClientAuth(),
+  client_secret_basic: (client) => oidc.ClientSecretBasic(secretOf(client)),
+  client_secret_post: (client) => oidc.ClientSecretPost(secretOf(client)),
+  private_key_jwt: async (client, identity) => oidc.PrivateKeyJwt(await signingKey(client, identity)),
+};
 
 /** Creates the PSC gateway for the configured clients. */
 export function createPscGateway(config: Readonly<Config>, clients: ClientLookup, log: Logger): PscGateway {
@@ -174,27 +188,14 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
     if (!p) {
       p = (async () => {
         const meta = await loadMetadata();
-        let auth: oidc.ClientAuth;
-        const secret = () => readFileSync(client.clientSecretFile as string, "utf8").trim();
-        switch (client.authMethod) {
-          case "client_secret_basic":
-            auth = oidc.ClientSecretBasic(secret());
-            break;
-          case "client_secret_post":
-            auth = oidc.ClientSecretPost(secret());
-            break;
-          case "private_key_jwt":
-            auth = oidc.PrivateKeyJwt(await signingKey(client, identity));
-            break;
-          default:
-            auth = oidc.TlsClientAuth();
-        }
+        const auth = await CLIENT_AUTH[client.authMethod](client, identity);
+        const { mtls } = PSC_AUTH_METHODS[client.authMethod];
         const cfg = new oidc.Configuration(
           meta,
           clientId,
           {
-            use_mtls_endpoint_aliases: client.authMethod === "tls_client_auth",
-            tls_client_certificate_bound_access_tokens: client.authMethod === "tls_client_auth",
+            use_mtls_endpoint_aliases: mtls,
+            tls_client_certificate_bound_access_tokens: mtls,
             [oidc.clockTolerance]: psc.clockToleranceSeconds,
           },
           auth,

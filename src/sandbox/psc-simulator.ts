@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { exportJWK, generateKeyPair } from "jose";
 import Provider, { errors, type KoaContextWithOIDC } from "oidc-provider";
+import { PSC_AUTH_METHOD_NAMES, type PscAuthMethod } from "../auth/psc-client-auth.ts";
 import { PROFESSIONALS, type PscClaims } from "./professionals.ts";
 
 /** Realm path of PSC's issuer. */
@@ -23,7 +24,7 @@ export interface SimulatedClient {
   /** Registered redirect URIs (eProxy's callback). */
   redirectUris: string[];
   /** Client authentication method at the token endpoint. */
-  authMethod?: "tls_client_auth" | "client_secret_basic" | "client_secret_post" | "private_key_jwt";
+  authMethod?: PscAuthMethod;
   /** Secret for client_secret_* methods. */
   secret?: string;
   /** Public keys (JWK) for private_key_jwt. */
@@ -237,7 +238,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       ],
     },
     acrValues: ["eidas1", "eidas2", "eidas3"],
-    clientAuthMethods: ["tls_client_auth", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+    clientAuthMethods: [...PSC_AUTH_METHOD_NAMES],
     extraParams: {
       channel(_ctx: KoaContextWithOIDC, value: string | undefined) {
         if (value !== undefined && value !== "CARD" && value !== "MOBILE") {
