@@ -29,17 +29,41 @@ function sessionJson(v: SessionView): unknown {
   return toJson(SessionSchema, toSessionProto(v));
 }
 
-function cibaJson(v: CibaView): Record<string, unknown> {
+/**
+ * The session inside a CIBA answer: `reused` is said once, at the top of the answer (as
+ * StartCibaResponse.reused), not again in the session.
+ */
+function cibaSessionJson(v: SessionView): unknown {
+  const { reused: _said, ...session } = sessionJson(v) as Record<string, unknown>;
+  return session;
+}
+
+/**
+ * A CIBA request as REST JSON: the proto JSON names of PollCibaResponse/StartCibaResponse, except
+ * `status` (`APPROVED`, not `CIBA_STATUS_APPROVED`) and `expiresAt` (an instant rather than
+ * `expiresInSeconds`), as the README and the OpenAPI document say.
+ */
+function cibaJson(v: CibaView, reused?: boolean): Record<string, unknown> {
   return {
     authReqId: v.authReqId,
     status: v.status,
     expiresAt: new Date(v.expiresAt).toISOString(),
-    interval: v.intervalSeconds,
+    intervalSeconds: v.intervalSeconds,
     bindingMessage: v.bindingMessage,
-    ...(v.session ? { session: sessionJson(v.session) } : {}),
+    ...(reused !== undefined ? { reused } : {}),
+    ...(v.session ? { session: cibaSessionJson(v.session) } : {}),
     ...(v.errorMessage ? { errorMessage: v.errorMessage } : {}),
   };
 }
+
+/**
+ * What a caller is told when StartCiba reuses a live session: the token is not in the answer because
+ * eProxy keeps only its hash; the caller received it when the session was created.
+ */
+export const REUSED_SESSION_DETAIL =
+  "This professional already has a live session with your client: no push was sent. Its session token " +
+  "was returned to your client when the session was created (eProxy keeps only a hash of it); use that " +
+  "token, or end the session with DELETE /oauth2/session and start again.";
 
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
   const v = body[key];
@@ -55,10 +79,10 @@ function channelOf(v: string | undefined): "CARD" | "MOBILE" | undefined {
 }
 
 /** Answers a settled CIBA request: 200 with the session, or a problem for the other final states. */
-function finalAnswer(v: CibaView): { status: number; body: unknown } {
+function finalAnswer(v: CibaView, reused: boolean): { status: number; body: unknown } {
   switch (v.status) {
     case "APPROVED":
-      return { status: 200, body: cibaJson(v) };
+      return { status: 200, body: cibaJson(v, reused) };
     case "DENIED":
       throw new EproxyError(
         "AUTHENTICATION_DENIED",
@@ -93,33 +117,33 @@ export function createAuthRoutes(deps: AuthRoutesDeps): Route[] {
       ...(scope ? { scope } : {}),
     });
     if ("session" in started) {
-      // The reference proxy answers 304 here; a JSON body is more useful: same session, no push.
-      sendJson(res, 200, { status: "APPROVED", reused: true, session: sessionJson(started.session) });
+      // The reference proxy answers 304 here; a JSON body says what the caller needs to know.
+      sendJson(res, 200, {
+        status: "APPROVED",
+        reused: true,
+        session: cibaSessionJson(started.session),
+        detail: REUSED_SESSION_DETAIL,
+      });
       return;
     }
     const asyncMode =
       url.searchParams.get("mode") === "async" || /\brespond-async\b/i.test(String(req.headers.prefer ?? ""));
     const location = `/oauth2/ciba/${encodeURIComponent(started.request.authReqId)}`;
     if (asyncMode) {
-      sendJson(
-        res,
-        202,
-        { ...cibaJson(started.request), reused: started.reused },
-        {
-          location,
-          ...(/respond-async/i.test(String(req.headers.prefer ?? ""))
-            ? { "preference-applied": "respond-async" }
-            : {}),
-        },
-      );
+      sendJson(res, 202, cibaJson(started.request, started.reused), {
+        location,
+        ...(/respond-async/i.test(String(req.headers.prefer ?? ""))
+          ? { "preference-applied": "respond-async" }
+          : {}),
+      });
       return;
     }
     // Blocking mode (what integrators already use): answer at a final state, up to the request's expiry.
     const abort = new AbortController();
     res.once("close", () => abort.abort());
     const final = await ciba.settled(caller.id, started.request.authReqId, abort.signal);
-    const { status, body: answer } = finalAnswer(final);
-    sendJson(res, status, { ...(answer as object), reused: started.reused });
+    const { status, body: answer } = finalAnswer(final, started.reused);
+    sendJson(res, status, answer);
   }
 
   return [

@@ -159,8 +159,10 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       "Authenticate a professional by CIBA (gRPC, then follow the request until it is approved):",
       `  ${bufCurl} ${url}/eproxy.v1.AuthService/StartCiba -d '{"clientId":"lps-demo","nationalId":"899700218896","channel":"CHANNEL_MOBILE","bindingMessage":"42"}'`,
       `  ${bufCurl} ${url}/eproxy.v1.AuthService/WatchCiba -d '{"authReqId":"<authReqId from the answer above>"}'`,
-      "The same in one blocking REST call:",
-      `  curl --cacert ${ca} -H 'x-eproxy-api-key: ${keys["lps-demo"]?.key}' -H 'content-type: application/json' ${url}/oauth2/ciba -d '{"clientId":"lps-demo","nationalId":"899700218896","channel":"MOBILE","bindingMessage":"42"}'`,
+      // Another professional: the doctor now has a live session, and asking again would reuse it
+      // (no push, and no token: it was handed to the first answer).
+      "Or in one blocking REST call (here for the pharmacist):",
+      `  curl --cacert ${ca} -H 'x-eproxy-api-key: ${keys["lps-demo"]?.key}' -H 'content-type: application/json' ${url}/oauth2/ciba -d '{"clientId":"lps-demo","nationalId":"899700366240","channel":"MOBILE","bindingMessage":"42"}'`,
       "Then relay an INSi search with the session token (eps_…) from either answer:",
       `  curl --cacert ${ca} -H 'x-eproxy-api-key: ${keys["lps-demo"]?.key}' -H 'authorization: Bearer <sessionToken>' -H 'content-type: application/soap+xml; charset=utf-8' ${url}/send/insi/rechercherInsAvecTraitsIdentite --data-binary @${rel(samplePath)}`,
       `  ${bufCurl} ${url}/eproxy.v1.RelayService/ForwardSoap -d '{"sessionToken":"<sessionToken>","service":"insi","contentType":"application/soap+xml; charset=utf-8","body":"${Buffer.from(insiSample).toString("base64")}"}'`,

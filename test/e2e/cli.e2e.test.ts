@@ -77,9 +77,22 @@ describe("eproxy sandbox", () => {
       "<insi:CodeCR>00</insi:CodeCR>",
     );
 
-    // The printed blocking REST line: the professional already has a session, so it is reused (no push).
-    const rest = await sh("sh", ["-c", line(/^ {2}(curl .*\/oauth2\/ciba .*)$/m)]);
-    expect(JSON.parse(rest.stdout)).toMatchObject({ status: "APPROVED", reused: true });
+    // The printed blocking REST line signs another professional in: its token relays too ("either answer").
+    const restLine = line(/^ {2}(curl .*\/oauth2\/ciba .*)$/m);
+    const rest = JSON.parse((await sh("sh", ["-c", restLine])).stdout);
+    expect(rest).toMatchObject({ status: "APPROVED", reused: false, session: { clientId: "lps-demo" } });
+    expect(rest.session.sessionToken).toMatch(/^eps_/);
+    const insi2 = await sh("sh", [
+      "-c",
+      line(/^ {2}(curl .*\/send\/insi.*)$/m).replace("<sessionToken>", rest.session.sessionToken),
+    ]);
+    expect(insi2.stdout).toContain("<insi:CodeCR>00</insi:CodeCR>");
+    // Asked again, the live session is reused: no push, no token, and the answer says where the token is.
+    const again = JSON.parse((await sh("sh", ["-c", restLine])).stdout);
+    expect(again).toMatchObject({ status: "APPROVED", reused: true });
+    expect(again.session.sessionToken).toBeUndefined();
+    expect(again.session.reused).toBeUndefined();
+    expect(again.detail).toContain("DELETE /oauth2/session");
 
     p.child.kill("SIGTERM");
     expect(await p.exited).toBe(0);
