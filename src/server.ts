@@ -204,6 +204,9 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         // GOAWAY: HTTP/2 clients stop opening streams, in-flight streams finish.
         for (const s of sessions) s.close();
+        // CIBA hands its requests over to the other replicas and ends WatchCiba streams with
+        // UNAVAILABLE (Connect's retry signal), so they finish now instead of being cut at the grace.
+        const cibaDrained = deps.ciba.drain().catch((err: unknown) => log.warn({ err }, "CIBA drain failed"));
         const grace = setTimeout(() => {
           for (const s of sessions) s.destroy();
           for (const s of sockets) s.destroy();
@@ -213,6 +216,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         // Idle HTTP/1.1 keep-alive sockets would hold close() forever.
         for (const s of sockets) if (s.alpnProtocol !== "h2" && !http1Active.get(s)) s.end();
         await closed;
+        await cibaDrained;
         clearTimeout(grace);
         await deps.close();
         log.info("eProxy stopped");

@@ -1,7 +1,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Code, type ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
@@ -105,6 +105,50 @@ describe.skipIf(!redisUrl)("two replicas sharing one Redis", () => {
       expect(last.status).toBe(CibaStatus.APPROVED);
       expect(last.session.sessionToken).toMatch(/^eps_/);
       await a.logout({ sessionToken: last.session.sessionToken });
+    } finally {
+      env.psc.settings.autoApproveMs = 200;
+    }
+  });
+
+  it("a replica that drains hands its CIBA requests over at once and ends WatchCiba with unavailable", async () => {
+    env.psc.settings.autoApproveMs = null;
+    const doomed = await env.startReplica();
+    try {
+      const started = await env
+        .auth("lps-demo", "grpc", doomed.url)
+        .startCiba({ nationalId: PHARMACIST, bindingMessage: "10" });
+      const watch = async (protocol: "grpc" | "connect") => {
+        const seen: CibaStatus[] = [];
+        try {
+          for await (const m of env
+            .auth("lps-demo", protocol, doomed.url)
+            .watchCiba({ authReqId: started.authReqId }))
+            seen.push(m.status);
+          return { seen, err: undefined };
+        } catch (e) {
+          return { seen, err: ConnectError.from(e) };
+        }
+      };
+      const watches = Promise.all([watch("grpc"), watch("connect")]);
+      await new Promise((r) => setTimeout(r, 300));
+      await doomed.close();
+      // Connect's retry signal, not a stream cut at the grace period ("incomplete envelope").
+      for (const w of await watches) {
+        expect(w.seen).toEqual([CibaStatus.PENDING]);
+        expect(w.err?.code).toBe(Code.Unavailable);
+      }
+      const polls = () =>
+        env.psc.stats.cibaPolls[env.psc.pending().find((p) => p.nationalId === PHARMACIST)?.authReqId ?? ""]
+          ?.length ?? 0;
+      const before = polls();
+      // Nobody asks the surviving replicas: one takes over on the hand-over notification, long
+      // before the 30 s lease of the stopped replica would have expired.
+      await expect.poll(polls, { timeout: 5_000 }).toBeGreaterThan(before);
+      await env.psc.approve(env.psc.pending().find((p) => p.nationalId === PHARMACIST)?.authReqId as string);
+      let last: any;
+      for await (const m of env.auth().watchCiba({ authReqId: started.authReqId })) last = m;
+      expect(last.status).toBe(CibaStatus.APPROVED);
+      await env.auth().logout({ sessionToken: last.session.sessionToken });
     } finally {
       env.psc.settings.autoApproveMs = 200;
     }
