@@ -123,9 +123,13 @@ async function serve(args: string[]): Promise<void> {
   const { createLogger } = await import("./log.ts");
   const { createDeps } = await import("./deps.ts");
   const { startServer } = await import("./server.ts");
+  const { serveWithWorkers } = await import("./cluster.ts");
   const log = createLogger(config.log.level);
-  const deps = await createDeps(config, log, { env });
-  closeOnSignals(await startServer(deps));
+  // One process, or a primary supervising `server.workers` processes that each run this.
+  await serveWithWorkers(config, env, log, async (cfg, workerLog) => {
+    const deps = await createDeps(cfg, workerLog, { env });
+    closeOnSignals(await startServer(deps));
+  });
 }
 
 /** Imports a development-only module; the production image has neither it nor its packages. */

@@ -192,6 +192,8 @@ export const configSchema = z
           .positive()
           .default(16 * 1024),
         shutdownGraceMs: positiveMs.default(10_000),
+        /** Processes serving the listener (node:cluster); default the number of CPUs. See cluster.ts. */
+        workers: z.number().int().min(1).max(256).optional(),
         /**
          * HTTP/2 flow-control windows eProxy grants callers (RFC 9113 §6.9): at the 64 KiB default a
          * large upload stalls on WINDOW_UPDATE round trips. Per stream and per connection.
