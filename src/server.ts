@@ -26,6 +26,7 @@ import { kPeer } from "./rpc/caller.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
 import { createRelayService } from "./rpc/relay-service.ts";
+import { answerParseFailuresAsInvalid, createEnumGuard } from "./rpc/strict-messages.ts";
 import { createTraceService } from "./rpc/trace-service.ts";
 
 /** A running eProxy listener. */
@@ -39,6 +40,30 @@ export interface EproxyServer {
 }
 
 const SAFE_REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * The listener's cipher list: TLS 1.3's suites as Node has them, and for TLS 1.2 only ECDHE key
+ * exchange (forward secrecy) with AEAD ciphers (no CBC, no SHA-1 MAC, no static RSA).
+ */
+export const TLS_CIPHERS = [
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+  "TLS_AES_128_GCM_SHA256",
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
+/** Size of a header list as HTTP/2 counts it (RFC 9113 §6.5.2: name + value + 32 per field). */
+function headerListSize(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    n += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
+  return n;
+}
 
 /** The caller's IP: X-Forwarded-For is believed only when the peer is a configured proxy. */
 function callerIpOf(req: http2.Http2ServerRequest, trusted: readonly string[]): string {
@@ -90,12 +115,16 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         ],
         [AuthService.typeName, RelayService.typeName, TraceService.typeName],
       );
+      answerParseFailuresAsInvalid(router);
     },
+    // Strict JSON: an unknown field or enum name is refused, not silently dropped.
+    jsonOptions: { ignoreUnknownFields: false },
     fallback: rest,
     // Connect's default is 4 GiB: cap what one RPC message may be, both ways.
     readMaxBytes: config.server.maxRequestBytes,
     writeMaxBytes: config.server.maxRequestBytes,
-    interceptors: [createErrorInterceptor(log, deps.traces)],
+    // Outermost first: errors of the enum guard are mapped and traced like any other.
+    interceptors: [createErrorInterceptor(log, deps.traces), createEnumGuard()],
     contextValues: (req) => createContextValues().set(kPeer, peerOf(req)),
   });
 
@@ -105,6 +134,10 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       key: deps.tls.key,
       allowHTTP1: true,
       minVersion: "TLSv1.2",
+      ciphers: TLS_CIPHERS,
+      honorCipherOrder: true,
+      // HTTP/1.1's header limit (HTTP/2's is checked per request below).
+      maxHeaderSize: config.server.maxHeaderBytes,
       // Backends may authenticate with a certificate; a missing one is not a TLS error here,
       // the RPC layer decides (API key or certificate).
       ...(deps.tls.clientCa ? { ca: deps.tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
@@ -116,6 +149,19 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       maxSessionMemory: 64,
     } as http2.SecureServerOptions,
     (req, res) => {
+      // SETTINGS_MAX_HEADER_LIST_SIZE is only advisory to the peer: nghttp2 does not enforce it.
+      if (req.httpVersionMajor === 2 && headerListSize(req.rawHeaders) > config.server.maxHeaderBytes) {
+        res.writeHead(431, { "content-type": "application/problem+json", "cache-control": "no-store" });
+        res.end(
+          JSON.stringify({
+            type: "urn:eproxy:error:header-too-large",
+            title: "Request header fields too large",
+            status: 431,
+            detail: `headers larger than ${config.server.maxHeaderBytes} bytes`,
+          }),
+        );
+        return;
+      }
       const given = req.headers["x-request-id"];
       const requestId = typeof given === "string" && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
       res.setHeader("x-request-id", requestId);

@@ -2,7 +2,13 @@
  * Header rules of the relay (RFC 9110 §7.6.1): hop-by-hop fields, and every field named in
  * `Connection`, never cross the proxy; neither do the caller's credentials or eProxy's own headers.
  */
+import { EproxyError } from "../errors.ts";
 import type { HeaderMap } from "./ports.ts";
+
+/** RFC 9110 §5.1 field-name (token) and §5.5 field-value (no CR, LF or NUL; no other controls but tab). */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the controls are what is refused
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 const HOP_BY_HOP = new Set([
   "connection",
@@ -26,7 +32,12 @@ const CALLER_ONLY = new Set([
   "x-request-id",
   "forwarded",
   "x-forwarded-for",
+  // eProxy answers `100 Continue` itself (RFC 9110 §10.1.1); undici refuses to send the field.
+  "expect",
 ]);
+
+/** Where the teleservice's own request id goes in the answer: `x-request-id` is eProxy's. */
+export const UPSTREAM_REQUEST_ID = "x-upstream-request-id";
 
 function connectionTokens(h: HeaderMap): Set<string> {
   const v = h.connection;
@@ -46,7 +57,12 @@ export function toUpstreamHeaders(h: HeaderMap): Record<string, string> {
     const name = k.toLowerCase();
     if (v === undefined || name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
     if (CALLER_ONLY.has(name) || name.startsWith("x-eproxy-")) continue;
-    out[name] = flatten(v);
+    const value = flatten(v);
+    // HTTP/1.1 and HTTP/2 callers were checked by Node; ForwardSoap's headers come from a message.
+    if (!FIELD_NAME.test(name) || BAD_VALUE.test(value)) {
+      throw new EproxyError("INVALID_ARGUMENT", `invalid header ${JSON.stringify(name.slice(0, 64))}`);
+    }
+    out[name] = value;
   }
   return out;
 }
@@ -63,7 +79,7 @@ export function toDownstreamHeaders(
     if (v === undefined || name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
     // Correlation ids are for the services, not for the end user's software (trust-space rule).
     if (name === "x-correlation-id" && !exposeCorrelationId) continue;
-    out[name] = v;
+    out[name === "x-request-id" ? UPSTREAM_REQUEST_ID : name] = v;
   }
   return out;
 }

@@ -65,6 +65,10 @@ export interface Relay {
 /** Appends `path` (with its query) to the teleservice base URL, refusing tricks that would leave it. */
 export function upstreamUrl(base: string, path: string): URL {
   const b = new URL(base);
+  // NUL and other control characters (raw or percent-encoded) have no business in a teleservice path.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the controls are what is refused
+  if (/[\x00-\x1f\x7f]|%[01][0-9a-f]|%7f/i.test(path))
+    throw new EproxyError("INVALID_ARGUMENT", "invalid path");
   const [p = "", q] = path.split("?", 2) as [string, string | undefined];
   const segments = p.split("/").filter((s) => s !== "");
   if (segments.some((s) => s === "." || s === ".." || /%2f|%5c|%2e%2e/i.test(s) || s.includes("\\"))) {
@@ -132,81 +136,17 @@ export function createRelay(deps: {
       const started = performance.now();
       const t = teleserviceFor(req.caller, req.service);
       const url = upstreamUrl(t.upstreamUrl, req.path);
+      const headers = toUpstreamHeaders(req.headers);
       const declared = req.headers["content-length"];
       // 413 before any upstream byte when the caller announces too much.
       if (declared !== undefined && Number(declared) > t.maxBodyBytes) {
         throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${t.maxBodyBytes} bytes`);
       }
       const rec = await sessions.fresh(req.sessionToken, req.caller.id);
-      await deps.misuse?.relayed({ id: rec.id, nationalId: rec.professional.nationalId }, req.caller.id);
-      const apiToken = await apiTokens.get(rec, t, deps.thumbprintOf(req.caller.id), req.signal);
-
-      const ct = req.headers["content-type"];
-      const contentType = Array.isArray(ct) ? ct[0] : ct;
-      const sa = req.headers.soapaction;
-      const counted = { n: 0 };
-      const { head, body } = await peek(limited(req.body, t.maxBodyBytes, counted), SNIFF_BYTES);
-      const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
-
-      const given = req.headers["x-correlation-id"];
-      const correlationId = typeof given === "string" && SAFE_ID.test(given) ? given : randomUUID();
-      const headers = toUpstreamHeaders(req.headers);
-      headers["x-correlation-id"] = correlationId;
-      if (apiToken) headers.authorization = `Bearer ${apiToken}`;
-
-      const res = await upstream.post({
-        clientId: req.caller.id,
-        teleservice: t,
-        url,
-        headers,
-        body,
-        ...(req.signal ? { signal: req.signal } : {}),
-      });
-      const rct = res.headers["content-type"];
-      const resType = Array.isArray(rct) ? rct[0] : rct;
-      // Answers that are not SOAP (an HTML error page from a load balancer) are not passed off as SOAP.
-      if (resType ? !SOAP_TYPES.test(resType) : res.status >= 300) {
-        discard(res.body);
-        log.warn(
-          { teleservice: t.name, status: res.status, contentType: resType },
-          "non-SOAP answer from teleservice",
-        );
-        throw new EproxyError(
-          "UPSTREAM_BAD_RESPONSE",
-          `teleservice ${t.name} answered HTTP ${res.status} without SOAP`,
-        );
-      }
-      // No log line here: the access line (noteAccess below) carries teleservice, action and statuses.
-      const max = req.maxAnswerBytes ?? Number.POSITIVE_INFINITY;
-      const upstreamBody = res.body;
-      // One generator stage per call, as the streamed answer needs one anyway to count its bytes.
-      async function* answer(): AsyncGenerator<Buffer> {
-        let bytesOut = 0;
-        let outcome = "ABORTED";
-        try {
-          for await (const chunk of upstreamBody as AsyncIterable<Buffer>) {
-            bytesOut += chunk.length;
-            if (bytesOut > max) {
-              outcome = "PAYLOAD_TOO_LARGE";
-              discard(upstreamBody);
-              throw new EproxyError(
-                "PAYLOAD_TOO_LARGE",
-                `answer larger than ${max} bytes${req.tooLargeHint ? `: ${req.tooLargeHint}` : ""}`,
-              );
-            }
-            yield chunk;
-          }
-          outcome = "OK";
-        } finally {
-          noteAccess({
-            teleservice: t.name,
-            upstreamStatus: res.status,
-            correlationId,
-            bytesIn: counted.n,
-            bytesOut,
-            ...(soap.action ? { soapAction: soap.action } : {}),
-          });
-          // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
+      // The caller hanging up before the answer is a client abort, traced as such (not as an
+      // upstream failure): the SEND says ABORTED, the transport answers nobody.
+      const aborted = (err: unknown): never => {
+        if (req.signal?.aborted) {
           traces.record({
             type: "SEND",
             clientId: req.caller.id,
@@ -215,23 +155,108 @@ export function createRelay(deps: {
             service: t.name,
             method: "POST",
             path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
-            ...(soap.action ? { soapAction: soap.action } : {}),
-            upstreamStatus: res.status,
             durationMs: Math.round(performance.now() - started),
-            bytesIn: counted.n,
-            bytesOut,
-            correlationId,
-            outcome,
+            outcome: "ABORTED",
           });
         }
-      }
-      return {
-        status: res.status,
-        headers: toDownstreamHeaders(res.headers, t.exposeCorrelationId),
-        body: answer(),
-        soap,
-        correlationId,
+        throw err;
       };
+      const go = async (): Promise<RelayResponse> => {
+        await deps.misuse?.relayed({ id: rec.id, nationalId: rec.professional.nationalId }, req.caller.id);
+        const apiToken = await apiTokens.get(rec, t, deps.thumbprintOf(req.caller.id), req.signal);
+
+        const ct = req.headers["content-type"];
+        const contentType = Array.isArray(ct) ? ct[0] : ct;
+        const sa = req.headers.soapaction;
+        const counted = { n: 0 };
+        const { head, body } = await peek(limited(req.body, t.maxBodyBytes, counted), SNIFF_BYTES);
+        const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
+
+        const given = req.headers["x-correlation-id"];
+        const correlationId = typeof given === "string" && SAFE_ID.test(given) ? given : randomUUID();
+        headers["x-correlation-id"] = correlationId;
+        if (apiToken) headers.authorization = `Bearer ${apiToken}`;
+
+        const res = await upstream.post({
+          clientId: req.caller.id,
+          teleservice: t,
+          url,
+          headers,
+          body,
+          ...(req.signal ? { signal: req.signal } : {}),
+        });
+        const rct = res.headers["content-type"];
+        const resType = Array.isArray(rct) ? rct[0] : rct;
+        // Answers that are not SOAP (an HTML error page from a load balancer) are not passed off as SOAP.
+        if (resType ? !SOAP_TYPES.test(resType) : res.status >= 300) {
+          discard(res.body);
+          log.warn(
+            { teleservice: t.name, status: res.status, contentType: resType },
+            "non-SOAP answer from teleservice",
+          );
+          throw new EproxyError(
+            "UPSTREAM_BAD_RESPONSE",
+            `teleservice ${t.name} answered HTTP ${res.status} without SOAP`,
+          );
+        }
+        // No log line here: the access line (noteAccess below) carries teleservice, action and statuses.
+        const max = req.maxAnswerBytes ?? Number.POSITIVE_INFINITY;
+        const upstreamBody = res.body;
+        // One generator stage per call, as the streamed answer needs one anyway to count its bytes.
+        async function* answer(): AsyncGenerator<Buffer> {
+          let bytesOut = 0;
+          let outcome = "ABORTED";
+          try {
+            for await (const chunk of upstreamBody as AsyncIterable<Buffer>) {
+              bytesOut += chunk.length;
+              if (bytesOut > max) {
+                outcome = "PAYLOAD_TOO_LARGE";
+                discard(upstreamBody);
+                throw new EproxyError(
+                  "PAYLOAD_TOO_LARGE",
+                  `answer larger than ${max} bytes${req.tooLargeHint ? `: ${req.tooLargeHint}` : ""}`,
+                );
+              }
+              yield chunk;
+            }
+            outcome = "OK";
+          } finally {
+            noteAccess({
+              teleservice: t.name,
+              upstreamStatus: res.status,
+              correlationId,
+              bytesIn: counted.n,
+              bytesOut,
+              ...(soap.action ? { soapAction: soap.action } : {}),
+            });
+            // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
+            traces.record({
+              type: "SEND",
+              clientId: req.caller.id,
+              nationalId: rec.professional.nationalId,
+              sessionId: rec.id,
+              service: t.name,
+              method: "POST",
+              path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
+              ...(soap.action ? { soapAction: soap.action } : {}),
+              upstreamStatus: res.status,
+              durationMs: Math.round(performance.now() - started),
+              bytesIn: counted.n,
+              bytesOut,
+              correlationId,
+              outcome,
+            });
+          }
+        }
+        return {
+          status: res.status,
+          headers: toDownstreamHeaders(res.headers, t.exposeCorrelationId),
+          body: answer(),
+          soap,
+          correlationId,
+        };
+      };
+      return go().catch(aborted);
     },
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Connect interceptors. In Connect the first interceptor of the array is the outermost.
  */
-import { Code, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { EproxyError } from "../errors.ts";
 import { noteAccess } from "../log.ts";
@@ -22,7 +22,13 @@ for (const [name, n] of Object.entries(Code)) {
  * message only, and logs the cause of unexpected failures.
  */
 export function createErrorInterceptor(log: Logger, traces: Traces = { record() {} }): Interceptor {
-  const map = (err: unknown, procedure: string, clientId: string) => {
+  const map = (err: unknown, procedure: string, clientId: string, signal?: AbortSignal) => {
+    // The caller cancelled (hung up): nobody was refused and nothing failed. The operation traced
+    // it (a relayed call's SEND says ABORTED); an info line without a stack is all that is left.
+    if (signal?.aborted) {
+      log.info({ procedure }, "RPC cancelled by the caller");
+      return new ConnectError("cancelled by the caller", Code.Canceled);
+    }
     if (!(err instanceof EproxyError) || err.code === "INTERNAL") {
       log.error({ err, procedure }, "RPC failed");
     }
@@ -53,14 +59,14 @@ export function createErrorInterceptor(log: Logger, traces: Traces = { record() 
             yield* messages;
             note(req, 0 as Code);
           } catch (err) {
-            const ce = map(err, req.method.name, req.contextValues.get(kCallerId));
+            const ce = map(err, req.method.name, req.contextValues.get(kCallerId), req.signal);
             note(req, ce.code);
             throw ce;
           }
         })(),
       };
     } catch (err) {
-      const ce = map(err, req.method.name, req.contextValues.get(kCallerId));
+      const ce = map(err, req.method.name, req.contextValues.get(kCallerId), req.signal);
       note(req, ce.code);
       throw ce;
     }

@@ -196,7 +196,12 @@ export async function startTeleserviceSimulator(opts: {
         res.end("<html><body><h1>502 Bad Gateway</h1></body></html>");
         return;
       }
-      res.writeHead(status, { "content-type": contentType, "content-length": bytes.length });
+      // Real teleservices answer their own request id: eProxy must not pass it off as its own.
+      res.writeHead(status, {
+        "content-type": contentType,
+        "content-length": bytes.length,
+        "x-request-id": `tele-${randomBytes(6).toString("hex")}`,
+      });
       if (faults.resetMidBody) {
         res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.socket?.destroy());
         return;
