@@ -127,6 +127,8 @@ const teleserviceSchema = z
       .default(64 * 1024 * 1024),
     maxConnectionsPerOrigin: z.number().int().positive().default(32),
     exposeCorrelationId: z.boolean().default(false),
+    /** Send eProxy's W3C `traceparent` to this teleservice (a header; the SOAP body is never touched). */
+    propagateTraceContext: z.boolean().default(false),
   })
   .strict();
 
@@ -307,6 +309,29 @@ export const configSchema = z
         cibaFailures: { max: 5, windowSeconds: 900, block: true },
         relaysPerSession: { max: 600, windowSeconds: 60, block: true },
       }),
+    /** The admin listener (`/metrics`): off unless `port` is set; loopback unless told otherwise. */
+    admin: z
+      .object({
+        listenAddress: z.string().min(1).default("127.0.0.1"),
+        port: port.optional(),
+      })
+      .strict()
+      .default({ listenAddress: "127.0.0.1" }),
+    /** OpenTelemetry tracing: off unless `otlpEndpoint` is set. */
+    tracing: z
+      .object({
+        /** OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`. */
+        otlpEndpoint: z.url(),
+        serviceName: z.string().min(1).default("eproxy"),
+        /** Share of new traces sampled (a caller's sampled flag is followed). */
+        sampleRatio: z.number().min(0).max(1).default(1),
+        /** Extra headers of the export requests (e.g. an authorization for a collector). */
+        headers: z.record(z.string(), z.string()).default({}),
+        batchDelayMs: positiveMs.default(1_000),
+        exportTimeoutMs: positiveMs.default(10_000),
+      })
+      .strict()
+      .optional(),
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
@@ -327,6 +352,13 @@ export const configSchema = z
         code: "custom",
         message: "required when sessions are in Redis: tokens are never stored in clear",
         path: ["stores", "encryption"],
+      });
+    }
+    if (c.admin.port !== undefined && c.admin.port !== 0 && c.admin.port === c.server.port) {
+      ctx.addIssue({
+        code: "custom",
+        message: "the admin listener needs its own port, not the public one",
+        path: ["admin", "port"],
       });
     }
     const services = new Set(c.teleservices.map((t) => t.name));
@@ -373,6 +405,8 @@ export const ENV_OVERRIDES: Record<string, string[]> = {
   EPROXY_MONGODB_URL: ["stores", "mongodbUrl"],
   EPROXY_LOG_LEVEL: ["log", "level"],
   EPROXY_STATE_DIR: ["stateDir"],
+  EPROXY_ADMIN_PORT: ["admin", "port"],
+  EPROXY_OTLP_ENDPOINT: ["tracing", "otlpEndpoint"],
 };
 
 function setPath(obj: Record<string, unknown>, keys: string[], value: unknown): void {
@@ -444,7 +478,7 @@ export function parseConfig(
   for (const [name, keys] of Object.entries(ENV_OVERRIDES)) {
     const v = env[name];
     if (v === undefined || v === "") continue;
-    if (name === "EPROXY_PORT") setPath(obj, keys, Number(v));
+    if (name === "EPROXY_PORT" || name === "EPROXY_ADMIN_PORT") setPath(obj, keys, Number(v));
     else if (name === "EPROXY_REDIS_URL") setPath(obj, keys, { kind: "redis", url: v });
     else setPath(obj, keys, v);
   }

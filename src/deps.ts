@@ -21,8 +21,17 @@ import { createMongoClientSource } from "./infra/mongo-clients.ts";
 import { createMongoTraceStore } from "./infra/mongo-traces.ts";
 import { createPscGateway } from "./infra/psc-openid.ts";
 import { createRedisStore } from "./infra/redis-store.ts";
+import { createTelemetry } from "./infra/telemetry.ts";
 import { createOpenidTokenExchange } from "./infra/token-exchange-openid.ts";
 import { createUndiciUpstream } from "./infra/upstream-undici.ts";
+import {
+  instrumentPsc,
+  instrumentStore,
+  instrumentTokenExchange,
+  instrumentUpstream,
+  observeTraces,
+} from "./observe/instrument.ts";
+import type { Telemetry } from "./observe/telemetry.ts";
 import { createApiTokens } from "./relay/api-tokens.ts";
 import type { TokenExchange, Upstream } from "./relay/ports.ts";
 import { createRelay, type Relay } from "./relay/relay.ts";
@@ -74,6 +83,10 @@ export interface Deps {
   traceStore: TraceStore;
   /** Probes for `/readyz`. */
   readiness: ReadinessCheck[];
+  /** Metrics and tracing (no-ops unless `admin.port` / `tracing` are configured). */
+  telemetry: Telemetry;
+  /** Renders the metrics for the admin listener; undefined when metrics are off. */
+  scrapeMetrics?: () => Promise<{ contentType: string; body: string }>;
   /** Closes every store and pool (called once on shutdown). */
   close(): Promise<void>;
 }
@@ -89,6 +102,8 @@ export interface DepsOverrides {
   traceStore?: TraceStore;
   /** Where registered clients are read from (default: MongoDB when configured). */
   clientSource?: ClientSource;
+  /** Metrics and tracing (default: from the `admin` and `tracing` configuration). */
+  telemetry?: Telemetry;
 }
 
 /** Builds the dependencies from a validated configuration. */
@@ -107,15 +122,22 @@ export async function createDeps(
   if (config.stores.sessions.kind === "memory") {
     log.warn("sessions are kept in process memory: fine for one instance and the sandbox, not for replicas");
   }
+  const observed = overrides.telemetry
+    ? { telemetry: overrides.telemetry }
+    : await createTelemetry(config, log);
+  const { telemetry } = observed;
+  const measuring = observed.scrape !== undefined || overrides.telemetry !== undefined;
+  const instrumenting = measuring || telemetry.tracing.enabled;
   const sessionsCfg = config.stores.sessions;
   const keyRing: KeyRing | undefined = config.stores.encryption
     ? loadKeyRing(config.stores.encryption, overrides.env ?? {})
     : undefined;
-  const store =
+  const rawStore =
     overrides.store ??
     (sessionsCfg.kind === "redis" && keyRing
       ? createRedisStore(sessionsCfg, keyRing, log)
       : createMemoryStore());
+  const store = measuring ? instrumentStore(rawStore, telemetry) : rawStore;
   const clientSource: ClientSource | undefined =
     overrides.clientSource ??
     (config.stores.mongodbUrl ? createMongoClientSource(config.stores.mongodbUrl, { log }) : undefined);
@@ -126,7 +148,8 @@ export async function createDeps(
     ...(clientSource ? { source: clientSource } : {}),
     ...(keyRing ? { keyRing } : {}),
   });
-  const psc = overrides.psc ?? createPscGateway(config, clients, log);
+  const rawPsc = overrides.psc ?? createPscGateway(config, clients, log);
+  const psc = instrumenting ? instrumentPsc(rawPsc, telemetry) : rawPsc;
   const retentionMs = config.traces.retentionDays * 86_400_000;
   mkdirSync(path.dirname(config.traces.spoolFile), { recursive: true });
   let traceStore = overrides.traceStore;
@@ -137,7 +160,7 @@ export async function createDeps(
     traceStore = createMemoryTraceStore({ file: config.traces.file, retentionMs });
     log.warn({ file: config.traces.file }, "no MongoDB: traces kept in memory and in a JSON-lines file");
   }
-  const traces = createTraceWriter(traceStore, log, {
+  const writer = createTraceWriter(traceStore, log, {
     spoolFile: config.traces.spoolFile,
     spoolMaxBytes: config.traces.spoolMaxBytes,
     enrich: (e) => {
@@ -145,6 +168,7 @@ export async function createDeps(
       return dn && !e.certificateDn ? { ...e, certificateDn: dn } : e;
     },
   });
+  const traces = measuring ? observeTraces(writer, telemetry) : writer;
   // Session tokens carry a MAC under keys that outlive the process: the store's key ring when there
   // is one (shared by replicas), else the listener's private key (one instance).
   const tokenKeys = keyRing?.derive("eproxy session token mac") ?? {
@@ -156,9 +180,11 @@ export async function createDeps(
   const ciba = createCiba({ config, clients, psc, sessions, store, misuse, log, traces });
   const codeFlow = createCodeFlow({ config, clients, store, psc, sessions, log, traces });
   const undici = createUndiciUpstream(clients, log);
-  const upstream = overrides.upstream ?? undici;
-  const tokenExchange =
+  const rawUpstream = overrides.upstream ?? undici;
+  const upstream = instrumenting ? instrumentUpstream(rawUpstream, telemetry) : rawUpstream;
+  const rawExchange =
     overrides.tokenExchange ?? createOpenidTokenExchange({ dispatcherFor: undici.dispatcherFor, log });
+  const tokenExchange = instrumenting ? instrumentTokenExchange(rawExchange, telemetry) : rawExchange;
   const apiTokens = createApiTokens({ sessions, store, tokenExchange, traces });
   const relay = createRelay({
     config,
@@ -169,6 +195,11 @@ export async function createDeps(
     traces,
     thumbprintOf: (clientId) => clients.identity(clientId)?.thumbprint ?? "",
     log,
+  });
+  telemetry.metrics.observe({
+    traceWriter: () => writer.stats(),
+    cibaPending: () => ciba.pending(),
+    liveSessions: async () => store.countSessions?.(),
   });
   const readiness: ReadinessCheck[] = [
     { name: "sessionStore", check: () => store.ping() },
@@ -188,15 +219,18 @@ export async function createDeps(
     traces,
     traceStore,
     readiness,
+    telemetry,
+    ...(observed.scrape ? { scrapeMetrics: observed.scrape } : {}),
     async close() {
       await ciba.close();
       clients.close();
       await psc.close();
       await upstream.close();
-      if (upstream !== undici) await undici.close();
+      if (rawUpstream !== undici) await undici.close();
       await traces.close();
       await store.close();
       await clientSource?.close();
+      await telemetry.tracing.shutdown();
     },
   };
 }

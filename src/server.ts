@@ -2,6 +2,7 @@
  * The one HTTPS listener: HTTP/2 with HTTP/1.1 fallback, serving gRPC, gRPC-Web and Connect for
  * every service, gRPC reflection, and the REST facade as the Connect adapter's fallback.
  */
+import cluster from "node:cluster";
 import { randomUUID } from "node:crypto";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -13,9 +14,11 @@ import { file_eproxy_v1_relay, RelayService } from "../gen/eproxy/v1/relay_pb.ts
 import { file_eproxy_v1_trace, TraceService } from "../gen/eproxy/v1/trace_pb.ts";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.ts";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
+import { startAdminServer } from "./admin-server.ts";
 import type { Deps } from "./deps.ts";
 import { peerOf } from "./http/credentials.ts";
 import { type RequestContext, requestContext, writeAccessLine } from "./log.ts";
+import { observeRequest } from "./observe/http.ts";
 import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
 import { createRelayRoutes } from "./rest/relay-routes.ts";
@@ -35,6 +38,8 @@ export interface EproxyServer {
   port: number;
   /** Base URL, e.g. `https://localhost:8443`. */
   url: string;
+  /** The admin listener's metrics URL, when `admin.port` is configured. */
+  metricsUrl?: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, then closes the stores. */
   close(): Promise<void>;
 }
@@ -190,7 +195,8 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
           res.getHeader("content-length"),
         );
       });
-      requestContext.run(ctx, () => handler(req, res));
+      const observed = observeRequest(deps.telemetry, req, res, ctx);
+      requestContext.run(ctx, () => observed.run(() => handler(req, res)));
     },
   );
 
@@ -241,10 +247,22 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     "eProxy listening (gRPC, gRPC-Web, Connect, REST)",
   );
 
+  // With server.workers the primary serves /metrics for every worker (prom-client aggregation).
+  const admin =
+    deps.scrapeMetrics && config.admin.port !== undefined && !cluster.isWorker
+      ? await startAdminServer({
+          listenAddress: config.admin.listenAddress,
+          port: config.admin.port,
+          log,
+          scrape: deps.scrapeMetrics,
+        })
+      : undefined;
+
   let closing: Promise<void> | undefined;
   return {
     port,
     url: `https://${host}:${port}`,
+    ...(admin ? { metricsUrl: admin.metricsUrl } : {}),
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -264,6 +282,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         await closed;
         await cibaDrained;
         clearTimeout(grace);
+        await admin?.close();
         await deps.close();
         log.info("eProxy stopped");
       })();

@@ -48,6 +48,8 @@ export interface CibaPoller {
   get(id: string): CibaRecord | undefined;
   /** How many requests of a client are polled here. */
   countFor(clientId: string): number;
+  /** How many requests are polled here. */
+  size(): number;
   /**
    * Hands every request over to the other replicas: waiting ones at once, those with a PSC call
    * in flight once it answers (an approval PSC gives once is not lost). Later `own` calls hand
@@ -197,6 +199,8 @@ export function createCibaPoller(deps: CibaPollerDeps): CibaPoller {
     },
 
     get: (id) => polled.get(id)?.state.rec,
+
+    size: () => polled.size,
 
     countFor(clientId) {
       let n = 0;

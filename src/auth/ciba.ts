@@ -69,6 +69,8 @@ export interface Ciba {
   watch(clientId: string, authReqId: string, signal?: AbortSignal): AsyncGenerator<CibaView>;
   /** Resolves at a final state (or when the request expires). */
   settled(clientId: string, authReqId: string, signal?: AbortSignal): Promise<CibaView>;
+  /** CIBA requests this process is polling (for the pending-requests gauge). */
+  pending(): number;
   /**
    * Graceful drain: hands every polled request over to the other replicas (they take over at
    * once) and ends the watchers with UNAVAILABLE. Idempotent; resolves when nothing is polled here.
@@ -350,6 +352,8 @@ export function createCiba(deps: {
         throw new EproxyError("UNAVAILABLE", "the request was cancelled");
       return lastView;
     },
+
+    pending: () => poller.size(),
 
     drain() {
       drained ??= (async () => {

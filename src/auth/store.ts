@@ -132,6 +132,8 @@ export interface AuthStore {
   subscribe(topic: string, listener: NotifyListener): Promise<() => void>;
   /** Resolves when the store answers. */
   ping(): Promise<void>;
+  /** Live sessions, read at metrics scrape time (may scan); undefined when the store cannot count. */
+  countSessions?(): Promise<number | undefined>;
   /** Releases connections and timers. */
   close(): Promise<void>;
 }

@@ -43,6 +43,12 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
   sweep.unref();
 
   return {
+    async countSessions() {
+      const t = now();
+      let n = 0;
+      for (const e of sessions.values()) if (e.expiresAt > t) n++;
+      return n;
+    },
     async getSession(id) {
       // Frozen at write: callers share it without a per-call deep copy (they spread, never mutate).
       return live(sessions, id)?.value;

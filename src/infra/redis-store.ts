@@ -321,6 +321,23 @@ export function createRedisStore(
         await redis.ping();
       }),
 
+    // For the live-sessions gauge, at scrape time only: SCAN, never KEYS, so Redis is not blocked.
+    // A cluster would need one scan per master: not counted there.
+    countSessions: (): Promise<number | undefined> =>
+      redis instanceof Cluster
+        ? Promise.resolve(undefined)
+        : run("count sessions", async () => {
+            const match = `${p.replace(/[*?[\]\\]/g, "\\$&")}s:*`;
+            let n = 0;
+            let cursor = "0";
+            do {
+              const [next, keys] = await redis.scan(cursor, "MATCH", match, "COUNT", 1000);
+              n += keys.length;
+              cursor = next;
+            } while (cursor !== "0");
+            return n;
+          }),
+
     async close() {
       listeners.clear();
       if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());

@@ -59,6 +59,8 @@ export interface PscStats {
   revocations: number;
   /** Calls to userinfo. */
   userinfo: number;
+  /** W3C `traceparent` headers received (tracing tests), oldest first. */
+  traceparents: string[];
 }
 
 /** Options of the simulator. */
@@ -120,7 +122,15 @@ export interface PscSimulator {
 const CIBA_GRANT = "urn:openid:params:grant-type:ciba";
 
 function emptyStats(): PscStats {
-  return { cibaRequests: 0, cibaPolls: {}, refreshes: 0, endSessions: 0, revocations: 0, userinfo: 0 };
+  return {
+    cibaRequests: 0,
+    cibaPolls: {},
+    refreshes: 0,
+    endSessions: 0,
+    revocations: 0,
+    userinfo: 0,
+    traceparents: [],
+  };
 }
 
 function emptyFaults(): PscFaults {
@@ -471,6 +481,9 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     (req: IncomingMessage & { originalUrl?: string; body?: Buffer }, res: ServerResponse) => {
       const url = req.url ?? "/";
       const path = url.split("?")[0] ?? "/";
+      const traceparent = req.headers.traceparent;
+      if (typeof traceparent === "string" && stats.traceparents.length < 1000)
+        stats.traceparents.push(traceparent);
       (async () => {
         if (path.startsWith("/control/")) return control(req, res, path);
         if (!path.startsWith(PSC_REALM_PATH)) return json(res, 404, { error: "not found" });

@@ -105,6 +105,8 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
         shutdownGraceMs: 2_000,
       },
       psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.ca.certFile },
+      // Metrics on loopback, beside the simulators' ports.
+      admin: { listenAddress: "127.0.0.1", port: opts.port === 0 ? 0 : port + 3 },
       teleservices: [
         {
           name: "insi",
@@ -151,6 +153,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       `eProxy sandbox ready on ${url}  (CA: ${ca})`,
       `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
       `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
+      `Metrics (Prometheus) on ${server.metricsUrl ?? "(admin listener off)"}`,
       `Backend credentials of lps-demo: client certificate ${cert}, or API key ${keys["lps-demo"]?.key}`,
       "",
       "Check it:",

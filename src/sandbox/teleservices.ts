@@ -37,6 +37,8 @@ export interface TeleserviceStats {
   requests: number;
   /** Headers of the last teleservice request. */
   lastHeaders: Record<string, string | string[] | undefined>;
+  /** Headers of the last token-exchange request. */
+  lastExchangeHeaders: Record<string, string | string[] | undefined>;
 }
 
 /** A running set of teleservice simulators. */
@@ -109,7 +111,7 @@ export async function startTeleserviceSimulator(opts: {
   apiTokenTtlSeconds?: number;
 }): Promise<TeleserviceSimulator> {
   const faults: TeleserviceFaults = { slowHeadersMs: 0, resetMidBody: false, html502: false };
-  const stats: TeleserviceStats = { exchanges: 0, requests: 0, lastHeaders: {} };
+  const stats: TeleserviceStats = { exchanges: 0, requests: 0, lastHeaders: {}, lastExchangeHeaders: {} };
   const settings = { apiTokenTtlSeconds: opts.apiTokenTtlSeconds ?? 3600 };
   const tokens = new Map<string, ApiToken>();
   const pscAgent = new https.Agent({ ca: opts.psc.ca, keepAlive: true });
@@ -147,6 +149,7 @@ export async function startTeleserviceSimulator(opts: {
   }
 
   async function tokenExchange(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    stats.lastExchangeHeaders = { ...req.headers };
     const form = new URLSearchParams((await readAll(req)).toString());
     if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:token-exchange") {
       return json(res, 400, { error: "unsupported_grant_type" });
@@ -334,7 +337,7 @@ export async function startTeleserviceSimulator(opts: {
     settings,
     reset() {
       Object.assign(faults, { slowHeadersMs: 0, resetMidBody: false, html502: false });
-      Object.assign(stats, { exchanges: 0, requests: 0, lastHeaders: {} });
+      Object.assign(stats, { exchanges: 0, requests: 0, lastHeaders: {}, lastExchangeHeaders: {} });
     },
     async close() {
       pscAgent.destroy();

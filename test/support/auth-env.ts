@@ -100,6 +100,8 @@ export async function startAuthEnv(
     stores?: Record<string, unknown>;
     /** Extra top-level configuration blocks (e.g. alerts). */
     extra?: Record<string, unknown>;
+    /** Where eProxy's log lines go (at level info); silent unless given or EPROXY_TEST_LOG is set. */
+    logDestination?: NodeJS.WritableStream;
   } = {},
 ): Promise<AuthEnv> {
   const pki = testPki();
@@ -201,12 +203,12 @@ export async function startAuthEnv(
         ...opts.stores,
       },
       ...opts.extra,
-      log: { level: process.env.EPROXY_TEST_LOG ?? "silent" },
+      log: { level: opts.logDestination ? "info" : (process.env.EPROXY_TEST_LOG ?? "silent") },
     },
     {},
   );
   const env = { EPROXY_TEST_KEY_K1: randomBytes(32).toString("base64") };
-  const deps = await createDeps(config, createLogger(config.log.level), { env });
+  const deps = await createDeps(config, createLogger(config.log.level, opts.logDestination), { env });
   const server = await startServer(deps);
   const replicas: EproxyServer[] = [];
   const url = `https://localhost:${server.port}`;
