@@ -6,6 +6,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
+import type { Config } from "./config.ts";
 
 /** A running admin listener. */
 export interface AdminServer {
@@ -71,4 +72,18 @@ export async function startAdminServer(opts: {
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * The admin listener of the `server.workers` primary: each scrape asks every worker for its
+ * registry and sums them (prom-client's AggregatorRegistry); workers open no admin listener.
+ */
+export async function startClusterAdmin(config: Readonly<Config>, log: Logger): Promise<AdminServer> {
+  const { clusterScrape } = await import("./infra/prom-metrics.ts");
+  return startAdminServer({
+    listenAddress: config.admin.listenAddress,
+    port: config.admin.port ?? 0,
+    log,
+    scrape: clusterScrape(),
+  });
 }

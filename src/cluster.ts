@@ -69,6 +69,11 @@ export async function serveWithWorkers(
     return;
   }
   superviseWorkers(workers, config, log);
+  // One /metrics for every worker: the primary aggregates their registries over the IPC channel.
+  if (config.admin.port !== undefined) {
+    const { startClusterAdmin } = await import("./admin-server.ts");
+    await startClusterAdmin(config, log);
+  }
 }
 
 function superviseWorkers(workers: number, config: Readonly<Config>, log: Logger): void {

@@ -29,12 +29,22 @@ export interface PromMetrics {
 // Latency buckets from 5 ms (a cached token) to 60 s (a slow teleservice, a CIBA long poll).
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const STORE_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const NON_COUNTER_TOTALS = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
 const BREAKER_STATES: readonly BreakerState[] = ["closed", "half_open", "open"];
 
 /** Creates the registry and every eProxy metric. */
 export function createPromMetrics(opts: { defaultMetrics?: boolean } = {}): PromMetrics {
   const registry = new Registry();
-  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (opts.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    // Gauges named like counters (promtool rejects them); the same counts stay available by type
+    // in nodejs_active_handles / _requests / _resources.
+    for (const name of NON_COUNTER_TOTALS) registry.removeSingleMetric(name);
+  }
   const registers = [registry];
 
   const requests = new Histogram({
@@ -194,6 +204,8 @@ export function createPromMetrics(opts: { defaultMetrics?: boolean } = {}): Prom
  */
 export function shareWithPrimary(registry: Registry): void {
   AggregatorRegistry.setRegistries([registry]);
+  // prom-client starts answering the primary's requests when an AggregatorRegistry is created.
+  new AggregatorRegistry();
 }
 
 /**
