@@ -21,6 +21,7 @@ import { type RequestContext, requestContext, writeAccessLine } from "./log.ts";
 import { observeRequest } from "./observe/http.ts";
 import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
+import { createOpenApiRoutes } from "./rest/openapi-routes.ts";
 import { createRelayRoutes } from "./rest/relay-routes.ts";
 import { createRestRouter, type Route } from "./rest/router.ts";
 import { createTraceRoutes } from "./rest/trace-routes.ts";
@@ -96,6 +97,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       ...createAuthRoutes(deps),
       ...createRelayRoutes(deps),
       ...createTraceRoutes(deps),
+      ...createOpenApiRoutes(config.server.publicBaseUrl),
       ...(options.restRoutes ?? []),
     ],
     log,

@@ -8,6 +8,7 @@ import {
   NURSE,
   startAuthEnv,
 } from "../support/auth-env.ts";
+import { expectDocumentedAnswer } from "../support/openapi.ts";
 
 let env: AuthEnv;
 beforeAll(async () => {
@@ -37,13 +38,22 @@ function get(
       res.on("data", (d: Buffer) => {
         body += d;
       });
-      res.on("end", () =>
+      res.on("end", () => {
+        // The browser walks through PSC too: only eProxy's answers are checked against its document.
+        if (url.startsWith(env.url)) {
+          try {
+            expectDocumentedAnswer("GET", url, { status: res.statusCode ?? 0, headers: res.headers, body });
+          } catch (err) {
+            reject(err);
+            return;
+          }
+        }
         resolve({
           status: res.statusCode ?? 0,
           ...(res.headers.location ? { location: res.headers.location } : {}),
           body,
-        }),
-      );
+        });
+      });
     });
     req.on("error", reject);
     req.end();

@@ -20,6 +20,7 @@ import {
 import { parseMultipart } from "../../src/sandbox/teleservices.ts";
 import { type AuthEnv, cibaLogin, DOCTOR, NURSE, startAuthEnv } from "../support/auth-env.ts";
 import { freePort } from "../support/cli.ts";
+import { expectDocumentedAnswer } from "../support/openapi.ts";
 import { testPki } from "../support/server.ts";
 
 const SOAP12 = `application/soap+xml; charset=utf-8; action="${ACTIONS.insiSearch}"`;
@@ -57,7 +58,14 @@ function send(
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
           const b = Buffer.concat(chunks);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, text: b.toString() });
+          const answer = { status: res.statusCode ?? 0, headers: res.headers, body: b, text: b.toString() };
+          try {
+            expectDocumentedAnswer("POST", path, { ...answer, body: answer.text });
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          resolve(answer);
         });
         res.on("error", reject);
       },

@@ -16,6 +16,7 @@ import {
   ServerReflection,
   ServerReflectionRequestSchema,
 } from "../../gen/grpc/reflection/v1/reflection_pb.ts";
+import { expectDocumentedAnswer } from "../support/openapi.ts";
 import { baseRawConfig, startTestServer, type TestServer, testPki } from "../support/server.ts";
 
 const run = promisify(execFile);
@@ -33,13 +34,20 @@ function http1(
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          resolve({
+        res.on("end", () => {
+          const answer = {
             status: res.statusCode ?? 0,
             headers: res.headers,
             body: Buffer.concat(chunks).toString(),
-          }),
-        );
+          };
+          try {
+            expectDocumentedAnswer(init.method ?? "GET", new URL(url).pathname, answer);
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          resolve(answer);
+        });
       },
     );
     req.on("error", reject);
@@ -70,7 +78,14 @@ function h2(
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("end", () => {
       session.close();
-      resolve({ status: Number(headers[":status"]), headers, body: Buffer.concat(chunks).toString() });
+      const answer = { status: Number(headers[":status"]), headers, body: Buffer.concat(chunks).toString() };
+      try {
+        expectDocumentedAnswer(init.method ?? "GET", u.pathname, answer);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      resolve(answer);
     });
     stream.on("error", reject);
     stream.end(init.body);

@@ -22,6 +22,7 @@ import {
 import { startTeleserviceSimulator, type TeleserviceSimulator } from "../../src/sandbox/teleservices.ts";
 import { type EproxyServer, startServer } from "../../src/server.ts";
 import { freePort } from "./cli.ts";
+import { expectDocumentedAnswer } from "./openapi.ts";
 import { testPki } from "./server.ts";
 
 /** The backend redirect URI registered for lps-demo. */
@@ -293,14 +294,17 @@ export async function startAuthEnv(
             res.on("data", (c: Buffer) => {
               text += c;
             });
-            res.on("end", () =>
-              resolve({
-                status: res.statusCode ?? 0,
-                headers: res.headers,
-                body: text,
-                json: () => JSON.parse(text),
-              }),
-            );
+            res.on("end", () => {
+              const answer = { status: res.statusCode ?? 0, headers: res.headers, body: text };
+              try {
+                // Every REST answer of the integration tests must be what the OpenAPI document says.
+                expectDocumentedAnswer(method, path, answer);
+              } catch (err) {
+                reject(err);
+                return;
+              }
+              resolve({ ...answer, json: () => JSON.parse(text) });
+            });
           },
         );
         req.on("error", reject);
