@@ -78,15 +78,13 @@ export function createCibaPoller(deps: CibaPollerDeps): CibaPoller {
 
   function enqueue(p: Polled, next: () => CibaTransition): void {
     p.queue = p.queue.then(async () => {
-      const t = next();
-      p.state = t.state;
-      for (const effect of t.effects) {
-        try {
-          await perform(p, effect);
-        } catch (err) {
-          log.error({ err }, "CIBA poller failed");
-          if (p.state.phase !== "settled" && p.state.phase !== "stopped") dispatch(p, { type: "crashed" });
-        }
+      try {
+        const t = next();
+        p.state = t.state;
+        for (const effect of t.effects) await perform(p, effect);
+      } catch (err) {
+        log.error({ err }, "CIBA poller failed");
+        if (p.state.phase !== "settled" && p.state.phase !== "stopped") dispatch(p, { type: "crashed" });
       }
     });
   }

@@ -92,7 +92,10 @@ export function validateNationalId(v: string): string {
 }
 
 const isFinal = (s: CibaStatus) => s !== "PENDING";
-const shuttingDown = () => new EproxyError("UNAVAILABLE", "eProxy is shutting down; watch the request again");
+const shuttingDown = () =>
+  new EproxyError("UNAVAILABLE", "eProxy is shutting down; ask again (another replica answers)", {
+    retryAfterSeconds: 1,
+  });
 
 /** Creates the CIBA service. */
 export function createCiba(deps: {

@@ -61,7 +61,7 @@ export interface WindowCount {
 
 /** A held lease. */
 export interface Lease {
-  /** Extends the lease; false when it was lost (expired and taken by another holder). */
+  /** Extends the lease; false when it was lost (expired), rejects when the store is unreachable. */
   renew(): Promise<boolean>;
   /** Gives the lease back (only if still held). */
   release(): Promise<void>;

@@ -275,7 +275,9 @@ export function createRedisStore(
         const ok = await redis.set(key, owner, "PX", ttlMs, "NX");
         if (ok !== "OK") return undefined;
         return {
-          renew: async () => (await redis.eval(RENEW, 1, key, owner, String(ttlMs)).catch(() => 0)) === 1,
+          // Unreachable Redis is an error, not a lost lease: the holder tries again while it may still hold it.
+          renew: () =>
+            run("renew lease", async () => (await redis.eval(RENEW, 1, key, owner, String(ttlMs))) === 1),
           release: async () => {
             await redis.eval(RELEASE, 1, key, owner).catch(() => 0);
           },

@@ -311,7 +311,10 @@ describe.skipIf(!redisUrl)("Redis store", () => {
     try {
       const r = record();
       await store.putSession(r, 60_000);
+      const lease = await store.tryLease("ciba-poll:outage", 60_000);
       await own.stop();
+      // An unreachable store is not a lost lease: the holder keeps polling and renews later.
+      await expect(lease?.renew()).rejects.toThrow("session store unavailable");
       const err = await store.getSession(r.id).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(EproxyError);
       expect((err as EproxyError).code).toBe("STORE_UNAVAILABLE");

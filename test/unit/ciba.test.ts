@@ -394,6 +394,43 @@ describe("CIBA service on fake time", () => {
     expect(onB.statuses()).toEqual(["PENDING", "APPROVED"]);
   });
 
+  it("a store unreachable at a lease renewal does not stop the poller", async () => {
+    const psc = fakePsc();
+    const base = createMemoryStore();
+    let down = false;
+    const store: AuthStore = {
+      ...base,
+      async tryLease(name, ttlMs) {
+        const l = await base.tryLease(name, ttlMs);
+        return (
+          l && {
+            renew: () => (down ? Promise.reject(new Error("store unreachable")) : l.renew()),
+            release: () => l.release(),
+          }
+        );
+      },
+    };
+    const a = replica({ store, psc });
+    const t0 = Date.now();
+    await started(a);
+    down = true;
+    await tick(12_000);
+    down = false;
+    await tick(18_000);
+    expect(psc.pollTimes(t0)).toEqual([5_000, 10_000, 15_000, 20_000, 25_000, 30_000]);
+  });
+
+  it("a blocking wait (settled) on a replica that drains ends with UNAVAILABLE and a Retry-After", async () => {
+    const psc = fakePsc();
+    const a = replica({ store: createMemoryStore(), psc });
+    const req = await started(a);
+    const waiting = a.settled(client.id, req.authReqId).catch((e: unknown) => e);
+    await tick(1_000);
+    await a.drain();
+    const err = await waiting;
+    expect(err).toMatchObject({ code: "UNAVAILABLE", retryAfterSeconds: 1 });
+  });
+
   it("drain lets a poll in flight finish: an approval PSC already gave is not lost", async () => {
     let answer: (o: CibaPollOutcome) => void = () => {};
     const psc = fakePsc();
