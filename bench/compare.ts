@@ -21,7 +21,7 @@
  * so only figures and ratios from one run are comparable with each other.
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (64), BENCH_MTOM_MB (100),
- * BENCH_MTOM_ROUNDS (3), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
+ * BENCH_MTOM_ROUNDS (3), BENCH_MTOM_HTTP (`1.1` or `2`: the uploads to nginx and eProxy), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
  * (`memory` | `redis`; redis starts a private redis-server), BENCH_CPU_PROF=DIR (V8 CPU profile of
  * eProxy), BENCH_LOG_LEVEL (eProxy's log level, default info: its access line is part of the cost,
  * as nginx's access_log is), BENCH_KEEP=1 (keep the temporary directory).
@@ -66,6 +66,8 @@ const MTOM_ROUNDS = Number(process.env.BENCH_MTOM_ROUNDS ?? 3);
 const WORKERS = process.env.BENCH_WORKERS;
 const STORE = process.env.BENCH_STORE ?? (WORKERS && WORKERS !== "1" ? "redis" : "memory");
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? "info";
+/** HTTP version of the MTOM uploads to the nginx and eProxy fronts (direct is HTTP/1.1: the simulator). */
+const MTOM_HTTP = process.env.BENCH_MTOM_HTTP === "2" ? "2" : "1.1";
 const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
@@ -333,7 +335,7 @@ async function curlUpload(
   const respFile = `${file}.${f.name}.resp`;
   const args = [
     "-sS",
-    "--http1.1",
+    f.name === "direct" || MTOM_HTTP === "1.1" ? "--http1.1" : "--http2",
     "-X",
     "POST",
     "-T",
@@ -428,7 +430,7 @@ async function main(): Promise<void> {
       `access_log ${dir}/front/logs/access.log;
   upstream soap { server 127.0.0.1:${upPort}; keepalive 64; }
   upstream dmp { server 127.0.0.1:${teleUrl.port}; keepalive 8; }
-  server { listen 127.0.0.1:${frontPort} ssl; ${sslCommon}
+  server { listen 127.0.0.1:${frontPort} ssl http2; ${sslCommon}
     client_max_body_size 0;
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -729,7 +731,7 @@ async function main(): Promise<void> {
     const ratio = (a: number[], b: number[]) =>
       a.length && b.length ? `${(median(a) / median(b)).toFixed(2)}×` : "–";
     say(
-      `| front | req/s (c=${CONNECTIONS}) | CPU ms/req | p50 ms @ ${Math.round(rate)}/s | p99 ms @ ${Math.round(rate)}/s | MTOM ${MTOM_MB} MiB s | RSS growth 1st upload MiB | byte-exact |`,
+      `| front | req/s (c=${CONNECTIONS}) | CPU ms/req | p50 ms @ ${Math.round(rate)}/s | p99 ms @ ${Math.round(rate)}/s | MTOM ${MTOM_MB} MiB s (HTTP/${MTOM_HTTP}) | RSS growth 1st upload MiB | byte-exact |`,
     );
     say("|---|---|---|---|---|---|---|---|");
     for (const name of FRONTS) {

@@ -85,7 +85,8 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
     async post({ clientId, teleservice, url, headers, body, signal }) {
       const dispatcher = agentFor(clientId, teleservice);
       let pulled = false;
-      const source = body[Symbol.asyncIterator]();
+      const whole = body instanceof Uint8Array ? body : undefined;
+      const source = whole ? undefined : (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
       // Marks the moment undici asks for the first body byte: from then on, no retry. Until then,
       // a failed attempt must not close the source, which the retry still needs.
       // undici writes an async iterable itself (awaiting the socket's drain): no Readable in between.
@@ -93,10 +94,10 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
         [Symbol.asyncIterator]: () => ({
           next: () => {
             pulled = true;
-            return source.next();
+            return (source as AsyncIterator<Uint8Array>).next();
           },
           return: async () => {
-            if (pulled) await source.return?.();
+            if (pulled) await source?.return?.();
             return { done: true as const, value: undefined };
           },
         }),
@@ -107,7 +108,8 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
             method: "POST",
             headers,
             // undici documents and handles async iterables; its `request` typing omits them.
-            body: attemptBody() as unknown as Readable,
+            // A buffer can be sent again: a connect failure means none of it left.
+            body: whole ?? (attemptBody() as unknown as Readable),
             dispatcher,
             ...(signal ? { signal } : {}),
           });

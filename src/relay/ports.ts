@@ -26,7 +26,8 @@ export interface Upstream {
     teleservice: TeleserviceConfig;
     url: URL;
     headers: Record<string, string>;
-    body: AsyncIterable<Uint8Array>;
+    /** A stream, or the whole body when it is already in memory (sent with its headers in one write). */
+    body: AsyncIterable<Uint8Array> | Uint8Array;
     signal?: AbortSignal;
   }): Promise<UpstreamResponse>;
   close(): Promise<void>;

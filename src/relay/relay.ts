@@ -169,7 +169,7 @@ export function createRelay(deps: {
         const contentType = Array.isArray(ct) ? ct[0] : ct;
         const sa = req.headers.soapaction;
         const counted = { n: 0 };
-        const { head, body } = await peek(limited(req.body, t.maxBodyBytes, counted), SNIFF_BYTES);
+        const { head, body, complete } = await peek(limited(req.body, t.maxBodyBytes, counted), SNIFF_BYTES);
         const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
 
         const given = req.headers["x-correlation-id"];
@@ -182,7 +182,8 @@ export function createRelay(deps: {
           teleservice: t,
           url,
           headers,
-          body,
+          // A body that fit in the sniffed head goes as one buffer: headers and body in one TLS write.
+          body: complete ? head : body,
           ...(req.signal ? { signal: req.signal } : {}),
         });
         const rct = res.headers["content-type"];

@@ -37,12 +37,13 @@ export function sniffSoap(
 
 /**
  * Reads up to `limit` bytes from `source` and returns them with an iterable that yields those same
- * bytes first, then the rest of the stream: nothing is buffered beyond the head.
+ * bytes first, then the rest of the stream: nothing is buffered beyond the head. `complete` says the
+ * head is the whole body (the usual small SOAP call), which can then be sent in one write.
  */
 export async function peek(
   source: AsyncIterable<Uint8Array>,
   limit: number,
-): Promise<{ head: Buffer; body: AsyncIterable<Uint8Array> }> {
+): Promise<{ head: Buffer; body: AsyncIterable<Uint8Array>; complete: boolean }> {
   const it = source[Symbol.asyncIterator]();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -68,5 +69,5 @@ export async function peek(
       }
     },
   };
-  return { head, body };
+  return { head, body, complete: done };
 }
