@@ -12,6 +12,8 @@ const USAGE = `Usage: eproxy <command> [options]
 
 Commands:
   serve     --config FILE        run the proxy (or set EPROXY_CONFIG)
+  doctor    --config FILE        check a deployment before go-live: certificates, PSC, authorization
+                                 servers, teleservices, Redis, MongoDB, TLS, clock (one verdict a line)
   clients   add|list|disable|enable|rotate-key --config FILE ...
                                  manage the clients registered in MongoDB
   api-key                        print a new API key and the hash to put in the configuration
@@ -40,6 +42,25 @@ Options:
   -h, --help          this help
 
 Exit status: 0 stopped cleanly, 1 failure at run time, 2 configuration error (the message names the key).
+`,
+  doctor: `Usage: eproxy doctor [--config FILE] [--client-ca FILE]... [--timeout-ms 5000] [--json]
+
+Checks a deployment as the trust-space referencing needs it, without any business call, and prints
+one verdict a line (ok, warn, fail, skip):
+  configuration valid and every file it names readable; each client certificate chains to its CA
+  (--client-ca), matches its key, has the client id as CN and is not about to expire (warn < 30 days);
+  PSC discovery reachable over mTLS and each client accepted by PSC; each token-exchange server and
+  teleservice reachable over mTLS (TLS handshake only); Redis and MongoDB reachable with the configured
+  credentials and the encryption key ring usable; the listener's TLS settings; clock skew with PSC.
+
+Options:
+  -c, --config FILE     configuration file (default: EPROXY_CONFIG)
+  --client-ca FILE      CA certificate(s) the client certificates must chain to (repeatable)
+  --timeout-ms N        time limit of each network check (default 5000)
+  --json                one JSON object instead of the table
+  -h, --help            this help
+
+Exit status: 0 nothing failed (warnings allowed), 1 a check failed, 2 usage error or invalid configuration.
 `,
   "api-key": `Usage: eproxy api-key
 
@@ -231,6 +252,12 @@ async function main(argv: string[]): Promise<void> {
       // `clients` has subcommands, each with its own help: it handles --help itself.
       const { runClients } = await import("./clients-cli.ts");
       return runClients(rest);
+    }
+    case "doctor": {
+      if (wantsHelp(rest)) break;
+      const { runDoctor } = await import("./doctor/doctor.ts");
+      process.exitCode = await runDoctor(rest, process.stdout);
+      return;
     }
     case "serve":
     case "sandbox":

@@ -92,15 +92,31 @@ async function supervise(
   };
 }
 
-/** Starts redis-server (no persistence) on a free port. */
-export async function startRedis(bin: string, dir: string): Promise<TestServerProcess> {
+/** Starts redis-server (no persistence) on a free port; `extraArgs` adds options (e.g. --requirepass). */
+export async function startRedis(
+  bin: string,
+  dir: string,
+  extraArgs: string[] = [],
+): Promise<TestServerProcess> {
   const port = await freePort();
   mkdirSync(dir, { recursive: true });
   return supervise(
     (p) =>
       spawn(
         bin,
-        ["--port", String(p), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+        [
+          "--port",
+          String(p),
+          "--bind",
+          "127.0.0.1",
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--dir",
+          dir,
+          ...extraArgs,
+        ],
         {
           stdio: "ignore",
         },
