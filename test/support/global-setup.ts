@@ -3,7 +3,7 @@
  * and a real MongoDB-wire server (FerretDB) when they are installed. A tier that cannot run is
  * announced loudly; with EPROXY_REQUIRE_SERVERS=1 (CI) a missing server fails the run instead.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { TestProject } from "vitest/node";
@@ -24,6 +24,12 @@ declare module "vitest" {
   }
 }
 
+/** A tier of tests that cannot run here, and why. */
+export interface SkippedTier {
+  tier: string;
+  reason: string;
+}
+
 /** Client ids the tests use. */
 export const TEST_CLIENT_IDS = ["lps-demo", "lps-other", "lps-registered"];
 
@@ -38,7 +44,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("pkiDir", path.join(dir, "pki"));
   const required = process.env.EPROXY_REQUIRE_SERVERS === "1";
   const started: TestServerProcess[] = [];
-  const missing: string[] = [];
+  const missing: SkippedTier[] = [];
 
   const redisBin = redisBinary();
   project.provide("redisBin", redisBin ?? "");
@@ -48,7 +54,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide("redisUrl", r.url);
   } else {
     project.provide("redisUrl", "");
-    missing.push("Redis tier SKIPPED: redis-server not found (apt-get install -y redis-server)");
+    missing.push({ tier: "Redis", reason: "redis-server not found (apt-get install -y redis-server)" });
   }
   const ferretBin = ferretBinary();
   project.provide("ferretBin", ferretBin ?? "");
@@ -58,12 +64,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
     project.provide("mongoUrl", f.url);
   } else {
     project.provide("mongoUrl", "");
-    missing.push("MongoDB tier SKIPPED: FerretDB not found (run .ci/install-ferretdb.sh)");
+    missing.push({ tier: "MongoDB", reason: "FerretDB not found (run .ci/install-ferretdb.sh)" });
   }
+  const lines = missing.map((m) => `${m.tier} tier SKIPPED: ${m.reason}`);
   if (missing.length) {
-    if (required) throw new Error(`EPROXY_REQUIRE_SERVERS=1 but: ${missing.join("; ")}`);
-    banner(missing);
+    if (required) throw new Error(`EPROXY_REQUIRE_SERVERS=1 but: ${lines.join("; ")}`);
+    banner(lines);
   }
+  // For the summary line of `npm test` (test/support/run-tests.ts), which names skipped tiers.
+  const report = process.env.EPROXY_TIER_REPORT;
+  if (report) writeFileSync(report, JSON.stringify({ skipped: missing }));
   return async () => {
     for (const s of started) await s.stop();
     rmSync(dir, { recursive: true, force: true });

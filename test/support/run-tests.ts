@@ -1,14 +1,18 @@
 /**
- * `npm test`: runs every tier (unit, int, e2e) with vitest and ends with `N passed, N failed`.
- * Servers the tiers need are started by the tests' global setup, which says loudly when a tier
- * cannot run here.
+ * `npm test`: runs every tier (unit, int, e2e) with vitest and ends with one summary line,
+ * `N passed, N failed, N skipped`, followed by the tiers that could not run here, if any
+ * (`.ci/run` reads that line). Servers the tiers need are started by the tests' global setup, which
+ * says loudly when a tier cannot run and writes which for this summary.
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
+import type { SkippedTier } from "./global-setup.ts";
 
 const out = path.resolve(".ci/out/vitest.json");
+const tiers = path.resolve(".ci/out/tiers.json");
 mkdirSync(path.dirname(out), { recursive: true });
+rmSync(tiers, { force: true });
 const args = [
   "run",
   "--reporter=default",
@@ -16,16 +20,38 @@ const args = [
   `--outputFile.json=${out}`,
   ...process.argv.slice(2),
 ];
-const r = spawnSync("vitest", args, { stdio: "inherit", shell: false });
+const r = spawnSync("vitest", args, {
+  stdio: "inherit",
+  shell: false,
+  env: { ...process.env, EPROXY_TIER_REPORT: tiers },
+});
+
+interface Report {
+  numPassedTests: number;
+  numFailedTests: number;
+  numPendingTests: number;
+  numTodoTests: number;
+}
 let passed = 0;
 let failed = 0;
+let skipped = 0;
 try {
-  const report = JSON.parse(readFileSync(out, "utf8")) as { numPassedTests: number; numFailedTests: number };
+  const report = JSON.parse(readFileSync(out, "utf8")) as Report;
   passed = report.numPassedTests;
   failed = report.numFailedTests;
+  skipped = report.numPendingTests + report.numTodoTests;
 } catch {
   failed = 1;
 }
 if (r.status !== 0 && failed === 0) failed = 1;
-process.stdout.write(`${passed} passed, ${failed} failed\n`);
+let skippedTiers: SkippedTier[] = [];
+try {
+  skippedTiers = (JSON.parse(readFileSync(tiers, "utf8")) as { skipped: SkippedTier[] }).skipped;
+} catch {
+  // No global setup ran (no test selected): no tier to name.
+}
+const named = skippedTiers.length
+  ? ` (${skippedTiers.map((t) => `${t.tier} tier skipped: ${t.reason}`).join("; ")})`
+  : "";
+process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped${named}\n`);
 process.exit(failed === 0 && r.status === 0 ? 0 : 1);
