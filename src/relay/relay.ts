@@ -55,6 +55,15 @@ const SOAP_TYPES =
   /^(application\/soap\+xml|text\/xml|application\/xml|multipart\/related|application\/xop\+xml)\b/i;
 const SAFE_ID = /^[\w.:@-]{1,128}$/;
 
+/** What a SEND trace says of a call the teleservice answered. */
+interface SendFacts {
+  soapAction?: string;
+  upstreamStatus: number;
+  bytesIn: number;
+  bytesOut: number;
+  correlationId: string;
+}
+
 /** The relay service. */
 export interface Relay {
   /** The teleservice a caller may use, or NOT_FOUND / PERMISSION_DENIED. */
@@ -143,22 +152,33 @@ export function createRelay(deps: {
         throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${t.maxBodyBytes} bytes`);
       }
       const rec = await sessions.fresh(req.sessionToken, req.caller.id);
+      /** The call's one SEND trace (built here only), once the session is known. */
+      const recordSend = (outcome: string, answered?: SendFacts): void => {
+        traces.record({
+          type: "SEND",
+          clientId: req.caller.id,
+          nationalId: rec.professional.nationalId,
+          sessionId: rec.id,
+          service: t.name,
+          method: "POST",
+          path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
+          ...(answered?.soapAction ? { soapAction: answered.soapAction } : {}),
+          ...(answered ? { upstreamStatus: answered.upstreamStatus } : {}),
+          durationMs: Math.round(performance.now() - started),
+          ...(answered
+            ? {
+                bytesIn: answered.bytesIn,
+                bytesOut: answered.bytesOut,
+                correlationId: answered.correlationId,
+              }
+            : {}),
+          outcome,
+        });
+      };
       // The caller hanging up before the answer is a client abort, traced as such (not as an
       // upstream failure): the SEND says ABORTED, the transport answers nobody.
       const aborted = (err: unknown): never => {
-        if (req.signal?.aborted) {
-          traces.record({
-            type: "SEND",
-            clientId: req.caller.id,
-            nationalId: rec.professional.nationalId,
-            sessionId: rec.id,
-            service: t.name,
-            method: "POST",
-            path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
-            durationMs: Math.round(performance.now() - started),
-            outcome: "ABORTED",
-          });
-        }
+        if (req.signal?.aborted) recordSend("ABORTED");
         throw err;
       };
       const go = async (): Promise<RelayResponse> => {
@@ -209,8 +229,7 @@ export function createRelay(deps: {
           let outcome = "ABORTED";
           try {
             for await (const chunk of upstreamBody as AsyncIterable<Buffer>) {
-              bytesOut += chunk.length;
-              if (bytesOut > max) {
+              if (bytesOut + chunk.length > max) {
                 outcome = "PAYLOAD_TOO_LARGE";
                 discard(upstreamBody);
                 throw new EproxyError(
@@ -218,6 +237,7 @@ export function createRelay(deps: {
                   `answer larger than ${max} bytes${req.tooLargeHint ? `: ${req.tooLargeHint}` : ""}`,
                 );
               }
+              bytesOut += chunk.length;
               yield chunk;
             }
             outcome = "OK";
@@ -231,21 +251,12 @@ export function createRelay(deps: {
               ...(soap.action ? { soapAction: soap.action } : {}),
             });
             // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
-            traces.record({
-              type: "SEND",
-              clientId: req.caller.id,
-              nationalId: rec.professional.nationalId,
-              sessionId: rec.id,
-              service: t.name,
-              method: "POST",
-              path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
+            recordSend(outcome, {
               ...(soap.action ? { soapAction: soap.action } : {}),
               upstreamStatus: res.status,
-              durationMs: Math.round(performance.now() - started),
               bytesIn: counted.n,
               bytesOut,
               correlationId,
-              outcome,
             });
           }
         }
