@@ -407,13 +407,14 @@ describe.skipIf(missing.length > 0)(
       const access = logLines.filter((l) => l.msg === "request");
       // StartCiba, WatchCiba, the relay, the relay to the teleservice that is down, the unknown path.
       expect(access.length).toBeGreaterThanOrEqual(5);
+      expect(access.filter((l) => l.clientId === "lps-demo")).toHaveLength(4);
       for (const line of access) {
         const shown = JSON.stringify(line);
         expect(line.requestId, shown).toMatch(/^[\w.:-]{1,128}$/);
         expect(line.durationMs, shown).toEqual(expect.any(Number));
         expect(line.status, shown).toEqual(expect.any(Number));
-        // Every request of an authenticated caller names the client and its code.
-        if (line.route !== "/no/such/route") {
+        // Every request of an authenticated caller (the RPCs, the relays) names the client and its code.
+        if (String(line.route).startsWith("/eproxy.v1.") || line.route === "/send/:service/*") {
           expect(line.clientId, shown).toBe("lps-demo");
           expect(line.code, shown).toEqual(expect.any(String));
         }
