@@ -194,6 +194,12 @@ export const configSchema = z
           .positive()
           .default(16 * 1024),
         shutdownGraceMs: positiveMs.default(10_000),
+        /**
+         * On SIGTERM, how long readiness is off (503, NOT_SERVING) while requests are still served,
+         * before the listener stops: the time load balancers need to notice (e.g. 5000 behind
+         * Kubernetes endpoints). The grace period for in-flight requests starts after it.
+         */
+        drainDelayMs: z.number().int().nonnegative().max(60_000).default(0),
         /** Processes serving the listener (node:cluster); default the number of CPUs. See cluster.ts. */
         workers: z.number().int().min(1).max(256).optional(),
         /**

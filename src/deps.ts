@@ -13,6 +13,7 @@ import type { PscGateway } from "./auth/psc-gateway.ts";
 import { createSessions, type Sessions } from "./auth/sessions.ts";
 import type { AuthStore } from "./auth/store.ts";
 import type { Config } from "./config.ts";
+import { createHealth, type Health } from "./health.ts";
 import { fileIdentities } from "./infra/client-tls.ts";
 import { deriveKey, type KeyRing, loadKeyRing } from "./infra/key-ring.ts";
 import { createMemoryStore } from "./infra/memory-store.ts";
@@ -37,14 +38,6 @@ import type { TokenExchange, Upstream } from "./relay/ports.ts";
 import { createRelay, type Relay } from "./relay/relay.ts";
 import type { TraceStore } from "./trace/traces.ts";
 import { createTraceWriter, type TraceWriter } from "./trace/writer.ts";
-
-/** A named probe used by `/readyz`. */
-export interface ReadinessCheck {
-  /** Name shown in the readiness answer. */
-  name: string;
-  /** Resolves when the dependency is reachable. */
-  check(): Promise<void>;
-}
 
 /** TLS material of the HTTPS listener. */
 export interface ServerTls {
@@ -81,8 +74,8 @@ export interface Deps {
   /** Access traces (writer), and the store they are queried from. */
   traces: TraceWriter;
   traceStore: TraceStore;
-  /** Probes for `/readyz`. */
-  readiness: ReadinessCheck[];
+  /** Readiness (`/readyz`, grpc.health.v1), with PSC checked in the background. */
+  health: Health;
   /** Metrics and tracing (no-ops unless `admin.port` / `tracing` are configured). */
   telemetry: Telemetry;
   /** Renders the metrics for the admin listener; undefined when metrics are off. */
@@ -201,10 +194,28 @@ export async function createDeps(
     cibaPending: () => ciba.pending(),
     liveSessions: async () => store.countSessions?.(),
   });
-  const readiness: ReadinessCheck[] = [
-    { name: "sessionStore", check: () => store.ping() },
-    { name: "psc", check: () => psc.ready() },
-  ];
+  const health = createHealth([
+    { name: "sessionStore", impact: "critical", check: async () => store.ping() },
+    {
+      name: "psc",
+      impact: "degrading",
+      background: true,
+      check: async () => {
+        // Refreshes paused by the breaker, or discovery unreachable: logins and refreshes fail.
+        if (sessions.pscPaused()) return "unavailable";
+        await psc.reachable();
+      },
+    },
+    {
+      name: "traces",
+      impact: "degrading",
+      // Events are spooled to disk (MongoDB failing) or were dropped: nothing is lost yet, but say it.
+      check: async () => {
+        const s = writer.stats();
+        return s.spooledBytes > 0 || s.dropped > 0 ? "degraded" : "ok";
+      },
+    },
+  ]);
   return {
     config,
     log,
@@ -218,10 +229,11 @@ export async function createDeps(
     relay,
     traces,
     traceStore,
-    readiness,
+    health,
     telemetry,
     ...(observed.scrape ? { scrapeMetrics: observed.scrape } : {}),
     async close() {
+      health.close();
       await ciba.close();
       clients.close();
       await psc.close();

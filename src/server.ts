@@ -12,6 +12,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AuthService, file_eproxy_v1_auth } from "../gen/eproxy/v1/auth_pb.ts";
 import { file_eproxy_v1_relay, RelayService } from "../gen/eproxy/v1/relay_pb.ts";
 import { file_eproxy_v1_trace, TraceService } from "../gen/eproxy/v1/trace_pb.ts";
+import { file_grpc_health_v1_health, Health } from "../gen/grpc/health/v1/health_pb.ts";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.ts";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
 import { startAdminServer } from "./admin-server.ts";
@@ -27,6 +28,7 @@ import { createRestRouter, type Route } from "./rest/router.ts";
 import { createTraceRoutes } from "./rest/trace-routes.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
 import { kPeer } from "./rpc/caller.ts";
+import { createHealthService } from "./rpc/health-service.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
 import { createRelayService } from "./rpc/relay-service.ts";
@@ -91,9 +93,11 @@ export interface ServerOptions {
 /** Starts the listener on the configured address and port. */
 export async function startServer(deps: Deps, options: ServerOptions = {}): Promise<EproxyServer> {
   const { config, log } = deps;
+  // Aborted when shutdown starts: long-lived streams of ours (health Watch) end with unavailable.
+  const shuttingDown = new AbortController();
   const rest = createRestRouter(
     [
-      ...createHealthRoutes(deps.readiness),
+      ...createHealthRoutes(deps.health),
       ...createAuthRoutes(deps),
       ...createRelayRoutes(deps),
       ...createTraceRoutes(deps),
@@ -111,16 +115,25 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         createRelayService({ ...deps, maxMessageBytes: config.server.maxRequestBytes }),
       );
       router.service(TraceService, createTraceService(deps));
+      router.service(
+        Health,
+        createHealthService(
+          deps.health,
+          [AuthService.typeName, RelayService.typeName, TraceService.typeName],
+          shuttingDown.signal,
+        ),
+      );
       registerReflection(
         router,
         [
+          file_grpc_health_v1_health,
           file_eproxy_v1_auth,
           file_eproxy_v1_relay,
           file_eproxy_v1_trace,
           file_grpc_reflection_v1_reflection,
           file_grpc_reflection_v1alpha_reflection,
         ],
-        [AuthService.typeName, RelayService.typeName, TraceService.typeName],
+        [AuthService.typeName, RelayService.typeName, TraceService.typeName, Health.typeName],
       );
       answerParseFailuresAsInvalid(router);
     },
@@ -267,6 +280,14 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     ...(admin ? { metricsUrl: admin.metricsUrl } : {}),
     close() {
       closing ??= (async () => {
+        // 1. Readiness first: /readyz 503 and gRPC health NOT_SERVING, so that load balancers stop
+        // sending new work, for drainDelayMs while everything still answers.
+        deps.health.startDraining();
+        log.info({ drainDelayMs: config.server.drainDelayMs }, "draining: readiness off");
+        if (config.server.drainDelayMs > 0)
+          await new Promise((r) => setTimeout(r, config.server.drainDelayMs));
+        shuttingDown.abort();
+        // 2. Stop accepting; GOAWAY; CIBA hands over; streams end unavailable; 3. connections close.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         // GOAWAY: HTTP/2 clients stop opening streams, in-flight streams finish.
         for (const s of sessions) s.close();

@@ -84,6 +84,8 @@ export interface PscGateway {
   revoke(clientId: string, token: string, hint: "refresh_token" | "access_token"): Promise<void>;
   /** Resolves when PSC's discovery document can be read. */
   ready(): Promise<void>;
+  /** Resolves when PSC answers now (a fresh request, for readiness); rejects otherwise. */
+  reachable(): Promise<void>;
   /** Closes connection pools. */
   close(): Promise<void>;
 }

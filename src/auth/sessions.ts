@@ -104,6 +104,8 @@ export interface Sessions {
    * another writer got there first; returns the stored version.
    */
   update(rec: SessionRecord, change: (cur: SessionRecord) => SessionRecord): Promise<SessionRecord>;
+  /** True while refreshes are paused because PSC's token endpoint is failing (breaker open). */
+  pscPaused(): boolean;
 }
 
 /** Creates the session service. */
@@ -345,6 +347,8 @@ export function createSessions(deps: {
         ...(client?.exposePscTokens ? { psc: rec.psc } : {}),
       };
     },
+
+    pscPaused: () => pscGuard.openForMs() > 0,
 
     async update(rec, change) {
       let cur: SessionRecord | undefined = rec;

@@ -407,6 +407,16 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
       await loadMetadata();
     },
 
+    async reachable() {
+      // A fresh GET of discovery (not the cached copy): a 5xx, a refused connection, a TLS failure
+      // or a timeout is PSC being unreachable now.
+      const res = await fetchWith(discoveryAgent)(psc.discoveryUrl, {
+        method: "GET",
+      } as Parameters<oidc.CustomFetch>[1]);
+      await res.body?.cancel();
+      if (res.status >= 400) throw new Error(`PSC discovery answered ${res.status}`);
+    },
+
     async close() {
       await Promise.all([...[...agents.values()].map((a) => a.agent), discoveryAgent].map((a) => a.close()));
     },
