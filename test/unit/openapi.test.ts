@@ -31,7 +31,7 @@ describe("openapi.json", () => {
   it("documents exactly the routes the server registers", () => {
     const deps = {} as never;
     const routes = [
-      ...createHealthRoutes([]),
+      ...createHealthRoutes(deps),
       ...createAuthRoutes(deps),
       ...createRelayRoutes(deps),
       ...createTraceRoutes(deps),
