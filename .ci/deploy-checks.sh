@@ -7,7 +7,8 @@
 #   Helm chart      helm lint; helm template (default values, and every option on) | kubeconform -strict
 #                   against the Kubernetes 1.33 schemas of the kubernetes-validate wheel (PyPI); the
 #                   ServiceMonitor (a CRD) against @kubernetes-models/prometheus-operator (npm); and a
-#                   broken render that kubeconform must refuse (proves the schemas were read)
+#                   broken render that kubeconform must refuse (proves the schemas were read); the
+#                   rendered eproxy.yaml parsed by eProxy's own configuration parser
 # Tools are installed on first use in ~/.cache/eproxy-tools (pinned versions), helm and kubeconform by
 # .ci/install-tools.sh.
 set -uo pipefail
@@ -82,6 +83,10 @@ check "helm template | kubeconform -strict (default values)" kubeconform_strict 
 check "helm template | kubeconform -strict (every option on)" kubeconform_strict "$work/all-on.yaml"
 check "ServiceMonitor schema (prometheus-operator)" \
   env EPROXY_DEPLOY_TOOLS="$npm_tools" node .ci/validate-servicemonitor.mjs < "$work/all-on.yaml"
+check "the chart's configuration is valid for eproxy (default values)" \
+  npx --no-install node .ci/chart-config.mjs < "$work/default.yaml"
+check "the chart's configuration is valid for eproxy (every option on)" \
+  npx --no-install node .ci/chart-config.mjs < "$work/all-on.yaml"
 # Negative control: a field the Deployment schema does not have must be refused.
 sed 's/^  replicas:/  replicaz:/; s/^  selector:/  selectorz:/' "$work/default.yaml" > "$work/broken.yaml"
 refused() { ! kubeconform_strict "$work/broken.yaml" >/dev/null; }
