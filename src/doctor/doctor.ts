@@ -31,7 +31,8 @@ export function formatTable(rows: readonly CheckRow[]): string {
 
 function summary(rows: readonly CheckRow[]): string {
   const n = (v: CheckRow["verdict"]) => rows.filter((r) => r.verdict === v).length;
-  return `${rows.length} checks: ${n("ok")} ok, ${n("warn")} warnings, ${n("fail")} failed, ${n("skip")} skipped`;
+  const warnings = n("warn");
+  return `${rows.length} checks: ${n("ok")} ok, ${warnings} warning${warnings === 1 ? "" : "s"}, ${n("fail")} failed, ${n("skip")} skipped`;
 }
 
 /** Runs the doctor; resolves with the exit status. */
