@@ -168,7 +168,16 @@ export async function createDeps(
     activeKeyId: "tls",
     keys: new Map([["tls", deriveKey(tls.key, "eproxy session token mac")]]),
   };
-  const sessions = createSessions({ config, clients, store, psc, log, traces, tokenKeys });
+  const sessions = createSessions({
+    config,
+    clients,
+    store,
+    psc,
+    log,
+    traces,
+    tokenKeys,
+    metrics: telemetry.metrics,
+  });
   const misuse = createMisuseGuard({ config, store, traces, log });
   const ciba = createCiba({ config, clients, psc, sessions, store, misuse, log, traces });
   const codeFlow = createCodeFlow({ config, clients, store, psc, sessions, log, traces });

@@ -10,6 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import type { Metrics } from "../observe/telemetry.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { ClientRegistry } from "./clients.ts";
 import { createPeerGuard, type PeerGuard, PeerOpenError } from "./peer-guard.ts";
@@ -125,6 +126,8 @@ export function createSessions(deps: {
   tokenKeys?: SessionTokenKeys;
   /** Breaker of PSC's token endpoint (default: one shared through `store`). */
   pscGuard?: PeerGuard;
+  /** Where the breaker's state is shown (`eproxy_circuit_breaker_state`). */
+  metrics?: Pick<Metrics, "breakerState">;
 }): Sessions {
   const { config, clients, store, psc, log } = deps;
   const traces = deps.traces ?? { record() {} };
@@ -146,14 +149,17 @@ export function createSessions(deps: {
           ? e.retryAfterSeconds * 1000
           : undefined,
       now,
-      onIncident: (e) =>
-        e.phase === "start"
-          ? log.warn(
-              { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
-              "Pro Santé Connect token endpoint failing: refreshes paused, valid access tokens still used",
-            )
-          : log.info({ peer: e.peer }, "Pro Santé Connect token endpoint answers again"),
+      onIncident: (e) => {
+        deps.metrics?.breakerState(e.peer, e.phase === "start" ? "open" : "closed");
+        if (e.phase === "start") {
+          log.warn(
+            { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
+            "Pro Santé Connect token endpoint failing: refreshes paused, valid access tokens still used",
+          );
+        } else log.info({ peer: e.peer }, "Pro Santé Connect token endpoint answers again");
+      },
     });
+  deps.metrics?.breakerState(pscGuard.name, "closed");
 
   const clientOf = (id: string) => clients.get(id);
 

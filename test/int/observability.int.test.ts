@@ -197,6 +197,8 @@ describe.skipIf(missing.length > 0)(
     const traceparent = `00-${traceId}-${callerSpanId}-01`;
     let scrape = "";
     let relayRequestId = "";
+    let insiHeaders: Record<string, unknown> = {};
+    let echoHeaders: Record<string, unknown> = {};
 
     beforeAll(async () => {
       jaeger = await startJaeger(jaegerBin as string);
@@ -252,6 +254,18 @@ describe.skipIf(missing.length > 0)(
       });
       expect(relayed.status, relayed.body).toBe(200);
       relayRequestId = String(relayed.headers["x-request-id"]);
+      insiHeaders = { ...env.tele.stats.lastHeaders };
+      // A teleservice without propagateTraceContext gets no traceparent from eProxy.
+      const echo = await env.http("POST", "/send/echo/a", {
+        headers: {
+          "x-eproxy-api-key": env.keys["lps-demo"],
+          authorization: `Bearer ${sessionToken}`,
+          "content-type": SOAP12,
+        },
+        body: insiSearchRequest("UNIQUE"),
+      });
+      expect(echo.status, echo.body).toBe(200);
+      echoHeaders = { ...env.tele.stats.lastHeaders };
       // A teleservice that is down: the upstream metric carries the connection error's code.
       const down = await env.http("POST", "/send/down/x", {
         headers: {
@@ -290,7 +304,7 @@ describe.skipIf(missing.length > 0)(
       const req = "eproxy_request_duration_seconds";
       expect(count(req, { route: "/eproxy.v1.AuthService/StartCiba", protocol: "grpc", code: "ok" })).toBe(1);
       expect(count(req, { route: "/eproxy.v1.AuthService/WatchCiba", protocol: "grpc", code: "ok" })).toBe(1);
-      expect(count(req, { route: SEND_ROUTE, protocol: "rest", code: "ok" })).toBe(1);
+      expect(count(req, { route: SEND_ROUTE, protocol: "rest", code: "ok" })).toBe(2);
       expect(count(req, { route: SEND_ROUTE, protocol: "rest", code: "upstream_unavailable" })).toBe(1);
       expect(count(req, { route: "unmatched", protocol: "rest", code: "http_404" })).toBe(1);
 
@@ -309,7 +323,7 @@ describe.skipIf(missing.length > 0)(
       expect(sampleValue(s, "eproxy_ciba_outcomes_total", { outcome: "approved" })).toBe(1);
       expect(sampleValue(s, "eproxy_trace_events_total", { type: "CONNECT_SUCCESS" })).toBe(1);
       expect(sampleValue(s, "eproxy_trace_events_total", { type: "EXCHANGE" })).toBe(1);
-      expect(sampleValue(s, "eproxy_trace_events_total", { type: "SEND" })).toBe(1);
+      expect(sampleValue(s, "eproxy_trace_events_total", { type: "SEND" })).toBe(2);
       expect(
         count("eproxy_store_operation_duration_seconds", { operation: "putSession", outcome: "ok" }),
       ).toBeGreaterThanOrEqual(1);
@@ -319,6 +333,10 @@ describe.skipIf(missing.length > 0)(
       expect(sampleValue(s, "eproxy_store_errors_total")).toBeUndefined();
 
       expect(sampleValue(s, "eproxy_ciba_pending_requests")).toBe(0);
+      expect(sampleValue(s, "eproxy_circuit_breaker_state", { breaker: "psc-token", state: "closed" })).toBe(
+        1,
+      );
+      expect(sampleValue(s, "eproxy_circuit_breaker_state", { breaker: "psc-token", state: "open" })).toBe(0);
       expect(sampleValue(s, "eproxy_live_sessions")).toBe(1);
       expect(sampleValue(s, "eproxy_trace_spool_bytes")).toBe(0);
       expect(sampleValue(s, "eproxy_trace_events_dropped_total")).toBe(0);
@@ -398,16 +416,18 @@ describe.skipIf(missing.length > 0)(
       const asParent = String(env.tele.stats.lastExchangeHeaders.traceparent ?? "").split("-");
       expect(asParent[1]).toBe(traceId);
       expect(asParent[2]).toBe(byName("token exchange insi").spanID);
-      const teleParent = String(env.tele.stats.lastHeaders.traceparent ?? "").split("-");
+      const teleParent = String(insiHeaders.traceparent ?? "").split("-");
       expect(teleParent[1]).toBe(traceId);
       expect(teleParent[2]).toBe(byName("upstream insi").spanID);
+      expect(echoHeaders.traceparent).toBeUndefined();
+      expect(echoHeaders["x-correlation-id"]).toEqual(expect.any(String));
     });
 
     it("writes an access line per request with request id, client id, code and duration", () => {
       const access = logLines.filter((l) => l.msg === "request");
-      // StartCiba, WatchCiba, the relay, the relay to the teleservice that is down, the unknown path.
-      expect(access.length).toBeGreaterThanOrEqual(5);
-      expect(access.filter((l) => l.clientId === "lps-demo")).toHaveLength(4);
+      // StartCiba, WatchCiba, the relays to insi, echo and the teleservice that is down, unknown paths.
+      expect(access.length).toBeGreaterThanOrEqual(6);
+      expect(access.filter((l) => l.clientId === "lps-demo")).toHaveLength(5);
       for (const line of access) {
         const shown = JSON.stringify(line);
         expect(line.requestId, shown).toMatch(/^[\w.:-]{1,128}$/);
