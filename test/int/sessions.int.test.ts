@@ -121,7 +121,7 @@ describe("sessions", () => {
   it("reports ready when the store and PSC answer", async () => {
     const res = await env.http("GET", "/readyz");
     expect(res.status).toBe(200);
-    expect(res.json()).toEqual({ status: "ok", checks: { sessionStore: "ok", psc: "ok" } });
+    expect(res.json()).toEqual({ status: "ok", checks: { sessionStore: "ok", psc: "ok", traces: "ok" } });
   });
 
   it("requires the caller's credentials on every RPC", async () => {
