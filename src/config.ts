@@ -224,6 +224,16 @@ export const configSchema = z
           .strict()
           .default({ streamWindowBytes: 1024 * 1024, connectionWindowBytes: 8 * 1024 * 1024 }),
         trustedProxies: z.array(z.string()).default([]),
+        /**
+         * In-network listener (off by default): cleartext HTTP/1.1 and h2c for modules inside a
+         * private network, API keys only (no TLS, so no client certificate). Bind it to a private
+         * address; eProxy warns at start when it is public or a wildcard.
+         */
+        internalListener: z
+          .object({ listenAddress: z.string().min(1), port: port.default(8080) })
+          .strict()
+          .nullable()
+          .default(null),
       })
       .strict(),
     psc: z
@@ -403,6 +413,7 @@ export class ConfigError extends Error {
 export const ENV_OVERRIDES: Record<string, string[]> = {
   EPROXY_PORT: ["server", "port"],
   EPROXY_LISTEN_ADDRESS: ["server", "listenAddress"],
+  EPROXY_INTERNAL_LISTEN_ADDRESS: ["server", "internalListener", "listenAddress"],
   EPROXY_PUBLIC_BASE_URL: ["server", "publicBaseUrl"],
   EPROXY_TLS_CERT_FILE: ["server", "tls", "certFile"],
   EPROXY_TLS_KEY_FILE: ["server", "tls", "keyFile"],

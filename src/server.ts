@@ -18,6 +18,7 @@ import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/
 import { startAdminServer } from "./admin-server.ts";
 import type { Deps } from "./deps.ts";
 import { peerOf } from "./http/credentials.ts";
+import { type InternalListenerOptions, startInternalListener } from "./internal-listener.ts";
 import { type RequestContext, requestContext, writeAccessLine } from "./log.ts";
 import { observeRequest } from "./observe/http.ts";
 import { createAuthRoutes } from "./rest/auth-routes.ts";
@@ -41,6 +42,8 @@ export interface EproxyServer {
   port: number;
   /** Base URL, e.g. `https://localhost:8443`. */
   url: string;
+  /** The in-network listener's URL (`http://…`), when `server.internalListener` is configured. */
+  internalUrl?: string;
   /** The admin listener's metrics URL, when `admin.port` is configured. */
   metricsUrl?: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, then closes the stores. */
@@ -253,6 +256,19 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     });
   });
   const port = (server.address() as AddressInfo).port;
+  // The in-network listener serves the same requests: the handler given to createSecureServer.
+  const internal = config.server.internalListener
+    ? await startInternalListener({
+        ...config.server.internalListener,
+        onRequest: server.listeners("request")[0] as InternalListenerOptions["onRequest"],
+        settings: {
+          maxHeaderListSize: config.server.maxHeaderBytes,
+          initialWindowSize: config.server.http2.streamWindowBytes,
+        },
+        maxHeaderBytes: config.server.maxHeaderBytes,
+        log,
+      })
+    : undefined;
   const host =
     config.server.listenAddress === "0.0.0.0" || config.server.listenAddress === "::"
       ? "localhost"
@@ -278,6 +294,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     port,
     url: `https://${host}:${port}`,
     ...(admin ? { metricsUrl: admin.metricsUrl } : {}),
+    ...(internal ? { internalUrl: internal.url } : {}),
     close() {
       closing ??= (async () => {
         // 1. Readiness first: /readyz 503 and gRPC health NOT_SERVING, so that load balancers stop
@@ -289,6 +306,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         shuttingDown.abort();
         // 2. Stop accepting; GOAWAY; CIBA hands over; streams end unavailable; 3. connections close.
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const internalClosed = internal?.close(config.server.shutdownGraceMs);
         // GOAWAY: HTTP/2 clients stop opening streams, in-flight streams finish.
         for (const s of sessions) s.close();
         // CIBA hands its requests over to the other replicas and ends WatchCiba streams with
@@ -303,6 +321,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         // Idle HTTP/1.1 keep-alive sockets would hold close() forever.
         for (const s of sockets) if (s.alpnProtocol !== "h2" && !http1Active.get(s)) s.end();
         await closed;
+        await internalClosed;
         await cibaDrained;
         clearTimeout(grace);
         await admin?.close();

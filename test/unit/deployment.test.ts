@@ -185,7 +185,7 @@ describe("docker-compose.yml", () => {
     environment: Record<string, string>;
     volumes: string[];
     secrets: string[];
-    networks: string[];
+    networks: Record<string, { ipv4_address?: string }>;
     depends_on: Record<string, { condition: string }>;
   };
   const makeSecrets = read("deploy/compose/make-secrets.sh");
@@ -248,8 +248,12 @@ describe("docker-compose.yml", () => {
       expect(s.networks, name).toEqual(["backend"]);
       expect(s.ports, name).toBeUndefined();
     }
-    expect(eproxy.networks).toEqual(expect.arrayContaining(["backend", "edge"]));
+    expect(Object.keys(eproxy.networks)).toEqual(expect.arrayContaining(["backend", "edge"]));
     expect(compose.networks.edge?.internal).toBeFalsy();
+    // The in-network listener: on the internal `modules` network only, at the address it binds, unpublished.
+    expect(compose.networks.modules.internal).toBe(true);
+    expect(eproxy.networks.modules?.ipv4_address).toBe(eproxy.environment.EPROXY_INTERNAL_LISTEN_ADDRESS);
+    expect((services.eproxy as { ports: string[] }).ports).toEqual(["8443:8443"]);
     for (const [name, s] of Object.entries(services)) {
       expect((s.healthcheck as { test: unknown } | undefined)?.test, name).toBeDefined();
     }
