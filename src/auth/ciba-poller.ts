@@ -115,6 +115,19 @@ export function createCibaPoller(deps: CibaPollerDeps): CibaPoller {
     p.end();
   }
 
+  /** Stops polling a request here: its last writes, then the lease given back and the watchers woken. */
+  async function letGo(p: Polled, failure: string, write: () => Promise<void>): Promise<void> {
+    forget(p);
+    try {
+      await write();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, failure);
+    } finally {
+      await p.lease.release().catch(() => {});
+      await store.changed(p.state.rec.id).catch(() => {});
+    }
+  }
+
   async function perform(p: Polled, effect: CibaEffect): Promise<void> {
     const rec = p.state.rec;
     switch (effect.type) {
@@ -148,32 +161,18 @@ export function createCibaPoller(deps: CibaPollerDeps): CibaPoller {
         );
         return;
       case "settle":
-        forget(p);
         deps.settled(rec);
-        try {
+        return letGo(p, "could not store the end of a CIBA request", async () => {
           if (effect.token) await store.putToken(rec.id, effect.token);
           await store.save(rec);
           await store.clearPending(rec);
-        } catch (err) {
-          log.error({ err: (err as Error).message }, "could not store the end of a CIBA request");
-        } finally {
-          await p.lease.release().catch(() => {});
-          await store.changed(rec.id).catch(() => {});
-        }
-        return;
+        });
       case "hand-over":
-        forget(p);
-        try {
-          await store.save(rec);
-        } catch (err) {
-          // The next poller then polls at once: one early poll at worst (PSC may answer slow_down).
-          log.warn({ err: (err as Error).message }, "could not store a CIBA request handed over");
-        } finally {
-          // Released at once: another replica takes over now instead of when the lease expires.
-          await p.lease.release().catch(() => {});
-          await store.changed(rec.id).catch(() => {});
-          await store.handedOver(rec.id).catch(() => {});
-        }
+        // If the write fails, the next poller polls at once: one early poll at worst (PSC may
+        // answer slow_down). The lease is given back at once: another replica takes over now,
+        // not when the lease expires.
+        await letGo(p, "could not store a CIBA request handed over", () => store.save(rec));
+        await store.handedOver(rec.id).catch(() => {});
         return;
       case "stop":
         log.info({ clientId: rec.clientId }, "CIBA request polled by another replica now");

@@ -2,7 +2,8 @@
  * In-memory AuthStore: the embedded default for one instance and the sandbox. Expired entries are
  * invisible at once and swept every minute.
  */
-import type { AuthStore, NotifyListener, SessionRecord, TransientKind } from "../auth/store.ts";
+import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
+import { createNotifyHub } from "./notify-hub.ts";
 
 interface Entry<T> {
   value: T;
@@ -24,7 +25,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
   const transient = new Map<string, Entry<string>>();
   const leases = new Map<string, Entry<symbol>>();
   const counters = new Map<string, Entry<number>>();
-  const listeners = new Map<string, Set<NotifyListener>>();
+  const hub = createNotifyHub();
   const live = <T>(m: Map<string, Entry<T>>, k: string): Entry<T> | undefined => {
     const e = m.get(k);
     if (!e) return undefined;
@@ -127,18 +128,10 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
     },
     async notify(topic, message) {
       // Delivered after the caller's turn, as a pub/sub message from another replica would be.
-      for (const l of listeners.get(topic) ?? []) queueMicrotask(() => l(message));
+      queueMicrotask(() => hub.emit(topic, message));
     },
     async subscribe(topic, listener) {
-      const set = listeners.get(topic) ?? new Set<NotifyListener>();
-      listeners.set(topic, set);
-      // A wrapper per subscription: the same listener may subscribe twice and unsubscribe once.
-      const own: NotifyListener = (m) => listener(m);
-      set.add(own);
-      return () => {
-        set.delete(own);
-        if (set.size === 0 && listeners.get(topic) === set) listeners.delete(topic);
-      };
+      return hub.add(topic, listener);
     },
     async ping() {},
     async close() {
@@ -147,7 +140,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       index.clear();
       transient.clear();
       counters.clear();
-      listeners.clear();
+      hub.clear();
     },
   };
 }

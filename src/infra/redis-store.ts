@@ -11,10 +11,11 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
-import type { AuthStore, NotifyListener, SessionRecord, TransientKind } from "../auth/store.ts";
+import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { KeyRing } from "./key-ring.ts";
+import { createNotifyHub } from "./notify-hub.ts";
 
 type RedisConfig = Extract<Config["stores"]["sessions"], { kind: "redis" }>;
 
@@ -108,17 +109,15 @@ export function createRedisStore(
   // travel hashed and messages sealed, like keys and values.
   const channel = `${p}n`;
   const topicHash = (topic: string) => createHash("sha256").update(topic).digest("hex");
-  const listeners = new Map<string, Set<NotifyListener>>();
+  const hub = createNotifyHub();
   let subscriber: Redis | Cluster | undefined;
   let subscribed: Promise<void> | undefined;
   function onMessage(ch: string, msg: string): void {
     if (ch !== channel) return;
     const hash = msg.slice(0, 64);
-    const set = listeners.get(hash);
-    if (!set) return;
+    if (!hub.has(hash)) return;
     const sealed = msg.slice(65);
-    const message = sealed ? ring.open(sealed, `${channel}:${hash}`) : undefined;
-    for (const l of set) l(message);
+    hub.emit(hash, sealed ? ring.open(sealed, `${channel}:${hash}`) : undefined);
   }
   function subscribeOnce(): Promise<void> {
     subscribed ??= (async () => {
@@ -307,15 +306,7 @@ export function createRedisStore(
     subscribe: (topic, listener) =>
       run("subscribe", async () => {
         await subscribeOnce();
-        const hash = topicHash(topic);
-        const set = listeners.get(hash) ?? new Set<NotifyListener>();
-        listeners.set(hash, set);
-        const own: NotifyListener = (m) => listener(m);
-        set.add(own);
-        return () => {
-          set.delete(own);
-          if (set.size === 0 && listeners.get(hash) === set) listeners.delete(hash);
-        };
+        return hub.add(topicHash(topic), listener);
       }),
 
     ping: () =>
@@ -341,7 +332,7 @@ export function createRedisStore(
           }),
 
     async close() {
-      listeners.clear();
+      hub.clear();
       if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());
       await redis.quit().catch(() => redis.disconnect());
     },

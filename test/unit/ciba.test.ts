@@ -172,6 +172,27 @@ afterEach(async () => {
 
 const tick = (ms: number) => vi.advanceTimersByTimeAsync(ms);
 
+/** Two replicas sharing a spied memory store and one PSC. */
+function twoReplicas(psc = fakePsc()) {
+  const spy = spyStore();
+  return {
+    psc,
+    ...spy,
+    a: replica({ store: spy.store, psc }, "a"),
+    b: replica({ store: spy.store, psc }, "b"),
+  };
+}
+
+/** A request polled by replica a and watched from replica b; store reads counted from then on. */
+async function watchedFromB() {
+  const r = twoReplicas();
+  const req = await started(r.a);
+  const w = watching(r.b.watch(client.id, req.authReqId));
+  await tick(1);
+  r.calls.length = 0;
+  return { ...r, req, w };
+}
+
 async function started(c: Ciba) {
   const r = await c.start(client, { nationalId: NURSE, bindingMessage: "42" });
   if (!("request" in r)) throw new Error("expected a request");
@@ -245,14 +266,7 @@ describe("CIBA service on fake time", () => {
   });
 
   it("wakes a watcher on another replica by notification, and hands the session token out once", async () => {
-    const psc = fakePsc();
-    const { store, calls } = spyStore();
-    const a = replica({ store, psc }, "a");
-    const b = replica({ store, psc }, "b");
-    const req = await started(a);
-    const w = watching(b.watch(client.id, req.authReqId));
-    await tick(1);
-    calls.length = 0;
+    const { psc, a, b, calls, req, w } = await watchedFromB();
     psc.answer("psc-1", approved);
     // Approved at the first poll (5 s). The remote watcher's own re-check is 10 s away, so it is
     // the notification that wakes it: at 5 s.
@@ -270,14 +284,7 @@ describe("CIBA service on fake time", () => {
   });
 
   it("a remote watcher costs a store read per 10 s while nothing happens", async () => {
-    const psc = fakePsc();
-    const { store, calls } = spyStore();
-    const a = replica({ store, psc }, "a");
-    const b = replica({ store, psc }, "b");
-    const req = await started(a);
-    const w = watching(b.watch(client.id, req.authReqId));
-    await tick(1);
-    calls.length = 0;
+    const { calls, w } = await watchedFromB();
     await tick(60_000);
     expect(calls.filter((c) => c === "get:ciba-request").length).toBeLessThanOrEqual(6);
     expect(w.statuses()).toEqual(["PENDING"]);
@@ -285,9 +292,7 @@ describe("CIBA service on fake time", () => {
 
   it("concurrent starts on two replicas push once and share one request", async () => {
     const psc = fakePsc({ startMs: 1_000 });
-    const { store } = spyStore();
-    const a = replica({ store, psc }, "a");
-    const b = replica({ store, psc }, "b");
+    const { a, b } = twoReplicas(psc);
     const all = Promise.all(
       Array.from({ length: 8 }, (_, i) =>
         (i % 2 ? a : b).start(client, { nationalId: NURSE, bindingMessage: "24" }),
@@ -303,9 +308,7 @@ describe("CIBA service on fake time", () => {
 
   it("a start waiting for the gate is woken by its release, not by a timer loop", async () => {
     const psc = fakePsc({ startMs: 8_000 });
-    const { store, calls } = spyStore();
-    const a = replica({ store, psc }, "a");
-    const b = replica({ store, psc }, "b");
+    const { a, b, calls } = twoReplicas(psc);
     const first = a.start(client, { nationalId: NURSE });
     await tick(1);
     let second: unknown;
@@ -324,9 +327,7 @@ describe("CIBA service on fake time", () => {
 
   it("a replica that lost its lease stops polling; the replica that took it polls alone", async () => {
     const psc = fakePsc();
-    const { store, leases } = spyStore();
-    const a = replica({ store, psc }, "a");
-    const b = replica({ store, psc }, "b");
+    const { a, b, leases } = twoReplicas(psc);
     const req = await started(a);
     await tick(5_000);
     expect(psc.polls).toHaveLength(1);
@@ -370,10 +371,7 @@ describe("CIBA service on fake time", () => {
   });
 
   it("drain hands the request over: the other replica polls on at the same pace, the watchers of the drained one end with UNAVAILABLE", async () => {
-    const psc = fakePsc();
-    const store = createMemoryStore();
-    const a = replica({ store, psc }, "a");
-    const b = replica({ store, psc }, "b");
+    const { psc, a, b } = twoReplicas();
     const t0 = Date.now();
     const req = await started(a);
     const onA = watching(a.watch(client.id, req.authReqId));
