@@ -12,6 +12,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AuthService, file_eproxy_v1_auth } from "../gen/eproxy/v1/auth_pb.ts";
 import { file_eproxy_v1_relay, RelayService } from "../gen/eproxy/v1/relay_pb.ts";
 import { file_eproxy_v1_trace, TraceService } from "../gen/eproxy/v1/trace_pb.ts";
+import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.ts";
 import { file_grpc_health_v1_health, Health } from "../gen/grpc/health/v1/health_pb.ts";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.ts";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.ts";
@@ -135,6 +136,8 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
           file_eproxy_v1_trace,
           file_grpc_reflection_v1_reflection,
           file_grpc_reflection_v1alpha_reflection,
+          // The error details every error carries, so that grpcurl and other reflection clients decode them.
+          file_google_rpc_error_details,
         ],
         [AuthService.typeName, RelayService.typeName, TraceService.typeName, Health.typeName],
       );
