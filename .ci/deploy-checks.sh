@@ -44,6 +44,11 @@ if [ ! -f "$schemas/deployment-apps-v1.json" ]; then
   node .ci/k8s-schemas.mjs "$tools/wheels/kubernetes_validate-1.37.0-py3-none-any.whl" "$k8s_version" "$schemas"
 fi
 command -v helm >/dev/null 2>&1 && command -v kubeconform >/dev/null 2>&1 || bash .ci/install-tools.sh helm kubeconform
+# Debian's docker-compose (v1, Python) when the docker compose plugin is not there.
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose >/dev/null 2>&1 ||
+    echo "deploy-checks: apt-get install docker-compose failed" >&2
+fi
 
 # --- Dockerfile ----------------------------------------------------------------------------------
 check "Dockerfile: dockerfile-utils lint" "$npm_tools/node_modules/.bin/dockerfile-utils" lint Dockerfile
