@@ -9,6 +9,8 @@
 #                   ServiceMonitor (a CRD) against @kubernetes-models/prometheus-operator (npm); and a
 #                   broken render that kubeconform must refuse (proves the schemas were read); the
 #                   rendered eproxy.yaml parsed by eProxy's own configuration parser
+#   image file set  the files the build context (.dockerignore) gives the Dockerfile, npm ci --omit=dev,
+#                   run on Node.js 24: --version, sandbox refused (exit 2), serve answers /healthz, SIGTERM
 # Tools are installed on first use in ~/.cache/eproxy-tools (pinned versions), helm and kubeconform by
 # .ci/install-tools.sh.
 set -uo pipefail
@@ -53,6 +55,43 @@ fi
 # --- Dockerfile ----------------------------------------------------------------------------------
 check "Dockerfile: dockerfile-utils lint" "$npm_tools/node_modules/.bin/dockerfile-utils" lint Dockerfile
 check "Dockerfile: dockerfilelint" "$npm_tools/node_modules/.bin/dockerfilelint" -c .ci Dockerfile
+
+# What the image holds, run without an engine: the build context (.dockerignore) of the files the
+# Dockerfile copies, production dependencies only, on the repository's Node.js 24. It must print its
+# version, refuse the development commands with exit 2, serve /healthz and stop cleanly on SIGTERM.
+image_file_set() {
+  local img="$work/image" node24 port pki pid rc=0
+  node24=$(readlink -f node_modules/.bin/node)
+  mkdir -p "$img"
+  git ls-files | node .ci/build-context.mjs | grep -E '^(package\.json|package-lock\.json|bin/|gen/|src/)' |
+    while read -r f; do mkdir -p "$img/$(dirname "$f")" && cp "$f" "$img/$f"; done
+  (cd "$img" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent >/dev/null 2>&1) || { echo "image: npm ci --omit=dev failed"; return 1; }
+  [ ! -e "$img/src/sandbox" ] && [ ! -e "$img/node_modules/oidc-provider" ] || { echo "image: sandbox code or packages present"; return 1; }
+  "$node24" "$img/bin/eproxy.js" --version || return 1
+  (cd "$img" && "$node24" bin/eproxy.js sandbox >/dev/null 2>&1); [ $? -eq 2 ] || { echo "image: sandbox did not exit 2"; return 1; }
+  pki="$work/pki"
+  "$node24" bin/eproxy.js certs --dir "$pki" --client lps-demo >/dev/null || return 1
+  port=$("$node24" -e "const s=require('node:net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+  cat > "$work/image.yaml" <<YAML
+server: {listenAddress: 127.0.0.1, port: $port, tls: {certFile: $pki/server.pem, keyFile: $pki/server-key.pem}}
+psc: {discoveryUrl: "https://127.0.0.1:9/.well-known/openid-configuration", caFile: $pki/ca.pem}
+clients: [{id: lps-demo, certFile: $pki/clients/lps-demo.pem, keyFile: $pki/clients/lps-demo-key.pem}]
+log: {level: warn}
+YAML
+  (cd "$img" && EPROXY_STATE_DIR="$work/state" exec "$node24" bin/eproxy.js serve --config "$work/image.yaml") >"$work/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 60); do
+    curl -fsS --cacert "$pki/ca.pem" "https://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -fsS --cacert "$pki/ca.pem" "https://127.0.0.1:$port/healthz" || rc=1
+  echo
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" || rc=1
+  [ "$rc" -eq 0 ] || cat "$work/serve.log"
+  return "$rc"
+}
+check "image file set: production dependencies only, serves /healthz, no sandbox" image_file_set
 
 # --- docker-compose.yml --------------------------------------------------------------------------
 # As written, with the secret files make-secrets.sh creates (placeholders here: compose checks that
