@@ -46,25 +46,36 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const started: TestServerProcess[] = [];
   const missing: SkippedTier[] = [];
 
-  const redisBin = redisBinary();
-  project.provide("redisBin", redisBin ?? "");
-  if (redisBin) {
-    const r = await startRedis(redisBin, path.join(dir, "redis"));
-    started.push(r);
-    project.provide("redisUrl", r.url);
-  } else {
-    project.provide("redisUrl", "");
-    missing.push({ tier: "Redis", reason: "redis-server not found (apt-get install -y redis-server)" });
-  }
-  const ferretBin = ferretBinary();
-  project.provide("ferretBin", ferretBin ?? "");
-  if (ferretBin) {
-    const f = await startFerret(ferretBin, path.join(dir, "ferret"));
-    started.push(f);
-    project.provide("mongoUrl", f.url);
-  } else {
-    project.provide("mongoUrl", "");
-    missing.push({ tier: "MongoDB", reason: "FerretDB not found (run .ci/install-ferretdb.sh)" });
+  // One row per server-backed tier: how to find its binary, start it, and what the tests read.
+  const tiers = [
+    {
+      tier: "Redis",
+      binary: redisBinary,
+      start: startRedis,
+      binKey: "redisBin",
+      urlKey: "redisUrl",
+      missing: "redis-server not found (apt-get install -y redis-server)",
+    },
+    {
+      tier: "MongoDB",
+      binary: ferretBinary,
+      start: (bin: string, at: string) => startFerret(bin, at),
+      binKey: "ferretBin",
+      urlKey: "mongoUrl",
+      missing: "FerretDB not found (run .ci/install-ferretdb.sh)",
+    },
+  ] as const;
+  for (const t of tiers) {
+    const bin = t.binary();
+    project.provide(t.binKey, bin ?? "");
+    if (bin) {
+      const server = await t.start(bin, path.join(dir, t.tier.toLowerCase()));
+      started.push(server);
+      project.provide(t.urlKey, server.url);
+    } else {
+      project.provide(t.urlKey, "");
+      missing.push({ tier: t.tier, reason: t.missing });
+    }
   }
   const lines = missing.map((m) => `${m.tier} tier SKIPPED: ${m.reason}`);
   if (missing.length) {
