@@ -122,6 +122,21 @@ describe("import graph of src/", () => {
     expect(crossings(g, [...DOMAIN, "http"], ["infra", "rest", "rpc"])).toEqual([]);
   });
 
+  it("keeps the sandbox's simulators out of production code (only the CLI's dev commands load them)", () => {
+    const loaders = [...g]
+      .filter(([file, { local }]) => layer(file) !== "sandbox" && local.some((t) => layer(t) === "sandbox"))
+      .map(([file]) => file);
+    expect(loaders).toEqual(["cli.ts"]);
+    expect(importsOf("cli.ts").filter((s) => s.includes("sandbox/"))).toEqual(
+      // Dynamic imports only: `serve` never evaluates the simulators.
+      [
+        ...readFileSync(path.join(SRC, "cli.ts"), "utf8").matchAll(
+          /import\(\s*"([^"]*sandbox\/[^"]*)"\s*\)/g,
+        ),
+      ].map((m) => m[1]),
+    );
+  });
+
   it("keeps Connect, undici, MongoDB and Redis clients out of the domain and of http/", () => {
     const offending = [...g].flatMap(([file, { packages }]) =>
       [...DOMAIN, "http"].includes(layer(file))
