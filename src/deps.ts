@@ -187,7 +187,7 @@ export async function createDeps(
   const rawExchange =
     overrides.tokenExchange ?? createOpenidTokenExchange({ dispatcherFor: undici.dispatcherFor, log });
   const tokenExchange = instrumenting ? instrumentTokenExchange(rawExchange, telemetry) : rawExchange;
-  const apiTokens = createApiTokens({ sessions, store, tokenExchange, traces });
+  const apiTokens = createApiTokens({ sessions, store, tokenExchange, traces, log });
   const relay = createRelay({
     config,
     sessions,

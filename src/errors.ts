@@ -25,6 +25,11 @@ export const ERROR_CODES = {
   PSC_UNAVAILABLE: { status: 503, side: "Receiver", fr: "Pro Santé Connect est indisponible" },
   STORE_UNAVAILABLE: { status: 503, side: "Receiver", fr: "Stockage des sessions indisponible" },
   UPSTREAM_UNAVAILABLE: { status: 503, side: "Receiver", fr: "Téléservice injoignable" },
+  TOKEN_EXCHANGE_UNAVAILABLE: {
+    status: 503,
+    side: "Receiver",
+    fr: "Serveur d'autorisation du téléservice injoignable (échange de jeton)",
+  },
   UPSTREAM_TIMEOUT: { status: 504, side: "Receiver", fr: "Le téléservice n'a pas répondu à temps" },
   UPSTREAM_BAD_RESPONSE: {
     status: 502,

@@ -91,6 +91,26 @@ function isTlsCode(code: string): boolean {
 }
 
 /**
+ * TLS alerts a server sends when it refuses the client's certificate in the handshake (unknown
+ * CA, bad, revoked, expired or missing certificate, access denied): OpenSSL reports them as
+ * `ERR_SSL_<version>_ALERT_<name>`. Keycloak behind PSC does this with an untrusted certificate.
+ */
+const CERT_REFUSAL_ALERT =
+  /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_REQUIRED|ACCESS_DENIED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE|HANDSHAKE_FAILURE)$/;
+
+/**
+ * The alert by which the peer refused our client certificate (e.g. `UNKNOWN_CA`), when that is
+ * what happened: a credentials problem of eProxy's, not the peer being down.
+ */
+export function peerRefusedCertificate(err: unknown): string | undefined {
+  for (const c of codesOf(err)) {
+    const m = CERT_REFUSAL_ALERT.exec(c);
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+/**
  * What went wrong on the wire, in the order that decides: a timeout (headers, body, or fetch's
  * `AbortSignal.timeout`), a TLS failure (handshake, certificate), no connection at all (safe to
  * retry: no byte left), a cancellation by our side, or a connection that closed under the request.

@@ -20,14 +20,29 @@ import {
   HttpUnavailable,
   isNonConformingAnswer,
   oauthErrorOf,
+  peerRefusedCertificate,
   retryAfterMs,
+  transportFailureOf,
 } from "./foreign-errors.ts";
+import { certificateRefusal } from "./tls-probe.ts";
 
 const CIBA_GRANT = "urn:openid:params:grant-type:ciba";
 
 /** Maps a transport-level failure (refused, reset, TLS, timeout, 5xx) to PSC_UNAVAILABLE. */
-function toPscError(err: unknown, what: string): EproxyError {
+function toPscError(err: unknown, what: string, log?: Pick<Logger, "warn">, peer?: string): EproxyError {
   if (err instanceof EproxyError) return err;
+  const refused = peerRefusedCertificate(err);
+  if (refused) {
+    log?.warn(
+      { peer, reason: refused },
+      "Pro Santé Connect refused eProxy's client certificate in the TLS handshake",
+    );
+    return new EproxyError(
+      "PERMISSION_DENIED",
+      `Pro Santé Connect refused this client's certificate (TLS ${refused.toLowerCase()}): check the client's certificate`,
+      { cause: err },
+    );
+  }
   // PSC's Retry-After travels with the error: the refresh breaker waits at least that long.
   const http = findCause(err, (e): e is HttpUnavailable => e instanceof HttpUnavailable);
   return new EproxyError("PSC_UNAVAILABLE", `Pro Santé Connect unavailable (${what})`, {
@@ -102,6 +117,8 @@ const CLIENT_AUTH: Record<
 /** Creates the PSC gateway for the configured clients. */
 export function createPscGateway(config: Readonly<Config>, clients: ClientLookup, log: Logger): PscGateway {
   const psc = config.psc;
+  // Named in the log line of a refused handshake (which peer refused, and why).
+  const pscHost = new URL(psc.discoveryUrl).host;
   const ca = psc.caFile ? readFileSync(psc.caFile, "utf8") : undefined;
   // Keyed by client id, rebuilt when the registry hands out another identity (certificate change).
   const agents = new Map<string, { identity: ClientIdentity; agent: Agent }>();
@@ -125,6 +142,51 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
     });
     agents.set(clientId, { identity: id, agent });
     return agent;
+  }
+
+  /** Last answer of the handshake probe, per client (so that an outage costs PSC one probe a minute). */
+  const probed = new Map<string, { until: number; alert: string | undefined }>();
+
+  /**
+   * PSC's failure as eProxy reports it. A connection PSC closed without answering is probed once
+   * (cached for a minute): a refused client certificate is a credentials problem, not PSC down.
+   */
+  async function pscFailure(
+    err: unknown,
+    what: string,
+    clientId: string,
+    endpoint: "token_endpoint" | "backchannel_authentication_endpoint" | "userinfo_endpoint",
+  ): Promise<EproxyError> {
+    if (err instanceof EproxyError || peerRefusedCertificate(err) || transportFailureOf(err) !== "closed") {
+      return toPscError(err, what, log, pscHost);
+    }
+    const identity = clients.identity(clientId);
+    const meta = await metadata?.catch(() => undefined);
+    const aliases = (meta as { mtls_endpoint_aliases?: Record<string, string> } | undefined)
+      ?.mtls_endpoint_aliases;
+    const url = aliases?.[endpoint] ?? (meta?.[endpoint] as string | undefined);
+    if (!identity || !url) return toPscError(err, what, log, pscHost);
+    const key = `${clientId}\n${new URL(url).host}`;
+    let p = probed.get(key);
+    if (!p || p.until < Date.now()) {
+      const alert = await certificateRefusal(url, {
+        ...identity.tls,
+        ...(ca ? { ca } : {}),
+        minVersion: "TLSv1.2",
+      });
+      p = { until: Date.now() + 60_000, alert };
+      probed.set(key, p);
+    }
+    if (!p.alert) return toPscError(err, what, log, pscHost);
+    return toPscError(
+      Object.assign(new Error(`TLS alert ${p.alert}`), {
+        code: `ERR_SSL_TLSV1_ALERT_${p.alert}`,
+        cause: err,
+      }),
+      what,
+      log,
+      new URL(url).host,
+    );
   }
 
   function fetchWith(agent: Agent): oidc.CustomFetch {
@@ -172,7 +234,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
       return m as unknown as oidc.ServerMetadata;
     })().catch((err: unknown) => {
       metadata = undefined;
-      throw toPscError(err, "discovery");
+      throw toPscError(err, "discovery", log, pscHost);
     });
     return metadata;
   }
@@ -260,7 +322,12 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
             cause: err,
           });
         }
-        throw toPscError(err, "backchannel authentication");
+        throw await pscFailure(
+          err,
+          "backchannel authentication",
+          clientId,
+          "backchannel_authentication_endpoint",
+        );
       }
     },
 
@@ -328,7 +395,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
         return { tokens: tokensOf(r), claims: claimsOf(r) };
       } catch (err) {
         if (findCause(err, (e): e is HttpUnavailable => e instanceof HttpUnavailable)) {
-          throw toPscError(err, "token");
+          throw await pscFailure(err, "token", clientId, "token_endpoint");
         }
         const oe = oauthError(err);
         if (oe)
@@ -340,7 +407,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
             cause: err,
           });
         }
-        throw toPscError(err, "token");
+        throw await pscFailure(err, "token", clientId, "token_endpoint");
       }
     },
 
@@ -357,7 +424,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
             { cause: err },
           );
         }
-        throw toPscError(err, "refresh");
+        throw await pscFailure(err, "refresh", clientId, "token_endpoint");
       }
     },
 
@@ -366,7 +433,7 @@ export function createPscGateway(config: Readonly<Config>, clients: ClientLookup
       try {
         return (await oidc.fetchUserInfo(cfg, accessToken, sub)) as Record<string, unknown>;
       } catch (err) {
-        throw toPscError(err, "userinfo");
+        throw await pscFailure(err, "userinfo", clientId, "userinfo_endpoint");
       }
     },
 

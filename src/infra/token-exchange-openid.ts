@@ -16,6 +16,7 @@ import {
   isNonConformingAnswer,
   oauthErrorOf,
   ownError,
+  peerRefusedCertificate,
   retryAfterMs,
 } from "./foreign-errors.ts";
 import { toUpstreamError } from "./upstream-undici.ts";
@@ -87,16 +88,38 @@ export function createOpenidTokenExchange(deps: {
           expiresInSeconds: typeof r.expires_in === "number" ? r.expires_in : DEFAULT_EXPIRES_IN_SECONDS,
         };
       } catch (err) {
-        throw toExchangeError(err, teleservice.name, log);
+        throw toExchangeError(err, teleservice.name, log, te?.endpoint);
       }
     },
   };
 }
 
-/** Maps a failed exchange to the relay's error codes. */
-export function toExchangeError(err: unknown, service: string, log: Pick<Logger, "warn">): EproxyError {
+/**
+ * Maps a failed exchange to the relay's error codes. The authorization server being down or
+ * unreachable is TOKEN_EXCHANGE_UNAVAILABLE naming it (with its Retry-After), never the teleservice;
+ * a server refusing our certificate in the handshake is a credentials problem (PERMISSION_DENIED).
+ */
+export function toExchangeError(
+  err: unknown,
+  service: string,
+  log: Pick<Logger, "warn">,
+  endpoint?: string,
+): EproxyError {
   const own = ownError(err);
   if (own) return own;
+  const as = endpoint ? new URL(endpoint).host : "?";
+  const refused = peerRefusedCertificate(err);
+  if (refused) {
+    log.warn(
+      { service, peer: as, reason: refused },
+      "authorization server refused eProxy's client certificate in the TLS handshake",
+    );
+    return new EproxyError(
+      "PERMISSION_DENIED",
+      `authorization server of ${service} (${as}) refused this client's certificate (TLS ${refused.toLowerCase()})`,
+      { cause: err },
+    );
+  }
   const unavailable = findCause(err, (e): e is HttpUnavailable => e instanceof HttpUnavailable);
   const oauth = oauthErrorOf(err);
   if (unavailable || oauth || isNonConformingAnswer(err)) {
@@ -106,9 +129,16 @@ export function toExchangeError(err: unknown, service: string, log: Pick<Logger,
     );
   }
   if (unavailable) {
-    return new EproxyError("UPSTREAM_UNAVAILABLE", `authorization server of ${service} unavailable`, {
-      cause: err,
-    });
+    return new EproxyError(
+      "TOKEN_EXCHANGE_UNAVAILABLE",
+      `token exchange unavailable: authorization server of ${service} (${as}) answered HTTP ${unavailable.status}`,
+      {
+        cause: err,
+        ...(unavailable.retryAfterMs !== undefined
+          ? { retryAfterSeconds: Math.max(1, unavailable.retryAfterMs / 1000) }
+          : {}),
+      },
+    );
   }
   if (oauth?.error === "invalid_grant") {
     return new EproxyError(
@@ -126,5 +156,15 @@ export function toExchangeError(err: unknown, service: string, log: Pick<Logger,
       },
     );
   }
-  return toUpstreamError(err, `${service} (token exchange)`);
+  const transport = toUpstreamError(err, `${service} (token exchange)`);
+  if (transport.code === "UPSTREAM_UNAVAILABLE" || transport.code === "UPSTREAM_TIMEOUT") {
+    return new EproxyError(
+      "TOKEN_EXCHANGE_UNAVAILABLE",
+      `token exchange unavailable: authorization server of ${service} (${as}) ${
+        transport.code === "UPSTREAM_TIMEOUT" ? "did not answer in time" : "is unreachable"
+      }`,
+      { cause: err },
+    );
+  }
+  return transport;
 }

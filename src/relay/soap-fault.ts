@@ -30,6 +30,7 @@ const SUBCODES: Record<ErrorCode, string> = {
   PSC_UNAVAILABLE: "PscUnavailable",
   STORE_UNAVAILABLE: "StoreUnavailable",
   UPSTREAM_UNAVAILABLE: "UpstreamUnavailable",
+  TOKEN_EXCHANGE_UNAVAILABLE: "TokenExchangeUnavailable",
   UPSTREAM_TIMEOUT: "UpstreamTimeout",
   UPSTREAM_BAD_RESPONSE: "UpstreamBadResponse",
   UNAVAILABLE: "Unavailable",

@@ -34,6 +34,7 @@ const TITLES: Record<ErrorCode, string> = {
   PSC_UNAVAILABLE: "Pro Santé Connect unavailable",
   STORE_UNAVAILABLE: "Session store unavailable",
   UPSTREAM_UNAVAILABLE: "Teleservice unreachable",
+  TOKEN_EXCHANGE_UNAVAILABLE: "Token exchange unavailable (teleservice authorization server)",
   UPSTREAM_TIMEOUT: "Teleservice timeout",
   UPSTREAM_BAD_RESPONSE: "Bad answer from teleservice",
   UNAVAILABLE: "Service unavailable",

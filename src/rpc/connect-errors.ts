@@ -29,6 +29,7 @@ const CONNECT_CODES: Record<ErrorCode, Code> = {
   PSC_UNAVAILABLE: Code.Unavailable,
   STORE_UNAVAILABLE: Code.Unavailable,
   UPSTREAM_UNAVAILABLE: Code.Unavailable,
+  TOKEN_EXCHANGE_UNAVAILABLE: Code.Unavailable,
   UPSTREAM_TIMEOUT: Code.DeadlineExceeded,
   UPSTREAM_BAD_RESPONSE: Code.Unavailable,
   UNAVAILABLE: Code.Unavailable,

@@ -100,22 +100,39 @@ describe("token exchange (RFC 8693 through openid-client)", () => {
     expect((await failure()).code).toBe("UPSTREAM_BAD_RESPONSE");
   });
 
-  it("a 5xx (JSON or a load balancer's HTML) → UPSTREAM_UNAVAILABLE, the server named, no detail leaked", async () => {
+  it("a 5xx (JSON or a load balancer's HTML) → TOKEN_EXCHANGE_UNAVAILABLE naming the AS, with Retry-After", async () => {
     answer(503, "<html>maintenance</html>", { "retry-after": "30" });
     const e = await failure();
-    expect(e.code).toBe("UPSTREAM_UNAVAILABLE");
-    expect(e.message).toBe("authorization server of dmp unavailable");
+    expect(e.code).toBe("TOKEN_EXCHANGE_UNAVAILABLE");
+    expect(e.message).toBe(
+      "token exchange unavailable: authorization server of dmp (auth-lps.dmp.example) answered HTTP 503",
+    );
+    expect(e.retryAfterSeconds).toBe(30);
     answer(500, { error: "server_error" });
-    expect((await failure()).code).toBe("UPSTREAM_UNAVAILABLE");
+    expect((await failure()).code).toBe("TOKEN_EXCHANGE_UNAVAILABLE");
   });
 
-  it("a connection that cannot be opened → UPSTREAM_UNAVAILABLE", async () => {
+  it("a connection that cannot be opened → TOKEN_EXCHANGE_UNAVAILABLE, not the teleservice", async () => {
     mock
       .get(AS)
       .intercept({ path: "/api/token", method: "POST" })
       .replyWithError(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }));
     const e = await failure();
-    expect(e.code).toBe("UPSTREAM_UNAVAILABLE");
-    expect(e.message).toBe("teleservice dmp (token exchange) is unreachable");
+    expect(e.code).toBe("TOKEN_EXCHANGE_UNAVAILABLE");
+    expect(e.message).toBe(
+      "token exchange unavailable: authorization server of dmp (auth-lps.dmp.example) is unreachable",
+    );
+  });
+
+  it("the AS refusing our certificate in the TLS handshake → PERMISSION_DENIED (credentials)", async () => {
+    mock
+      .get(AS)
+      .intercept({ path: "/api/token", method: "POST" })
+      .replyWithError(
+        Object.assign(new Error("tlsv1 alert unknown ca"), { code: "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA" }),
+      );
+    const e = await failure();
+    expect(e.code).toBe("PERMISSION_DENIED");
+    expect(e.message).toMatch(/auth-lps\.dmp\.example.*refused this client's certificate \(TLS unknown_ca\)/);
   });
 });

@@ -27,6 +27,7 @@ export const EPROXY_ERROR_CODES = [
   "PSC_UNAVAILABLE",
   "STORE_UNAVAILABLE",
   "UPSTREAM_UNAVAILABLE",
+  "TOKEN_EXCHANGE_UNAVAILABLE",
   "UPSTREAM_TIMEOUT",
   "UPSTREAM_BAD_RESPONSE",
   "UNAVAILABLE",
@@ -95,6 +96,7 @@ export function isRetryable(err: unknown): boolean {
       "PSC_UNAVAILABLE",
       "STORE_UNAVAILABLE",
       "UPSTREAM_UNAVAILABLE",
+      "TOKEN_EXCHANGE_UNAVAILABLE",
       "UNAVAILABLE",
     ].includes(e.code);
   }
