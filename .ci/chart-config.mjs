@@ -20,7 +20,9 @@ const env = Object.fromEntries(
 try {
   const config = parseConfig(parse(cm.data["eproxy.yaml"]), env, "/etc/eproxy");
   const admin = config.admin?.port ? `, admin listener on ${config.admin.listenAddress}:${config.admin.port}` : "";
-  console.log(`chart-config: valid (state directory ${config.stateDir}${admin})`);
+  const il = config.server.internalListener;
+  const internal = il ? `, in-network listener on ${il.listenAddress}:${il.port}` : "";
+  console.log(`chart-config: valid (state directory ${config.stateDir}${admin}${internal})`);
 } catch (err) {
   console.log(`chart-config: ${err.message}`);
   process.exit(1);
