@@ -44,7 +44,10 @@ async function sh(cmd: string, args: string[], cwd: string): Promise<string> {
 }
 
 describe("@eproxy/client, packed and installed in a fresh NodeNext project", () => {
-  it("compiles with stock tsc and completes a CIBA login and a relay against the sandbox", async () => {
+  // npm pack, npm install and two tsc runs: generous on a busy CI machine.
+  it("compiles with stock tsc and completes a CIBA login and a relay against the sandbox", {
+    timeout: 300_000,
+  }, async () => {
     const sandboxDir = path.join(work, "sandbox");
     sandbox = startCli(
       [
