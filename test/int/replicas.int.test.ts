@@ -117,20 +117,24 @@ describe.skipIf(!redisUrl)("two replicas sharing one Redis", () => {
       const started = await env
         .auth("lps-demo", "grpc", doomed.url)
         .startCiba({ nationalId: PHARMACIST, bindingMessage: "10" });
+      let open = 0;
       const watch = async (protocol: "grpc" | "connect") => {
         const seen: CibaStatus[] = [];
         try {
           for await (const m of env
             .auth("lps-demo", protocol, doomed.url)
-            .watchCiba({ authReqId: started.authReqId }))
+            .watchCiba({ authReqId: started.authReqId })) {
             seen.push(m.status);
+            open++;
+          }
           return { seen, err: undefined };
         } catch (e) {
           return { seen, err: ConnectError.from(e) };
         }
       };
       const watches = Promise.all([watch("grpc"), watch("connect")]);
-      await new Promise((r) => setTimeout(r, 300));
+      // Both streams are open (they have said PENDING) before the replica stops.
+      await expect.poll(() => open, { timeout: 10_000 }).toBe(2);
       await doomed.close();
       // Connect's retry signal, not a stream cut at the grace period ("incomplete envelope").
       for (const w of await watches) {

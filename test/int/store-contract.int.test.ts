@@ -190,20 +190,22 @@ function contract(name: string, make: () => AuthStore, makePeer: (store: AuthSto
       const barrier: string[] = [];
       const offBarrier = await peer.subscribe("barrier", (m) => barrier.push(String(m)));
       await store.notify("ciba:r1", "hand-over");
-      await expect.poll(() => got.slice().sort()).toEqual(["local:hand-over", "peer:hand-over"]);
+      await expect
+        .poll(() => got.slice().sort(), { timeout: 5_000 })
+        .toEqual(["local:hand-over", "peer:hand-over"]);
       off();
       offLocal();
       await store.notify("ciba:r1");
       // Notifications from one replica arrive in order: once the barrier is seen, the one before
       // it would have been too.
       await store.notify("barrier", "1");
-      await expect.poll(() => barrier).toEqual(["1"]);
+      await expect.poll(() => barrier, { timeout: 5_000 }).toEqual(["1"]);
       expect(got).toHaveLength(2);
       // A message-less notification reaches listeners as undefined.
       const bare: unknown[] = [];
       const offBare = await peer.subscribe("ciba:r3", (m) => bare.push(m));
       await store.notify("ciba:r3");
-      await expect.poll(() => bare).toEqual([undefined]);
+      await expect.poll(() => bare, { timeout: 5_000 }).toEqual([undefined]);
       offBare();
       offOther();
       offBarrier();
