@@ -18,6 +18,7 @@ import { createMongoClientSource } from "../../src/infra/mongo-clients.ts";
 import { ACTIONS, insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
 import { type AuthEnv, cibaLogin, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
 import { startCli } from "../support/cli.ts";
+import { expectDocumentedAnswer } from "../support/openapi.ts";
 import { baseRawConfig, testPki } from "../support/server.ts";
 
 const mongoUrl = inject("mongoUrl");
@@ -126,7 +127,16 @@ describe.skipIf(!mongoUrl)("client registry on MongoDB", () => {
             res.on("data", (c: Buffer) => {
               body += c;
             });
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+            res.on("end", () => {
+              const answer = { status: res.statusCode ?? 0, headers: res.headers, body };
+              try {
+                expectDocumentedAnswer("POST", `/send/${service}`, answer);
+              } catch (err) {
+                reject(err);
+                return;
+              }
+              resolve(answer);
+            });
           },
         );
         req.on("error", reject);
