@@ -130,7 +130,7 @@ export async function createDeps(
     (sessionsCfg.kind === "redis" && keyRing
       ? createRedisStore(sessionsCfg, keyRing, log)
       : createMemoryStore());
-  const store = measuring ? instrumentStore(rawStore, telemetry) : rawStore;
+  const store = measuring ? instrumentStore(rawStore, telemetry, "sessions") : rawStore;
   const clientSource: ClientSource | undefined =
     overrides.clientSource ??
     (config.stores.mongodbUrl ? createMongoClientSource(config.stores.mongodbUrl, { log }) : undefined);
@@ -153,6 +153,7 @@ export async function createDeps(
     traceStore = createMemoryTraceStore({ file: config.traces.file, retentionMs });
     log.warn({ file: config.traces.file }, "no MongoDB: traces kept in memory and in a JSON-lines file");
   }
+  if (measuring) traceStore = instrumentStore(traceStore, telemetry, "traces");
   const writer = createTraceWriter(traceStore, log, {
     spoolFile: config.traces.spoolFile,
     spoolMaxBytes: config.traces.spoolMaxBytes,
@@ -187,7 +188,14 @@ export async function createDeps(
   const rawExchange =
     overrides.tokenExchange ?? createOpenidTokenExchange({ dispatcherFor: undici.dispatcherFor, log });
   const tokenExchange = instrumenting ? instrumentTokenExchange(rawExchange, telemetry) : rawExchange;
-  const apiTokens = createApiTokens({ sessions, store, tokenExchange, traces, log });
+  const apiTokens = createApiTokens({
+    sessions,
+    store,
+    tokenExchange,
+    traces,
+    log,
+    metrics: telemetry.metrics,
+  });
   const relay = createRelay({
     config,
     sessions,

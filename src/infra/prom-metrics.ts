@@ -89,15 +89,15 @@ export function createPromMetrics(opts: { defaultMetrics?: boolean } = {}): Prom
   });
   const store = new Histogram({
     name: "eproxy_store_operation_duration_seconds",
-    help: "Session-store operations, by operation and outcome.",
-    labelNames: ["operation", "outcome"] as const,
+    help: "Store operations, by store (sessions, traces), operation and outcome.",
+    labelNames: ["store", "operation", "outcome"] as const,
     buckets: STORE_SECONDS,
     registers,
   });
   const storeErrors = new Counter({
     name: "eproxy_store_errors_total",
-    help: "Session-store operations that failed, by operation.",
-    labelNames: ["operation"] as const,
+    help: "Store operations that failed, by store (sessions, traces) and operation.",
+    labelNames: ["store", "operation"] as const,
     registers,
   });
   const breakers = new Gauge({
@@ -179,9 +179,9 @@ export function createPromMetrics(opts: { defaultMetrics?: boolean } = {}): Prom
       upstream.observe({ teleservice, status_class: statusClass, error_code: errorCode }, seconds),
     cibaOutcome: (outcome) => cibaOutcomes.inc({ outcome }),
     traceEvent: (type) => traceEvents.inc({ type }),
-    storeCall: ({ operation, ok, seconds }) => {
-      store.observe({ operation, outcome: ok ? "ok" : "error" }, seconds);
-      if (!ok) storeErrors.inc({ operation });
+    storeCall: ({ store: name, operation, ok, seconds }) => {
+      store.observe({ store: name, operation, outcome: ok ? "ok" : "error" }, seconds);
+      if (!ok) storeErrors.inc({ store: name, operation });
     },
     breakerState: (breaker, state) => {
       for (const s of BREAKER_STATES) breakers.set({ breaker, state: s }, s === state ? 1 : 0);

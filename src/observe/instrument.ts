@@ -162,10 +162,10 @@ export function instrumentTokenExchange(te: TokenExchange, t: Telemetry): TokenE
 }
 
 /**
- * The session store: `eproxy_store_operation_duration_seconds` by operation and outcome and
- * `eproxy_store_errors_total`, around every method that returns a promise.
+ * A store (sessions or traces): `eproxy_store_operation_duration_seconds` by store, operation and
+ * outcome and `eproxy_store_errors_total`, around every method that returns a promise.
  */
-export function instrumentStore<T extends object>(store: T, t: Telemetry): T {
+export function instrumentStore<T extends object>(store: T, t: Telemetry, name: "sessions" | "traces"): T {
   const wrapped = new Map<string | symbol, unknown>();
   return new Proxy(store, {
     get(target, prop) {
@@ -179,11 +179,11 @@ export function instrumentStore<T extends object>(store: T, t: Telemetry): T {
           if (!r || typeof (r as Promise<unknown>).then !== "function") return r;
           return (r as Promise<unknown>).then(
             (v) => {
-              t.metrics.storeCall({ operation: prop, ok: true, seconds: seconds(started) });
+              t.metrics.storeCall({ store: name, operation: prop, ok: true, seconds: seconds(started) });
               return v;
             },
             (err: unknown) => {
-              t.metrics.storeCall({ operation: prop, ok: false, seconds: seconds(started) });
+              t.metrics.storeCall({ store: name, operation: prop, ok: false, seconds: seconds(started) });
               throw err;
             },
           );

@@ -50,8 +50,8 @@ export interface Metrics {
   cibaOutcome(outcome: string): void;
   /** One access trace recorded, by type. */
   traceEvent(type: string): void;
-  /** One session-store operation. */
-  storeCall(p: { operation: string; ok: boolean; seconds: number }): void;
+  /** One operation of a store: `sessions` (memory or Redis) or `traces` (MongoDB or the file). */
+  storeCall(p: { store: "sessions" | "traces"; operation: string; ok: boolean; seconds: number }): void;
   /** The current state of a circuit breaker (set on every transition). */
   breakerState(breaker: string, state: BreakerState): void;
   /** Registers values read at scrape time. */

@@ -12,6 +12,7 @@ import { underLease } from "../auth/single-flight.ts";
 import type { AuthStore, SessionRecord } from "../auth/store.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
+import type { Metrics } from "../observe/telemetry.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { ExchangedToken, TokenExchange } from "./ports.ts";
 
@@ -44,6 +45,8 @@ export function createApiTokens(deps: {
   traces?: Traces;
   now?: () => number;
   log?: Pick<Logger, "warn" | "info">;
+  /** Where each breaker's state is shown (`eproxy_circuit_breaker_state`). */
+  metrics?: Pick<Metrics, "breakerState">;
 }): ApiTokens {
   const { sessions, tokenExchange, store } = deps;
   const traces = deps.traces ?? { record() {} };
@@ -64,14 +67,17 @@ export function createApiTokens(deps: {
             ? e.retryAfterSeconds * 1000
             : undefined,
         now,
-        onIncident: (e) =>
-          e.phase === "start"
-            ? deps.log?.warn(
-                { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
-                "authorization server failing: token exchanges paused, cached API tokens still used",
-              )
-            : deps.log?.info({ peer: e.peer }, "authorization server answers again"),
+        onIncident: (e) => {
+          deps.metrics?.breakerState(e.peer, e.phase === "start" ? "open" : "closed");
+          if (e.phase === "start") {
+            deps.log?.warn(
+              { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
+              "authorization server failing: token exchanges paused, cached API tokens still used",
+            );
+          } else deps.log?.info({ peer: e.peer }, "authorization server answers again");
+        },
       });
+      deps.metrics?.breakerState(g.name, "closed");
       guards.set(t.name, g);
     }
     return g;

@@ -325,10 +325,25 @@ describe.skipIf(missing.length > 0)(
       expect(sampleValue(s, "eproxy_trace_events_total", { type: "EXCHANGE" })).toBe(1);
       expect(sampleValue(s, "eproxy_trace_events_total", { type: "SEND" })).toBe(2);
       expect(
-        count("eproxy_store_operation_duration_seconds", { operation: "putSession", outcome: "ok" }),
+        count("eproxy_store_operation_duration_seconds", {
+          store: "sessions",
+          operation: "putSession",
+          outcome: "ok",
+        }),
       ).toBeGreaterThanOrEqual(1);
       expect(
-        count("eproxy_store_operation_duration_seconds", { operation: "getSession", outcome: "ok" }),
+        count("eproxy_store_operation_duration_seconds", {
+          store: "sessions",
+          operation: "getSession",
+          outcome: "ok",
+        }),
+      ).toBeGreaterThanOrEqual(1);
+      expect(
+        count("eproxy_store_operation_duration_seconds", {
+          store: "traces",
+          operation: "insertMany",
+          outcome: "ok",
+        }),
       ).toBeGreaterThanOrEqual(1);
       expect(sampleValue(s, "eproxy_store_errors_total")).toBeUndefined();
 
@@ -337,6 +352,7 @@ describe.skipIf(missing.length > 0)(
         1,
       );
       expect(sampleValue(s, "eproxy_circuit_breaker_state", { breaker: "psc-token", state: "open" })).toBe(0);
+      expect(sampleValue(s, "eproxy_circuit_breaker_state", { breaker: "as:insi", state: "closed" })).toBe(1);
       expect(sampleValue(s, "eproxy_live_sessions")).toBe(1);
       expect(sampleValue(s, "eproxy_trace_spool_bytes")).toBe(0);
       expect(sampleValue(s, "eproxy_trace_events_dropped_total")).toBe(0);

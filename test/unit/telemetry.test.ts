@@ -124,16 +124,19 @@ describe("instrumented ports", () => {
         close: async () => {},
       },
       t,
+      "sessions",
     );
     await store.ping();
     await expect(store.getSession()).rejects.toThrow();
     await store.close();
     const out = await text();
-    expect(out).toContain('eproxy_store_operation_duration_seconds_count{operation="ping",outcome="ok"} 1');
     expect(out).toContain(
-      'eproxy_store_operation_duration_seconds_count{operation="getSession",outcome="error"} 1',
+      'eproxy_store_operation_duration_seconds_count{store="sessions",operation="ping",outcome="ok"} 1',
     );
-    expect(out).toContain('eproxy_store_errors_total{operation="getSession"} 1');
+    expect(out).toContain(
+      'eproxy_store_operation_duration_seconds_count{store="sessions",operation="getSession",outcome="error"} 1',
+    );
+    expect(out).toContain('eproxy_store_errors_total{store="sessions",operation="getSession"} 1');
     expect(out).not.toContain('operation="close"');
   });
 
