@@ -145,4 +145,16 @@ describe("import graph of src/", () => {
     );
     expect(offending).toEqual([]);
   });
+
+  it("keeps prom-client and OpenTelemetry behind the telemetry port (observe/ and the domain never load them)", () => {
+    const offending = [...g].flatMap(([file, { packages, local }]) =>
+      [...DOMAIN, "http", "observe"].includes(layer(file))
+        ? [
+            ...packages.filter((p) => /^(prom-client$|@opentelemetry\/)/.test(p)),
+            ...local.filter((t) => layer(t) === "infra"),
+          ].map((p) => `${file} -> ${p}`)
+        : [],
+    );
+    expect(offending).toEqual([]);
+  });
 });
