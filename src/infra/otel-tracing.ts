@@ -18,12 +18,13 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ExportResultCode, W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
   BatchSpanProcessor,
   ParentBasedSampler,
+  type SpanExporter,
   TraceIdRatioBasedSampler,
   TracerProvider,
 } from "@opentelemetry/sdk-trace";
@@ -66,11 +67,29 @@ function failSpan(span: Span, err: unknown): void {
 
 /** Starts the SDK and returns the tracing port. */
 export function createOtelTracing(cfg: TracingConfig, log: Logger, version: string): Tracing {
-  const exporter = new OTLPTraceExporter({
+  const otlp = new OTLPTraceExporter({
     url: cfg.otlpEndpoint,
     headers: { ...cfg.headers },
     timeoutMillis: cfg.exportTimeoutMs,
   });
+  // The SDK drops spans it cannot export without a word: say so, at most once a minute.
+  let lastWarning = 0;
+  const exporter: SpanExporter = {
+    export(spans, done) {
+      otlp.export(spans, (result) => {
+        if (result.code !== ExportResultCode.SUCCESS && Date.now() - lastWarning > 60_000) {
+          lastWarning = Date.now();
+          log.warn(
+            { endpoint: cfg.otlpEndpoint, spans: spans.length, err: result.error?.message },
+            "tracing: spans could not be exported (dropped)",
+          );
+        }
+        done(result);
+      });
+    },
+    shutdown: () => otlp.shutdown(),
+    forceFlush: () => otlp.forceFlush(),
+  };
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": cfg.serviceName, "service.version": version }),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(cfg.sampleRatio) }),
