@@ -130,7 +130,7 @@ export async function createDeps(
     (sessionsCfg.kind === "redis" && keyRing
       ? createRedisStore(sessionsCfg, keyRing, log)
       : createMemoryStore());
-  const store = measuring ? instrumentStore(rawStore, telemetry, "sessions") : rawStore;
+  const store = instrumenting ? instrumentStore(rawStore, telemetry, "sessions") : rawStore;
   const clientSource: ClientSource | undefined =
     overrides.clientSource ??
     (config.stores.mongodbUrl ? createMongoClientSource(config.stores.mongodbUrl, { log }) : undefined);
@@ -153,7 +153,7 @@ export async function createDeps(
     traceStore = createMemoryTraceStore({ file: config.traces.file, retentionMs });
     log.warn({ file: config.traces.file }, "no MongoDB: traces kept in memory and in a JSON-lines file");
   }
-  if (measuring) traceStore = instrumentStore(traceStore, telemetry, "traces");
+  if (instrumenting) traceStore = instrumentStore(traceStore, telemetry, "traces");
   const writer = createTraceWriter(traceStore, log, {
     spoolFile: config.traces.spoolFile,
     spoolMaxBytes: config.traces.spoolMaxBytes,

@@ -31,11 +31,18 @@ import {
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
-import type { ActiveSpan, SpanAttributes, Tracing } from "../observe/telemetry.ts";
+import {
+  type ActiveSpan,
+  noopTracing,
+  type SpanAttributes,
+  type SpanOptions,
+  type Tracing,
+} from "../observe/telemetry.ts";
 
 /** The `tracing` block of the configuration. */
 export type TracingConfig = NonNullable<Config["tracing"]>;
 
+const noopSpan = noopTracing.start("");
 const PROPAGATE = createContextKey("eproxy.propagate-trace-context");
 // undici announces every request it creates here, synchronously, in the caller's async context.
 const UNDICI_REQUEST_CREATE = "undici:request:create";
@@ -113,8 +120,9 @@ export function createOtelTracing(cfg: TracingConfig, log: Logger, version: stri
   };
   diagnosticsChannel.subscribe(UNDICI_REQUEST_CREATE, onRequestCreate);
 
-  function start(name: string, attrs: SpanAttributes = {}, opts: { propagate?: boolean } = {}): ActiveSpan {
+  function start(name: string, attrs: SpanAttributes = {}, opts: SpanOptions = {}): ActiveSpan {
     const parent = contexts.active();
+    if (opts.childOnly && !trace.getSpan(parent)) return noopSpan;
     const span = tracer.startSpan(name, { kind: SpanKind.CLIENT, attributes: attrs }, parent);
     const withSpan = trace.setSpan(parent, span);
     const ctx = opts.propagate ? withSpan.setValue(PROPAGATE, true) : withSpan.deleteValue(PROPAGATE);

@@ -163,7 +163,8 @@ export function instrumentTokenExchange(te: TokenExchange, t: Telemetry): TokenE
 
 /**
  * A store (sessions or traces): `eproxy_store_operation_duration_seconds` by store, operation and
- * outcome and `eproxy_store_errors_total`, around every method that returns a promise.
+ * outcome and `eproxy_store_errors_total`, around every method that returns a promise; with
+ * tracing, a span per operation made while serving a request (background work starts no trace).
  */
 export function instrumentStore<T extends object>(store: T, t: Telemetry, name: "sessions" | "traces"): T {
   const wrapped = new Map<string | symbol, unknown>();
@@ -173,17 +174,30 @@ export function instrumentStore<T extends object>(store: T, t: Telemetry, name: 
       if (typeof original !== "function" || typeof prop !== "string" || prop === "close") return original;
       let fn = wrapped.get(prop);
       if (!fn) {
+        const attrs = { "eproxy.store": name, "db.operation.name": prop };
         fn = (...args: unknown[]) => {
           const started = performance.now();
-          const r = (original as (...a: unknown[]) => unknown).apply(target, args);
-          if (!r || typeof (r as Promise<unknown>).then !== "function") return r;
+          const span = t.tracing.start(`${name} ${prop}`, attrs, { childOnly: true });
+          let r: unknown;
+          try {
+            r = span.run(() => (original as (...a: unknown[]) => unknown).apply(target, args));
+          } catch (err) {
+            span.end(err);
+            throw err;
+          }
+          if (!r || typeof (r as Promise<unknown>).then !== "function") {
+            span.end();
+            return r;
+          }
           return (r as Promise<unknown>).then(
             (v) => {
               t.metrics.storeCall({ store: name, operation: prop, ok: true, seconds: seconds(started) });
+              span.end();
               return v;
             },
             (err: unknown) => {
               t.metrics.storeCall({ store: name, operation: prop, ok: false, seconds: seconds(started) });
+              span.end(err);
               throw err;
             },
           );

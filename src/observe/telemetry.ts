@@ -68,6 +68,8 @@ export interface SpanOptions {
    * authorization servers). The relay's upstream call passes headers itself and leaves this off.
    */
   propagate?: boolean;
+  /** Only inside a request's trace: no span (and no new trace) when there is no current span. */
+  childOnly?: boolean;
 }
 
 /** A started span. */

@@ -423,6 +423,10 @@ describe.skipIf(missing.length > 0)(
       expect(parentOf(byName("PSC ciba_start"))).toBe(byName("/eproxy.v1.AuthService/StartCiba").spanID);
       expect(parentOf(byName("token exchange insi"))).toBe(byName(SEND_ROUTE).spanID);
       expect(parentOf(byName("upstream insi"))).toBe(byName(SEND_ROUTE).spanID);
+      // Session-store calls made while serving the relay are spans of its trace too.
+      const storeSpans = spans.filter((sp) => sp.operationName.startsWith("sessions "));
+      expect(storeSpans.map((sp) => sp.operationName)).toContain("sessions getSession");
+      expect(storeSpans.some((sp) => parentOf(sp) === byName(SEND_ROUTE).spanID)).toBe(true);
       const tag = (sp: JaegerSpan, key: string) => sp.tags.find((t) => t.key === key)?.value;
       expect(tag(byName(SEND_ROUTE), "eproxy.request_id")).toBe(relayRequestId);
       expect(tag(byName(SEND_ROUTE), "eproxy.code")).toBe("ok");
