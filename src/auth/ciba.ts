@@ -335,8 +335,9 @@ export function createCiba(deps: {
           }
           if (draining) throw shuttingDown();
           await adopt(rec);
-          // Changes made here notify through the store too; the timeout only covers lost ones.
-          await waker.wait(poller.get(rec.id) ? POLL_LEASE_MS : WATCH_RECHECK_MS, signal);
+          // Changes made here notify through the store too (pub/sub); the timeout bounds how late a
+          // watcher learns of one whose notification was lost during a Redis reconnect.
+          await waker.wait(WATCH_RECHECK_MS, signal);
           if (draining) throw shuttingDown();
           rec = await load(clientId, authReqId).catch(
             (): CibaRecord => ({ ...rec, status: "EXPIRED", errorMessage: "the request expired" }),

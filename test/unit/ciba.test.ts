@@ -283,6 +283,19 @@ describe("CIBA service on fake time", () => {
     expect((await b.get(client.id, req.authReqId)).session?.sessionId).toBe("s1");
   });
 
+  it("a watcher whose notification was lost (Redis reconnecting) learns the change within 10 s", async () => {
+    const psc = fakePsc();
+    const a = replica({ store: { ...createMemoryStore(), notify: async () => {} }, psc });
+    const req = await started(a);
+    const w = watching(a.watch(client.id, req.authReqId));
+    psc.answer("psc-1", approved);
+    await tick(9_990);
+    expect(w.statuses()).toEqual(["PENDING"]);
+    await tick(10);
+    await w.ended;
+    expect(w.statuses()).toEqual(["PENDING", "APPROVED"]);
+  });
+
   it("a remote watcher costs a store read per 10 s while nothing happens", async () => {
     const { calls, w } = await watchedFromB();
     await tick(60_000);
