@@ -48,8 +48,11 @@ export function describeNetError(err: unknown): string {
     e = e.cause as typeof e;
   }
   const e = err as Error & { code?: string };
-  const alert = /alert (.+?)(?::|$)/i.exec(e.message)?.[1];
-  if (alert) return `the server refused the TLS handshake: ${alert.replace(/^number \d+$/, e.message)}`;
+  if (e.code === "EPROXY_TLS_REFUSED") return e.message;
+  // OpenSSL alerts: ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE, ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED, ...
+  const alert = /_ALERT_(\w+)$/.exec(e.code ?? "")?.[1];
+  if (alert)
+    return `the server refused the TLS handshake: ${alert.toLowerCase().replaceAll("_", " ")} (${e.code})`;
   return e.code ? `${e.message} (${e.code})` : e.message;
 }
 
@@ -88,8 +91,37 @@ export function tlsHandshake(opts: {
       () => done(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })),
       opts.timeoutMs,
     );
-    socket.once("error", (err) => done(err));
+    let handshaken = false;
+    socket.once("error", (err: NodeJS.ErrnoException) => {
+      // TLS 1.2: a server that refuses the certificate resets the connection during the handshake.
+      if (!handshaken && err.code === "ECONNRESET") {
+        done(
+          Object.assign(
+            new Error(
+              "connection reset during the TLS handshake: the server refused the client certificate (or does not speak TLS)",
+            ),
+            { code: "EPROXY_TLS_REFUSED" },
+          ),
+        );
+      } else done(err);
+    });
+    // TLS 1.3: the handshake completes first; a refused certificate then closes the connection.
+    socket.once("close", () =>
+      done(
+        Object.assign(
+          new Error(
+            "the server closed the connection after the TLS handshake: it refused the client certificate",
+          ),
+          {
+            code: "EPROXY_TLS_REFUSED",
+          },
+        ),
+      ),
+    );
     socket.once("secureConnect", () => {
+      handshaken = true;
+      // Read, so that an alert or a close right after the handshake is seen.
+      socket.resume();
       const peer = socket.getPeerX509Certificate();
       const result: HandshakeResult = {
         protocol: socket.getProtocol() ?? "TLS",
