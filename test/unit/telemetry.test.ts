@@ -6,7 +6,7 @@
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import type { PscGateway } from "../../src/auth/psc-gateway.ts";
-import type { TeleserviceConfig } from "../../src/config.ts";
+import { ConfigError, parseConfig, type TeleserviceConfig } from "../../src/config.ts";
 import { EproxyError } from "../../src/errors.ts";
 import { createPromMetrics } from "../../src/infra/prom-metrics.ts";
 import type { RequestContext } from "../../src/log.ts";
@@ -218,5 +218,33 @@ describe("labels", () => {
     expect(foreignCodeOf(wrap("ERR_TLS_CERT_ALTNAME_INVALID"))).toBe("ERR_TLS_CERT_ALTNAME_INVALID");
     expect(foreignCodeOf(wrap("some free text"))).toBe("other");
     expect(foreignCodeOf(new EproxyError("INTERNAL", "x"))).toBe("none");
+  });
+});
+
+describe("configuration", () => {
+  const base = {
+    server: { port: 8443, tls: { certFile: "c.pem", keyFile: "k.pem" } },
+    psc: { discoveryUrl: "https://psc.example/.well-known/openid-configuration" },
+  };
+
+  it("admin listener off and tracing off by default; loopback when only the port is given", () => {
+    const c = parseConfig(base, {});
+    expect(c.admin.port).toBeUndefined();
+    expect(c.tracing).toBeUndefined();
+    const on = parseConfig(
+      { ...base, admin: { port: 9464 } },
+      { EPROXY_OTLP_ENDPOINT: "http://127.0.0.1:4318/v1/traces" },
+    );
+    expect(on.admin).toEqual({ listenAddress: "127.0.0.1", port: 9464 });
+    expect(on.tracing?.otlpEndpoint).toBe("http://127.0.0.1:4318/v1/traces");
+    expect(parseConfig(base, { EPROXY_ADMIN_PORT: "9100" }).admin.port).toBe(9100);
+  });
+
+  it("refuses the public port for the admin listener, naming the key", () => {
+    expect(() => parseConfig({ ...base, admin: { port: 8443 } }, {})).toThrow(ConfigError);
+    expect(() => parseConfig({ ...base, admin: { port: 8443 } }, {})).toThrow(/admin\.port: .*own port/);
+    expect(() => parseConfig({ ...base, tracing: { otlpEndpoint: "nope" } }, {})).toThrow(
+      /tracing\.otlpEndpoint/,
+    );
   });
 });
