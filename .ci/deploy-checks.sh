@@ -111,6 +111,16 @@ compose_config() {
   fi
 }
 check "docker-compose.yml: compose config" compose_config
+# Negative control: a key the compose specification does not have must be refused.
+compose_refuses() {
+  cp "$work/compose/docker-compose.yml" "$work/compose/good.yml"
+  sed -i 's/^    read_only: true$/    read_only: true\n    read_onyl: true/' "$work/compose/docker-compose.yml"
+  ! compose_config >/dev/null 2>&1
+  local rc=$?
+  mv "$work/compose/good.yml" "$work/compose/docker-compose.yml"
+  return $rc
+}
+check "compose config refuses an unknown key (negative control)" compose_refuses
 
 # --- Helm chart ----------------------------------------------------------------------------------
 check "helm lint" helm lint --strict "$chart" --kube-version "${k8s_version#v}"
