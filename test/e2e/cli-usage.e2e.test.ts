@@ -55,6 +55,7 @@ function serverLines(port: number, extra: { keyFile?: string; discoveryUrl?: str
 describe("eproxy --help and --version", () => {
   it.each([
     ["serve", /^Usage: eproxy serve/],
+    ["doctor", /^Usage: eproxy doctor/],
     ["api-key", /^Usage: eproxy api-key/],
     ["sandbox", /^Usage: eproxy sandbox/],
     ["certs", /^Usage: eproxy certs/],
