@@ -23,7 +23,7 @@
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (64), BENCH_MTOM_MB (100),
  * BENCH_MTOM_ROUNDS (3), BENCH_MTOM_HTTP (`1.1` or `2`: the uploads to nginx and eProxy), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
  * (`memory` | `redis`; redis starts a private redis-server), BENCH_CPU_PROF=DIR (V8 CPU profile of
- * eProxy), BENCH_LOG_LEVEL (eProxy's log level, default info: its access line is part of the cost,
+ * eProxy), BENCH_NODE_FLAGS (extra flags for eProxy's node), BENCH_LOG_LEVEL (eProxy's log level, default info: its access line is part of the cost,
  * as nginx's access_log is), BENCH_KEEP=1 (keep the temporary directory).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -530,6 +530,8 @@ async function main(): Promise<void> {
       process.execPath,
       [
         "--trace-gc",
+        // BENCH_NODE_FLAGS: extra V8/Node flags for eProxy (e.g. --max-semi-space-size=8).
+        ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
         ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
         path.resolve("bin/eproxy.js"),
         "serve",

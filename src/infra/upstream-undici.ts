@@ -5,7 +5,7 @@
  * by their codes, walking `cause` chains.
  */
 import { readFileSync } from "node:fs";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import type { Logger } from "pino";
 import { Agent, type Dispatcher, request } from "undici";
 import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
@@ -89,7 +89,9 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
       const source = whole ? undefined : (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
       // Marks the moment undici asks for the first body byte: from then on, no retry. Until then,
       // a failed attempt must not close the source, which the retry still needs.
-      // undici writes an async iterable itself (awaiting the socket's drain): no Readable in between.
+      // Streamed bodies go through a Readable: its read-ahead (16 chunks) overlaps reading the caller
+      // with writing upstream, which measured faster for large MTOM uploads than undici pulling the
+      // iterable chunk by chunk. Small bodies are sent whole (below) and pay no stream.
       const attemptBody = (): AsyncIterable<Uint8Array> => ({
         [Symbol.asyncIterator]: () => ({
           next: () => {
@@ -107,9 +109,8 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
           const res = await request(url, {
             method: "POST",
             headers,
-            // undici documents and handles async iterables; its `request` typing omits them.
             // A buffer can be sent again: a connect failure means none of it left.
-            body: whole ?? (attemptBody() as unknown as Readable),
+            body: whole ?? Readable.from(attemptBody()),
             dispatcher,
             ...(signal ? { signal } : {}),
           });
