@@ -107,6 +107,33 @@ function limited(
   };
 }
 
+/**
+ * The request body, failing as soon as the caller hangs up: an HTTP/2 request reset by its caller
+ * does not always end its body stream, and the relay would wait for the first bytes forever.
+ */
+function untilAborted(body: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = body[Symbol.asyncIterator]();
+      let onAbort = () => {};
+      const aborted = new Promise<never>((_, reject) => {
+        onAbort = () => reject(new EproxyError("UNAVAILABLE", "request cancelled by the caller"));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener("abort", onAbort, { once: true });
+      });
+      aborted.catch(() => {});
+      return {
+        next: () => Promise.race([it.next(), aborted]),
+        async return() {
+          signal.removeEventListener("abort", onAbort);
+          await it.return?.();
+          return { done: true as const, value: undefined };
+        },
+      };
+    },
+  };
+}
+
 /** Drops an upstream body we will not relay (undici reports the destroy as an error: ignore it). */
 export function discard(body: UpstreamResponse["body"]): void {
   body.on("error", () => {});
@@ -153,7 +180,7 @@ export function createRelay(deps: {
       }
       const rec = await sessions.fresh(req.sessionToken, req.caller.id);
       /** The call's one SEND trace (built here only), once the session is known. */
-      const recordSend = (outcome: string, answered?: SendFacts): void => {
+      const recordSend = (outcome: string, answered?: SendFacts, callerCorrelationId?: string): void => {
         traces.record({
           type: "SEND",
           clientId: req.caller.id,
@@ -171,14 +198,26 @@ export function createRelay(deps: {
                 bytesOut: answered.bytesOut,
                 correlationId: answered.correlationId,
               }
-            : {}),
+            : callerCorrelationId
+              ? { correlationId: callerCorrelationId }
+              : {}),
           outcome,
         });
       };
       // The caller hanging up before the answer is a client abort, traced as such (not as an
       // upstream failure): the SEND says ABORTED, the transport answers nobody.
-      const aborted = (err: unknown): never => {
-        if (req.signal?.aborted) recordSend("ABORTED");
+      const aborted = async (err: unknown): Promise<never> => {
+        // The request body fails (stream reset) a moment before the transport reports the hang-up.
+        if (!req.signal?.aborted) await new Promise((r) => setImmediate(r));
+        if (req.signal?.aborted) {
+          // The caller's own correlation id, when it gave a safe one, ties the trace to its request.
+          const given = req.headers["x-correlation-id"];
+          recordSend(
+            "ABORTED",
+            undefined,
+            typeof given === "string" && SAFE_ID.test(given) ? given : undefined,
+          );
+        }
         throw err;
       };
       const go = async (): Promise<RelayResponse> => {
@@ -189,7 +228,10 @@ export function createRelay(deps: {
         const contentType = Array.isArray(ct) ? ct[0] : ct;
         const sa = req.headers.soapaction;
         const counted = { n: 0 };
-        const { head, body, complete } = await peek(limited(req.body, t.maxBodyBytes, counted), SNIFF_BYTES);
+        const { head, body, complete } = await peek(
+          limited(req.signal ? untilAborted(req.body, req.signal) : req.body, t.maxBodyBytes, counted),
+          SNIFF_BYTES,
+        );
         const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
 
         const given = req.headers["x-correlation-id"];

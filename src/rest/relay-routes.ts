@@ -101,7 +101,9 @@ export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
         // The caller hanging up cancels the upstream call; once the answer is done, nothing to cancel.
         const abort = new AbortController();
         const onClose = () => {
-          if (!res.writableFinished) abort.abort();
+          // An HTTP/2 stream reset by the caller closes a response that looks finished but never
+          // sent its headers: that is a hang-up too.
+          if (!res.writableFinished || !res.headersSent) abort.abort();
         };
         res.once("close", onClose);
         try {

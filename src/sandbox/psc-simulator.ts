@@ -41,6 +41,8 @@ export interface PscFaults {
   retryAfterSeconds: number;
   /** Answer every refresh with `invalid_grant`. */
   refreshInvalidGrant: boolean;
+  /** Answer refresh-token grants 503 with Retry-After (`retryAfterSeconds`): PSC's token endpoint down. */
+  refreshUnavailable: boolean;
   /** Make the code flow end with this error (e.g. `access_denied`). */
   codeFlowError: string | null;
 }
@@ -67,6 +69,11 @@ export interface PscStats {
 export interface PscSimulatorOptions {
   /** Port (0 picks one). */
   port: number;
+  /**
+   * Port in the issuer and endpoint URLs when clients reach the simulator through a proxy (a
+   * fault-injecting TCP proxy in the chaos tests); default: the listening port.
+   */
+  publicPort?: number;
   /** Host name used in the issuer (must match the server certificate). */
   host?: string;
   /** Server TLS material and the CA that issued client certificates. */
@@ -139,6 +146,7 @@ function emptyFaults(): PscFaults {
     unavailablePolls: 0,
     retryAfterSeconds: 2,
     refreshInvalidGrant: false,
+    refreshUnavailable: false,
     codeFlowError: null,
   };
 }
@@ -194,7 +202,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
   });
   await new Promise<void>((resolve) => server.listen(opts.port, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
-  const origin = `https://${host}:${port}`;
+  const origin = `https://${host}:${opts.publicPort ?? port}`;
   const issuer = `${origin}${PSC_REALM_PATH}`;
 
   const { privateKey } = await generateKeyPair("RS256", { extractable: true });
@@ -523,6 +531,14 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
             }
           } else if (grant === "refresh_token") {
             stats.refreshes++;
+            if (faults.refreshUnavailable) {
+              res.writeHead(503, {
+                "retry-after": String(faults.retryAfterSeconds),
+                "content-type": "text/html",
+              });
+              res.end("<html><body>Service Unavailable</body></html>");
+              return;
+            }
             if (faults.refreshInvalidGrant) {
               return json(res, 400, { error: "invalid_grant", error_description: "Token is not active" });
             }

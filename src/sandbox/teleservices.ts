@@ -27,12 +27,16 @@ export interface TeleserviceFaults {
   resetMidBody: boolean;
   /** Answer like a broken load balancer: 502 with an HTML page. */
   html502: boolean;
+  /** The token endpoint (the authorization server) answers 503 with `Retry-After: 1`. */
+  asUnavailable?: boolean;
 }
 
 /** Counters and last observations, for tests. */
 export interface TeleserviceStats {
   /** Token exchanges performed. */
   exchanges: number;
+  /** Requests that reached the token endpoint (performed or not). */
+  exchangeRequests?: number;
   /** Teleservice requests received. */
   requests: number;
   /** Headers of the last teleservice request. */
@@ -150,6 +154,13 @@ export async function startTeleserviceSimulator(opts: {
 
   async function tokenExchange(req: IncomingMessage, res: ServerResponse): Promise<void> {
     stats.lastExchangeHeaders = { ...req.headers };
+    stats.exchangeRequests = (stats.exchangeRequests ?? 0) + 1;
+    if (faults.asUnavailable) {
+      await readAll(req);
+      res.writeHead(503, { "retry-after": "1", "content-type": "text/html" });
+      res.end("<html><body>maintenance</body></html>");
+      return;
+    }
     const form = new URLSearchParams((await readAll(req)).toString());
     if (form.get("grant_type") !== "urn:ietf:params:oauth:grant-type:token-exchange") {
       return json(res, 400, { error: "unsupported_grant_type" });
