@@ -205,6 +205,14 @@ const warnings: string[] = [];
 const onUnhandled = (e: unknown) => unhandled.push(e);
 const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
 
+// CI (EPROXY_REQUIRE_SERVERS=1) installs Toxiproxy and Redis: there, a missing one is a failure, not a skip.
+describe.runIf(process.env.EPROXY_REQUIRE_SERVERS === "1")("fault-injection prerequisites", () => {
+  it("toxiproxy-server and redis-server are installed", () => {
+    expect(TOXIPROXY, "toxiproxy-server (.ci/install-tools.sh toxiproxy-server)").toBeDefined();
+    expect(redisBin, "redis-server").toBeTruthy();
+  });
+});
+
 describe.skipIf(!TOXIPROXY || !redisBin)("fault injection under steady relay load", () => {
   beforeAll(async () => {
     process.on("unhandledRejection", onUnhandled);
