@@ -23,9 +23,18 @@ type RedisConfig = Extract<Config["stores"]["sessions"], { kind: "redis" }>;
 const CAS_PUT = `
 local cur = redis.call('HGET', KEYS[1], 'v')
 if (cur or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'i', ARGV[5])
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'i', ARGV[5], 'a', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`;
+// The idle touch of a relayed call without reading the sealed record: 'a' (absolute expiry, ms) is
+// kept beside it. -1 for a record written before 'a' existed (the caller then reads it).
+const TOUCH = `
+local a = redis.call('HGET', KEYS[1], 'a')
+if not a then return -1 end
+local ttl = math.floor(math.min(tonumber(ARGV[1]), tonumber(a) - tonumber(ARGV[2])))
+if ttl < 1 then ttl = 1 end
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {ttl, redis.call('HGET', KEYS[1], 'i') or ''}`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 // INCR, and start the window on the first event; answers the count and the time left.
 const HIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return {n, redis.call('PTTL', KEYS[1])}`;
@@ -211,6 +220,7 @@ export function createRedisStore(
           ring.seal(JSON.stringify(rec), key),
           String(ttl),
           index,
+          String(rec.absoluteExpiresAt),
         );
         if (ok !== 1) return false;
         // Separate command: in a cluster the index may live in another slot than the session.
@@ -221,6 +231,14 @@ export function createRedisStore(
     touchSession: (id, ttlMs) =>
       run("touch session", async () => {
         const key = sKey(id);
+        // One script instead of reading and opening the record (two round trips and an AES-GCM open).
+        const touched = (await redis.eval(TOUCH, 1, key, String(ttlMs), String(now()))) as
+          | number
+          | [number, string];
+        if (Array.isArray(touched)) {
+          if (touched[1]) await redis.pexpire(touched[1], touched[0]);
+          return;
+        }
         const [sealed, index] = await redis.hmget(key, "d", "i");
         const rec = openSession(id, sealed);
         if (!rec) return;

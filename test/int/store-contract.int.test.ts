@@ -104,6 +104,8 @@ function contract(name: string, make: () => AuthStore, makePeer: (store: AuthSto
       expect(await store.getSession(idle.id)).toBeUndefined();
       const capped = record({ absoluteExpiresAt: Date.now() + 300 });
       await store.putSession(capped, 60_000);
+      // A touch asking for more is capped too.
+      await store.touchSession(capped.id, 60_000);
       const expiry = (await store.sessionIdleExpiry(capped.id)) as number;
       // Not the 60 s asked: the absolute end (Redis reports it as now + PTTL, hence the margin).
       expect(expiry).toBeLessThanOrEqual(capped.absoluteExpiresAt + 1_000);
