@@ -186,7 +186,17 @@ export async function createDeps(
   const rawUpstream = overrides.upstream ?? undici;
   const upstream = instrumenting ? instrumentUpstream(rawUpstream, telemetry) : rawUpstream;
   const rawExchange =
-    overrides.tokenExchange ?? createOpenidTokenExchange({ dispatcherFor: undici.dispatcherFor, log });
+    overrides.tokenExchange ??
+    createOpenidTokenExchange({
+      dispatcherFor: undici.dispatcherFor,
+      log,
+      tlsFor: (clientId, t) => {
+        const id = clients.identity(clientId);
+        return id
+          ? { ...id.tls, ...(t.caFile ? { ca: readFileSync(t.caFile, "utf8") } : {}), minVersion: "TLSv1.2" }
+          : undefined;
+      },
+    });
   const tokenExchange = instrumenting ? instrumentTokenExchange(rawExchange, telemetry) : rawExchange;
   const apiTokens = createApiTokens({
     sessions,

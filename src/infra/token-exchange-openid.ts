@@ -4,6 +4,7 @@
  * its relayed calls (openid-client's `customFetch` hook, as its documentation shows for mTLS).
  * Failures are translated here: `invalid_grant` means the PSC session is no longer good.
  */
+import type { ConnectionOptions } from "node:tls";
 import * as oidc from "openid-client";
 import type { Logger } from "pino";
 import { type Dispatcher, fetch as undiciFetch } from "undici";
@@ -18,7 +19,9 @@ import {
   ownError,
   peerRefusedCertificate,
   retryAfterMs,
+  transportFailureOf,
 } from "./foreign-errors.ts";
+import { certificateRefusal } from "./tls-probe.ts";
 import { toUpstreamError } from "./upstream-undici.ts";
 
 const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -30,8 +33,36 @@ const DEFAULT_EXPIRES_IN_SECONDS = 3600;
 export function createOpenidTokenExchange(deps: {
   dispatcherFor(clientId: string, t: TeleserviceConfig): Dispatcher;
   log: Logger;
+  /**
+   * The TLS options of a client towards a teleservice's authorization server, for the one probe
+   * handshake that tells a refused certificate from a server that closed the connection.
+   */
+  tlsFor?(clientId: string, t: TeleserviceConfig): ConnectionOptions | undefined;
 }): TokenExchange {
   const { dispatcherFor, log } = deps;
+  const probed = new Map<string, { until: number; alert: string | undefined }>();
+
+  /** The TLS alert by which the AS refused the client's certificate, when that is why it closed. */
+  async function refusalOf(
+    err: unknown,
+    clientId: string,
+    t: TeleserviceConfig,
+  ): Promise<string | undefined> {
+    const endpoint = t.tokenExchange?.endpoint;
+    if (!endpoint || ownError(err) || peerRefusedCertificate(err) || transportFailureOf(err) !== "closed") {
+      return undefined;
+    }
+    const options = deps.tlsFor?.(clientId, t);
+    if (!options) return undefined;
+    // One probe a minute per client and server, however many exchanges fail meanwhile.
+    const key = `${clientId}\n${new URL(endpoint).host}`;
+    let p = probed.get(key);
+    if (!p || p.until < Date.now()) {
+      p = { until: Date.now() + 60_000, alert: await certificateRefusal(endpoint, options) };
+      probed.set(key, p);
+    }
+    return p.alert;
+  }
   // One Configuration per (client, teleservice); the pool is looked up at each call, so a rotated
   // certificate is used as soon as the registry hands it out.
   const configs = new Map<string, oidc.Configuration>();
@@ -88,7 +119,14 @@ export function createOpenidTokenExchange(deps: {
           expiresInSeconds: typeof r.expires_in === "number" ? r.expires_in : DEFAULT_EXPIRES_IN_SECONDS,
         };
       } catch (err) {
-        throw toExchangeError(err, teleservice.name, log, te?.endpoint);
+        const alert = await refusalOf(err, clientId, teleservice);
+        const seen = alert
+          ? Object.assign(new Error(`TLS alert ${alert}`), {
+              code: `ERR_SSL_TLSV1_ALERT_${alert}`,
+              cause: err,
+            })
+          : err;
+        throw toExchangeError(seen, teleservice.name, log, te?.endpoint);
       }
     },
   };

@@ -3,9 +3,11 @@ import { readFileSync } from "node:fs";
 import https from "node:https";
 import net, { type AddressInfo } from "node:net";
 import pino from "pino";
+import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config.ts";
 import { createPscGateway } from "../../src/infra/psc-openid.ts";
+import { createOpenidTokenExchange } from "../../src/infra/token-exchange-openid.ts";
 import { freePort } from "../support/cli.ts";
 import { testPki } from "../support/server.ts";
 
@@ -129,6 +131,58 @@ describe.skipIf(!hasOpenssl)("PSC refusing the client certificate in the TLS han
       expect(String(line?.reason)).toMatch(/UNKNOWN_CA|CERTIFICATE_REQUIRED|BAD_CERTIFICATE|HANDSHAKE/);
     } finally {
       await psc.close();
+    }
+  });
+
+  it("an authorization server refusing it is PERMISSION_DENIED too, naming the server", async () => {
+    const pki = testPki();
+    const client = pki.client("lps-demo");
+    const tlsOptions = {
+      cert: readFileSync(client.certFile, "utf8"),
+      key: readFileSync(client.keyFile, "utf8"),
+      ca: pki.ca,
+    };
+    const config = parseConfig(
+      {
+        server: { tls: { certFile: pki.serverCertFile, keyFile: pki.serverKeyFile } },
+        psc: { discoveryUrl: "https://psc.example/.well-known/wallet-openid-configuration" },
+        clients: [
+          { id: "lps-demo", certFile: client.certFile, keyFile: client.keyFile, allowedServices: ["dmp"] },
+        ],
+        teleservices: [
+          {
+            name: "dmp",
+            upstreamUrl: `${url}/dmp`,
+            caFile: pki.caFile,
+            tokenExchange: { endpoint: `${url}/as/token`, scope: "dmp" },
+          },
+        ],
+      },
+      {},
+    );
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino(
+      { level: "info" },
+      { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) },
+    );
+    const agent = new Agent({ connect: tlsOptions });
+    const exchange = createOpenidTokenExchange({
+      dispatcherFor: () => agent,
+      log,
+      tlsFor: () => tlsOptions,
+    });
+    try {
+      const err = await exchange
+        .exchange({ clientId: "lps-demo", teleservice: config.teleservices[0] as never, subjectToken: "at" })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "PERMISSION_DENIED" });
+      expect((err as Error).message).toMatch(
+        /authorization server of dmp \(localhost:\d+\) refused this client's certificate/,
+      );
+      const line = lines.find((l) => String(l.msg).includes("refused eProxy's client certificate"));
+      expect(line).toMatchObject({ level: 40, peer: new URL(url).host, service: "dmp" });
+    } finally {
+      await agent.close();
     }
   });
 });
