@@ -211,7 +211,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
             contentLength: req.headers["content-length"],
           },
           res.statusCode,
-          res.writableFinished,
+          completedNormally(req, res),
           performance.now() - started,
           res.getHeader("content-length"),
         );
@@ -334,4 +334,13 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       return closing;
     },
   };
+}
+
+/**
+ * Whether the answer reached its end without a reset. On HTTP/2 `writableFinished` also reads true
+ * for a stream the caller reset (RST_STREAM CANCEL): its `rstCode` tells the two apart (0 = NO_ERROR).
+ */
+function completedNormally(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): boolean {
+  if (!res.writableFinished) return false;
+  return req.httpVersionMajor !== 2 || (res.stream?.rstCode ?? 0) === 0;
 }
