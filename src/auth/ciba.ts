@@ -43,6 +43,8 @@ export interface CibaStartInput {
   bindingMessage?: string;
   channel?: "CARD" | "MOBILE";
   scope?: string;
+  /** Do not reuse a live session: push again and create a new one beside it (the pending request is still reused). */
+  newSession?: boolean;
 }
 
 /** Answer of StartCiba. */
@@ -221,8 +223,9 @@ export function createCiba(deps: {
     bindingMessage: string,
     channel: "CARD" | "MOBILE",
     scope: string | undefined,
+    newSession: boolean,
   ): Promise<CibaStartResult> {
-    const live = await sessions.findLive(client.id, nationalId);
+    const live = newSession ? undefined : await sessions.findLive(client.id, nationalId);
     if (live) {
       traces.record({
         type: "CONNECT_REPLAY",
@@ -306,7 +309,14 @@ export function createCiba(deps: {
         );
       }
       try {
-        return await startGated(client, nationalId, bindingMessage, channel, input.scope);
+        return await startGated(
+          client,
+          nationalId,
+          bindingMessage,
+          channel,
+          input.scope,
+          input.newSession === true,
+        );
       } finally {
         await gate.release().catch(() => {});
       }

@@ -63,12 +63,19 @@ function cibaJson(v: CibaView, reused?: boolean): Record<string, unknown> {
 export const REUSED_SESSION_DETAIL =
   "This professional already has a live session with your client: no push was sent. Its session token " +
   "was returned to your client when the session was created (eProxy keeps only a hash of it); use that " +
-  "token, or end the session with DELETE /oauth2/session and start again.";
+  'token, or start again with "newSession": true (a new push and a new session beside the live one).';
 
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
   const v = body[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "string") throw new EproxyError("INVALID_ARGUMENT", `${key} must be a string`);
+  return v;
+}
+
+function optionalBoolean(body: Record<string, unknown>, key: string): boolean | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "boolean") throw new EproxyError("INVALID_ARGUMENT", `${key} must be true or false`);
   return v;
 }
 
@@ -110,11 +117,13 @@ export function createAuthRoutes(deps: AuthRoutesDeps): Route[] {
     const channel = channelOf(optionalString(body, "channel"));
     const bindingMessage = optionalString(body, "bindingMessage");
     const scope = optionalString(body, "scope");
+    const newSession = optionalBoolean(body, "newSession");
     const started = await ciba.start(caller, {
       nationalId: optionalString(body, "nationalId") ?? "",
       ...(bindingMessage !== undefined ? { bindingMessage } : {}),
       ...(channel ? { channel } : {}),
       ...(scope ? { scope } : {}),
+      ...(newSession ? { newSession: true } : {}),
     });
     if ("session" in started) {
       // The reference proxy answers 304 here; a JSON body says what the caller needs to know.

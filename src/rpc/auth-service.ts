@@ -41,6 +41,7 @@ export function createAuthService(deps: AuthServiceDeps): ServiceImpl<typeof Aut
         bindingMessage: req.bindingMessage,
         ...(channel ? { channel } : {}),
         ...(req.scope ? { scope: req.scope } : {}),
+        ...(req.newSession ? { newSession: true } : {}),
       });
       if ("session" in r) return { reused: true, session: toSessionProto(r.session) };
       return {

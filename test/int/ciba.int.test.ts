@@ -123,6 +123,36 @@ describe("CIBA", () => {
     expect(out.status).toBe(200);
   });
 
+  it("REST: a live session is reused unless newSession is true; newSession must be a boolean", async () => {
+    env.psc.settings.autoApproveMs = 200;
+    const headers = { "x-eproxy-api-key": env.keys["lps-demo"] };
+    const login = (extra: Record<string, unknown> = {}) =>
+      env.http("POST", "/oauth2/ciba", {
+        headers,
+        body: { clientId: "lps-demo", nationalId: NURSE, bindingMessage: "40", channel: "MOBILE", ...extra },
+      });
+    const pushes = env.psc.stats.cibaRequests;
+    const first = (await login({ newSession: true })).json();
+    expect(first.reused).toBe(false);
+    const reused = await login();
+    expect(reused.status).toBe(200);
+    expect(reused.json().reused).toBe(true);
+    expect(reused.json().detail).toMatch(/newSession/);
+    expect(reused.json().session.sessionToken ?? "").toBe("");
+    const fresh = await login({ newSession: true });
+    expect(fresh.status).toBe(200);
+    expect(fresh.json().reused).toBe(false);
+    expect(fresh.json().session.sessionToken).toMatch(/^eps_/);
+    expect(fresh.json().session.sessionToken).not.toBe(first.session.sessionToken);
+    expect(env.psc.stats.cibaRequests).toBe(pushes + 2);
+    const bad = await login({ newSession: "yes" });
+    expect(bad.status).toBe(400);
+    expect(bad.json().code).toBe("INVALID_ARGUMENT");
+    for (const t of [first.session.sessionToken, fresh.json().session.sessionToken]) {
+      await env.http("DELETE", "/oauth2/session", { headers: { ...headers, authorization: `Bearer ${t}` } });
+    }
+  });
+
   it("REST: async mode answers 202 and the request is polled with GET", async () => {
     env.psc.settings.autoApproveMs = null;
     const res = await env.http("POST", "/oauth2/ciba", {
@@ -238,6 +268,47 @@ describe("CIBA", () => {
     expect(env.psc.stats.cibaRequests).toBe(2);
     await auth.logout({ sessionToken: token });
   });
+
+  it("starts a new session beside a live one when asked (newSession), for a backend that lost its token", async () => {
+    env.psc.settings.autoApproveMs = null;
+    const auth = env.auth();
+    const pscIdOf = (bindingMessage: string) => {
+      const found = env.psc
+        .pending()
+        .filter((p) => p.nationalId === PHARMACIST && p.bindingMessage === bindingMessage);
+      expect(found).toHaveLength(1);
+      return found[0]?.authReqId as string;
+    };
+    const pushes = env.psc.stats.cibaRequests;
+    const a = await auth.startCiba({ nationalId: PHARMACIST, bindingMessage: "30", newSession: true });
+    await env.psc.approve(pscIdOf("30"));
+    const first = (await watchUntilFinal(a.authReqId)).at(-1)?.session?.sessionToken ?? "";
+    expect(first).not.toBe("");
+    // Without newSession the live session is reused (no push) ...
+    const reused = await auth.startCiba({ nationalId: PHARMACIST, bindingMessage: "33" });
+    expect(reused.reused).toBe(true);
+    expect(reused.authReqId).toBe("");
+    // ... with it, PSC pushes again.
+    const again = await auth.startCiba({ nationalId: PHARMACIST, bindingMessage: "31", newSession: true });
+    expect(again.reused).toBe(false);
+    expect(again.authReqId).not.toBe("");
+    expect(env.psc.stats.cibaRequests).toBe(pushes + 2);
+    // A retry of that start reuses the pending request: still no duplicate push.
+    const retry = await auth.startCiba({ nationalId: PHARMACIST, bindingMessage: "32", newSession: true });
+    expect(retry.reused).toBe(true);
+    expect(retry.authReqId).toBe(again.authReqId);
+    expect(env.psc.stats.cibaRequests).toBe(pushes + 2);
+    await env.psc.approve(pscIdOf("31"));
+    const second = (await watchUntilFinal(again.authReqId)).at(-1)?.session?.sessionToken ?? "";
+    expect(second).not.toBe("");
+    expect(second).not.toBe(first);
+    // Both sessions live: the new login ended nothing.
+    for (const t of [first, second]) {
+      const got = await auth.getSession({ sessionToken: t });
+      expect(got.session?.professional?.nationalId).toBe(PHARMACIST);
+      await auth.logout({ sessionToken: t });
+    }
+  }, 30_000);
 
   it("does not push twice when the same professional's sign-in is started concurrently", async () => {
     env.psc.settings.autoApproveMs = null;
