@@ -63,7 +63,8 @@ function cibaJson(v: CibaView, reused?: boolean): Record<string, unknown> {
 export const REUSED_SESSION_DETAIL =
   "This professional already has a live session with your client: no push was sent. Its session token " +
   "was returned to your client when the session was created (eProxy keeps only a hash of it); use that " +
-  'token, or start again with "newSession": true (a new push and a new session beside the live one).';
+  'token (DELETE /oauth2/session ends it), or start again with "newSession": true (a new push and a new ' +
+  "session beside the live one).";
 
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
   const v = body[key];

@@ -93,6 +93,7 @@ describe("eproxy sandbox", () => {
     expect(again.session.sessionToken).toBeUndefined();
     expect(again.session.reused).toBeUndefined();
     expect(again.detail).toContain("DELETE /oauth2/session");
+    expect(again.detail).toContain("newSession");
 
     p.child.kill("SIGTERM");
     expect(await p.exited).toBe(0);
