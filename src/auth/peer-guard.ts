@@ -10,6 +10,9 @@
  * the probe (a relay would wait for a slow PSC) and cannot take a peer's Retry-After as the open
  * duration; the store-shared variant below needs all three.
  */
+import type { Logger } from "pino";
+import { EproxyError } from "../errors.ts";
+import type { Metrics } from "../observe/telemetry.ts";
 import type { AuthStore } from "./store.ts";
 
 /** Thrown instead of calling the peer while the breaker is open. */
@@ -219,4 +222,42 @@ export function createPeerGuard(o: PeerGuardOptions): PeerGuard {
       throw err;
     }
   }
+}
+
+/** Where a reported guard tells of its incidents. */
+export interface GuardReporting {
+  /** The breaker-state gauge (closed at creation, open/closed on each incident). */
+  metrics?: Pick<Metrics, "breakerState"> | undefined;
+  /** One warn line when an incident starts, one info line when it ends. */
+  log?: Pick<Logger, "warn" | "info"> | undefined;
+  /** Message of the warn line (what stops and what is still used meanwhile). */
+  failing: string;
+  /** Message of the info line. */
+  recovered: string;
+}
+
+/**
+ * Creates a guard for a peer whose failures arrive as EproxyErrors: the Retry-After they carry sets
+ * the open time, and each incident is reported once to the breaker-state metric and the log.
+ */
+export function createReportedPeerGuard(
+  o: Omit<PeerGuardOptions, "retryAfterMsOf" | "onIncident"> & GuardReporting,
+): PeerGuard {
+  const { metrics, log, failing, recovered, ...options } = o;
+  const guard = createPeerGuard({
+    ...options,
+    retryAfterMsOf: (e) =>
+      e instanceof EproxyError && e.retryAfterSeconds !== undefined ? e.retryAfterSeconds * 1000 : undefined,
+    onIncident: (e) => {
+      metrics?.breakerState(e.peer, e.phase === "start" ? "open" : "closed");
+      if (e.phase === "start") {
+        log?.warn(
+          { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
+          failing,
+        );
+      } else log?.info({ peer: e.peer }, recovered);
+    },
+  });
+  metrics?.breakerState(guard.name, "closed");
+  return guard;
 }

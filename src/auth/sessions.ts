@@ -13,10 +13,10 @@ import { EproxyError } from "../errors.ts";
 import type { Metrics } from "../observe/telemetry.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { ClientRegistry } from "./clients.ts";
-import { createPeerGuard, type PeerGuard, PeerOpenError } from "./peer-guard.ts";
+import { createReportedPeerGuard, type PeerGuard, PeerOpenError } from "./peer-guard.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
 import { createSessionTokens, SESSION_TOKEN_PREFIX, type SessionTokenKeys } from "./session-tokens.ts";
-import { underLease } from "./single-flight.ts";
+import { preferRenewed, underLease } from "./single-flight.ts";
 import type { AuthStore, Professional, SessionRecord } from "./store.ts";
 
 export { SESSION_TOKEN_PREFIX };
@@ -140,26 +140,16 @@ export function createSessions(deps: {
   );
   const pscGuard =
     deps.pscGuard ??
-    createPeerGuard({
+    createReportedPeerGuard({
       name: "psc-token",
       store,
       isOutage: isPscOutage,
-      retryAfterMsOf: (e) =>
-        e instanceof EproxyError && e.retryAfterSeconds !== undefined
-          ? e.retryAfterSeconds * 1000
-          : undefined,
       now,
-      onIncident: (e) => {
-        deps.metrics?.breakerState(e.peer, e.phase === "start" ? "open" : "closed");
-        if (e.phase === "start") {
-          log.warn(
-            { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
-            "Pro Santé Connect token endpoint failing: refreshes paused, valid access tokens still used",
-          );
-        } else log.info({ peer: e.peer }, "Pro Santé Connect token endpoint answers again");
-      },
+      metrics: deps.metrics,
+      log,
+      failing: "Pro Santé Connect token endpoint failing: refreshes paused, valid access tokens still used",
+      recovered: "Pro Santé Connect token endpoint answers again",
     });
-  deps.metrics?.breakerState(pscGuard.name, "closed");
 
   const clientOf = (id: string) => clients.get(id);
 
@@ -314,21 +304,12 @@ export function createSessions(deps: {
       }
       if (!usable) return p;
       // The early refresh must not make a relay fail, nor wait long, while the token still works.
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const got = await Promise.race([
-          p,
-          new Promise<undefined>((r) => {
-            timer = setTimeout(() => r(undefined), SOFT_REFRESH_WAIT_MS);
-          }),
-        ]);
-        return got ?? rec;
-      } catch (err) {
-        if (isPscOutage(err) || (err instanceof EproxyError && err.code === "UNAVAILABLE")) return rec;
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+      return preferRenewed(
+        p,
+        rec,
+        SOFT_REFRESH_WAIT_MS,
+        (err) => isPscOutage(err) || (err instanceof EproxyError && err.code === "UNAVAILABLE"),
+      );
     },
 
     async findLive(clientId, nationalId) {

@@ -40,3 +40,31 @@ export async function underLease<T>(
       throw new EproxyError("UNAVAILABLE", "another replica is still refreshing this session; retry");
   }
 }
+
+/**
+ * Waits for an early renewal at most `waitMs`, then settles for `current` (still valid): also when
+ * the renewal fails with an error `keepCurrent` accepts (an outage); other errors propagate. The
+ * renewal itself goes on in the background.
+ */
+export async function preferRenewed<T>(
+  renewal: Promise<T>,
+  current: T,
+  waitMs: number,
+  keepCurrent: (err: unknown) => boolean,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const got = await Promise.race([
+      renewal,
+      new Promise<undefined>((r) => {
+        timer = setTimeout(() => r(undefined), waitMs);
+      }),
+    ]);
+    return got ?? current;
+  } catch (err) {
+    if (keepCurrent(err)) return current;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}

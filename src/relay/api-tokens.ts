@@ -6,9 +6,9 @@
  * authorization server, shared by replicas, so an outage costs it a bounded number of calls.
  */
 import type { Logger } from "pino";
-import { createPeerGuard, type PeerGuard, PeerOpenError } from "../auth/peer-guard.ts";
+import { createReportedPeerGuard, type PeerGuard, PeerOpenError } from "../auth/peer-guard.ts";
 import { isPscOutage, type Sessions } from "../auth/sessions.ts";
-import { underLease } from "../auth/single-flight.ts";
+import { preferRenewed, underLease } from "../auth/single-flight.ts";
 import type { AuthStore, SessionRecord } from "../auth/store.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -58,26 +58,16 @@ export function createApiTokens(deps: {
   function guardFor(t: TeleserviceConfig): PeerGuard {
     let g = guards.get(t.name);
     if (!g) {
-      g = createPeerGuard({
+      g = createReportedPeerGuard({
         name: `as:${t.name}`,
         store,
         isOutage: isExchangeOutage,
-        retryAfterMsOf: (e) =>
-          e instanceof EproxyError && e.retryAfterSeconds !== undefined
-            ? e.retryAfterSeconds * 1000
-            : undefined,
         now,
-        onIncident: (e) => {
-          deps.metrics?.breakerState(e.peer, e.phase === "start" ? "open" : "closed");
-          if (e.phase === "start") {
-            deps.log?.warn(
-              { peer: e.peer, retryAfterMs: e.retryAfterMs, err: (e.err as Error | undefined)?.message },
-              "authorization server failing: token exchanges paused, cached API tokens still used",
-            );
-          } else deps.log?.info({ peer: e.peer }, "authorization server answers again");
-        },
+        metrics: deps.metrics,
+        log: deps.log,
+        failing: "authorization server failing: token exchanges paused, cached API tokens still used",
+        recovered: "authorization server answers again",
       });
-      deps.metrics?.breakerState(g.name, "closed");
       guards.set(t.name, g);
     }
     return g;
@@ -167,28 +157,17 @@ export function createApiTokens(deps: {
         inflight.set(key, p);
       }
       if (!usable) return p;
-      // An early renewal must not make a relay fail, nor wait long, while the cached token works.
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        const got = await Promise.race([
-          p,
-          new Promise<undefined>((r) => {
-            timer = setTimeout(() => r(undefined), SOFT_RENEW_WAIT_MS);
-          }),
-        ]);
-        return got ?? cached.token;
-      } catch (err) {
-        // The AS or PSC is down, or another replica's renewal is still running: the cached token works.
-        if (
+      // An early renewal must not make a relay fail, nor wait long, while the cached token works:
+      // the AS or PSC is down, or another replica's renewal is still running.
+      return preferRenewed(
+        p,
+        cached.token,
+        SOFT_RENEW_WAIT_MS,
+        (err) =>
           isExchangeOutage(err) ||
           isPscOutage(err) ||
-          (err instanceof EproxyError && err.code === "UNAVAILABLE")
-        )
-          return cached.token;
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+          (err instanceof EproxyError && err.code === "UNAVAILABLE"),
+      );
     },
   };
 }
