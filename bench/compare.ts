@@ -629,7 +629,8 @@ async function main(): Promise<void> {
     // 1. Throughput and CPU per request at fixed concurrency.
     const rps: Record<FrontName, number[]> = { direct: [], nginx: [], eProxy: [] };
     const cpu: Record<FrontName, number[]> = { direct: [], nginx: [], eProxy: [] };
-    let errors = 0;
+    // Per front: only eProxy's failures fail the command; the others' are reported.
+    const errors: Record<FrontName, number> = { direct: 0, nginx: 0, eProxy: 0 };
     for (let r = 0; r < ROUNDS; r++) {
       for (const name of FRONTS) {
         const f = fronts[name];
@@ -638,7 +639,7 @@ async function main(): Promise<void> {
         const c1 = f.pid ? cpuMs(f.pid) : 0;
         rps[name].push(w.rps);
         if (f.pid && w.requests > 0) cpu[name].push((c1 - c0) / w.requests);
-        errors += w.errors;
+        errors[name] += w.errors;
         if (w.errors > 0) process.stderr.write(`${name}: ${w.errors} errors in round ${r + 1}\n`);
       }
     }
@@ -660,7 +661,7 @@ async function main(): Promise<void> {
           lat[name].p50.push(v.p50);
           lat[name].p99.push(v.p99);
           if (v.success < 1) {
-            errors++;
+            errors[name]++;
             process.stderr.write(`${name}: vegeta success ratio ${v.success}\n`);
           }
           if (name === "eProxy") {
@@ -753,12 +754,15 @@ async function main(): Promise<void> {
     say(
       `- eProxy p99 − direct p99 at the fixed rate: ${p99Over.toFixed(2)} ms; eProxy GC pauses during the fixed-rate runs (--trace-gc): ${gcPauses.length} pauses, max ${gcPauses.length ? Math.max(...gcPauses).toFixed(2) : "–"} ms, ${gcPauses.filter((p) => p > 10).length} over 10 ms`,
     );
-    say(`- errors (non-2xx, socket errors, vegeta failures): ${errors}`);
+    say(
+      `- errors (non-2xx, socket errors, vegeta runs below 100 % success): ${FRONTS.map((n) => `${n} ${errors[n]}`).join(", ")}`,
+    );
     say("");
     say(
       "Medians with min–max over interleaved rounds; only ratios within one run are comparable (shared machine).",
     );
-    if (errors > 0 || !FRONTS.every((n) => mtom[n].exact)) process.exitCode = 1;
+    // Failures of nginx or of the upstream alone are the reference's, reported above, not eProxy's.
+    if (errors.eProxy > 0 || !mtom.eProxy.exact) process.exitCode = 1;
     if (process.env.BENCH_OUT) writeFileSync(process.env.BENCH_OUT, `${lines.join("\n")}\n`);
   } finally {
     // Waits for each to exit: a CPU profile is written at exit.

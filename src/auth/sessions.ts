@@ -181,7 +181,9 @@ export function createSessions(deps: {
     // Forged or malformed: refused without a store read.
     if (!token || !verified) throw new EproxyError("SESSION_INVALID", "missing or malformed session token");
     const id = hashToken(token);
-    const rec = await store.getSession(id);
+    // One store operation: the read and the idle touch (a touch before the checks below is harmless:
+    // only a holder of the token can make it, and an ended session is deleted right after).
+    const rec = await store.useSession(id, idleMs);
     if (!rec) throw await missing(verified.issuedAt);
     // Another client's session is reported exactly like a missing one.
     if (rec.clientId !== clientId) throw new EproxyError("SESSION_INVALID", "unknown or expired session");
@@ -189,7 +191,6 @@ export function createSessions(deps: {
       await store.deleteSession(id);
       throw new EproxyError("SESSION_INVALID", "session reached its maximum lifetime");
     }
-    await store.touchSession(id, idleMs);
     return rec;
   }
 

@@ -94,6 +94,12 @@ export interface AuthStore {
   putSession(rec: SessionRecord, ttlMs: number): Promise<boolean>;
   /** Pushes back the idle expiry without touching the content. */
   touchSession(id: string, ttlMs: number): Promise<void>;
+  /**
+   * The session lookup of every call, as one store operation: reads a live session and pushes back
+   * its idle expiry by `ttlMs` (capped by the absolute end, like `touchSession`). Undefined when
+   * missing or idle-expired (nothing is touched then).
+   */
+  useSession(id: string, ttlMs: number): Promise<SessionRecord | undefined>;
   /** Deletes a session and its index entry. */
   deleteSession(id: string): Promise<void>;
   /** The live session of a client for a professional, if any. */

@@ -36,6 +36,14 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
     return e;
   };
   const indexKey = (clientId: string, nationalId: string) => `${clientId}\n${nationalId}`;
+  const touch = (id: string, ttlMs: number): Entry<SessionRecord> | undefined => {
+    const e = live(sessions, id);
+    if (!e) return undefined;
+    e.expiresAt = Math.min(now() + ttlMs, e.value.absoluteExpiresAt);
+    const ie = index.get(indexKey(e.value.clientId, e.value.professional.nationalId));
+    if (ie?.value === id) ie.expiresAt = e.expiresAt;
+    return e;
+  };
   const sweep = setInterval(() => {
     for (const m of [sessions, index, transient, counters] as Array<Map<string, Entry<unknown>>>) {
       for (const [k, e] of m) if (e.expiresAt <= now()) m.delete(k);
@@ -66,11 +74,10 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       return true;
     },
     async touchSession(id, ttlMs) {
-      const e = live(sessions, id);
-      if (!e) return;
-      e.expiresAt = Math.min(now() + ttlMs, e.value.absoluteExpiresAt);
-      const ie = index.get(indexKey(e.value.clientId, e.value.professional.nationalId));
-      if (ie?.value === id) ie.expiresAt = e.expiresAt;
+      touch(id, ttlMs);
+    },
+    async useSession(id, ttlMs) {
+      return touch(id, ttlMs)?.value;
     },
     async deleteSession(id) {
       const e = sessions.get(id);

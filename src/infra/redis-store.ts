@@ -23,18 +23,32 @@ type RedisConfig = Extract<Config["stores"]["sessions"], { kind: "redis" }>;
 const CAS_PUT = `
 local cur = redis.call('HGET', KEYS[1], 'v')
 if (cur or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'i', ARGV[5], 'a', ARGV[6])
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3], 'i', ARGV[5], 'a', ARGV[6], 'x', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1`;
-// The idle touch of a relayed call without reading the sealed record: 'a' (absolute expiry, ms) is
-// kept beside it. -1 for a record written before 'a' existed (the caller then reads it).
+// The idle touch without reading the sealed record: 'a' (absolute expiry, ms) is kept beside it.
+// -1 for a record written before 'a' existed (the caller then reads it). The index key is answered
+// only for a record written before 'x': since 'x', the index lives to the absolute end (it only
+// points at the session, whose existence findSessionId checks) and needs no touch.
 const TOUCH = `
 local a = redis.call('HGET', KEYS[1], 'a')
 if not a then return -1 end
 local ttl = math.floor(math.min(tonumber(ARGV[1]), tonumber(a) - tonumber(ARGV[2])))
 if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', KEYS[1], ttl)
+if redis.call('HEXISTS', KEYS[1], 'x') == 1 then return {ttl, ''} end
 return {ttl, redis.call('HGET', KEYS[1], 'i') or ''}`;
+// The session lookup of a call in one round trip: the sealed record, and the idle touch as TOUCH
+// does it. false when missing; {d, -1, index} for a record written before 'a' existed.
+const USE = `
+local v = redis.call('HMGET', KEYS[1], 'd', 'a', 'i', 'x')
+if not v[1] then return false end
+if not v[2] then return {v[1], -1, v[3] or ''} end
+local ttl = math.floor(math.min(tonumber(ARGV[1]), tonumber(v[2]) - tonumber(ARGV[2])))
+if ttl < 1 then ttl = 1 end
+redis.call('PEXPIRE', KEYS[1], ttl)
+if v[4] then return {v[1], ttl, ''} end
+return {v[1], ttl, v[3] or ''}`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 // INCR, and start the window on the first event; answers the count and the time left.
 const HIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return {n, redis.call('PTTL', KEYS[1])}`;
@@ -223,8 +237,9 @@ export function createRedisStore(
           String(rec.absoluteExpiresAt),
         );
         if (ok !== 1) return false;
-        // Separate command: in a cluster the index may live in another slot than the session.
-        await redis.set(index, rec.id, "PX", ttl);
+        // Separate command: in a cluster the index may live in another slot than the session. It
+        // lives to the absolute end ('x' in the record), so the idle touch of each call skips it.
+        await redis.set(index, rec.id, "PX", Math.max(1, rec.absoluteExpiresAt - now()));
         return true;
       }),
 
@@ -245,6 +260,25 @@ export function createRedisStore(
         const ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
         await redis.pexpire(key, ttl);
         if (index) await redis.pexpire(index, ttl);
+      }),
+
+    useSession: (id, ttlMs) =>
+      run("use session", async () => {
+        const key = sKey(id);
+        const got = (await redis.eval(USE, 1, key, String(ttlMs), String(now()))) as
+          | [string, number, string]
+          | null;
+        if (!got) return undefined;
+        const rec = openSession(id, got[0]);
+        if (!rec) return undefined;
+        let ttl = got[1];
+        if (ttl < 0) {
+          // Written before 'a': the touch is computed here.
+          ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
+          await redis.pexpire(key, ttl);
+        }
+        if (got[2]) await redis.pexpire(got[2], ttl);
+        return rec;
       }),
 
     deleteSession: (id) =>

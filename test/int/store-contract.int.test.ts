@@ -113,6 +113,32 @@ function contract(name: string, make: () => AuthStore, makePeer: (store: AuthSto
       expect(await store.getSession(capped.id)).toBeUndefined();
     });
 
+    it("reads and touches a session in one operation (useSession), capped at the absolute end", async () => {
+      const r = record();
+      await store.putSession(r, 400);
+      expect(await store.useSession(r.id, 5_000)).toEqual(r);
+      // Gone by now without the push (400 ms); the pushed expiry is seconds away.
+      await sleep(800);
+      expect(await store.getSession(r.id)).toEqual(r);
+      // The index follows the session: the professional's live session is still found.
+      expect(await store.findSessionId(r.clientId, r.professional.nationalId)).toBe(r.id);
+      expect(await store.useSession("0".repeat(64), 5_000)).toBeUndefined();
+      const capped = record({ absoluteExpiresAt: Date.now() + 300 });
+      await store.putSession(capped, 60_000);
+      expect((await store.useSession(capped.id, 60_000))?.id).toBe(capped.id);
+      const expiry = (await store.sessionIdleExpiry(capped.id)) as number;
+      expect(expiry).toBeLessThanOrEqual(capped.absoluteExpiresAt + 1_000);
+      await sleep(600);
+      expect(await store.useSession(capped.id, 60_000)).toBeUndefined();
+      expect(await store.findSessionId(capped.clientId, capped.professional.nationalId)).toBeUndefined();
+      // Deleted: neither read nor touched back to life.
+      const gone = record();
+      await store.putSession(gone, 60_000);
+      await store.deleteSession(gone.id);
+      expect(await store.useSession(gone.id, 60_000)).toBeUndefined();
+      expect(await store.getSession(gone.id)).toBeUndefined();
+    });
+
     it("gives single-use transient records once, and not after their TTL", async () => {
       await store.putTransient("one-time-code", "abc", { clientId: "lps-demo", n: 1 }, 60_000);
       expect(await store.takeTransient("one-time-code", "abc")).toEqual({ clientId: "lps-demo", n: 1 });
@@ -234,6 +260,34 @@ describe.skipIf(!redisUrl)("Redis store", () => {
     () => createRedisStore(redisCfg(redisUrl, prefix), ring1, log),
     () => createRedisStore(redisCfg(redisUrl, prefix), ring1, log),
   );
+
+  it("reads and touches sessions written before the absolute end and index mark were kept beside them", async () => {
+    const prefix = `old${randomBytes(3).toString("hex")}:`;
+    const store = createRedisStore(redisCfg(redisUrl, prefix), ring1, log);
+    const raw = new Redis(redisUrl);
+    try {
+      const r = record();
+      await store.putSession(r, 400);
+      const key = `${prefix}s:${r.id}`;
+      const index = (await raw.hget(key, "i")) as string;
+      // As an older version wrote it: no 'a' and no 'x', the index with the idle TTL.
+      await raw.hdel(key, "a", "x");
+      await raw.pexpire(index, 400);
+      expect(await store.useSession(r.id, 5_000)).toEqual(r);
+      expect(await raw.pttl(key)).toBeGreaterThan(1_000);
+      expect(await raw.pttl(index)).toBeGreaterThan(1_000);
+      // With 'a' but no 'x': the script touches the record, the index is touched beside it.
+      await raw.hset(key, "a", String(r.absoluteExpiresAt));
+      await raw.pexpire(key, 400);
+      await raw.pexpire(index, 400);
+      expect(await store.useSession(r.id, 5_000)).toEqual(r);
+      expect(await raw.pttl(key)).toBeGreaterThan(1_000);
+      expect(await raw.pttl(index)).toBeGreaterThan(1_000);
+    } finally {
+      raw.disconnect();
+      await store.close();
+    }
+  });
 
   it("stores no token, national id or session id in clear", async () => {
     const prefix = `raw${randomBytes(3).toString("hex")}:`;

@@ -165,6 +165,7 @@ describe("session tokens", () => {
   it("refuses a forged token without reading the store", async () => {
     const store = createMemoryStore();
     const spy = vi.spyOn(store, "getSession");
+    const used = vi.spyOn(store, "useSession");
     const { psc, tokens } = fakePsc();
     const sessions = build(store, psc, []);
     const v = await sessions.create(client, tokens(), { sub: "s" });
@@ -173,6 +174,7 @@ describe("session tokens", () => {
       await expect(sessions.resolve(t, client.id)).rejects.toMatchObject({ code: "SESSION_INVALID" });
     }
     expect(spy).not.toHaveBeenCalled();
+    expect(used).not.toHaveBeenCalled();
     await expect(sessions.resolve(v.token, client.id)).resolves.toMatchObject({ clientId: client.id });
   });
 
