@@ -31,5 +31,5 @@ USER node
 EXPOSE 8443
 HEALTHCHECK --interval=15s --timeout=3s --retries=3 \
     CMD ["node", "-e", "require('node:https').get({host:'127.0.0.1',port:8443,path:'/healthz',rejectUnauthorized:false},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]
-ENTRYPOINT ["node", "--max-semi-space-size=4", "bin/eproxy.js"]
+ENTRYPOINT ["node", "bin/eproxy.js"]
 CMD ["serve", "--config", "/etc/eproxy/eproxy.yaml"]

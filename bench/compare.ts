@@ -530,8 +530,6 @@ async function main(): Promise<void> {
       process.execPath,
       [
         "--trace-gc",
-        // As bin/eproxy.js's shebang and the Docker entrypoint start it (later flags override).
-        "--max-semi-space-size=4",
         // BENCH_NODE_FLAGS: extra V8/Node flags for eProxy (e.g. --max-semi-space-size=8).
         ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
         ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),

@@ -1,4 +1,3 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
-// The flag (also in the Docker entrypoint and given to cluster workers, src/cluster.ts): short GC pauses.
+#!/usr/bin/env node
 // Node.js 24 runs the TypeScript sources directly (type stripping): no build step.
 import "../src/cli.ts";

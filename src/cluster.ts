@@ -76,13 +76,6 @@ export async function serveWithWorkers(
   }
 }
 
-/**
- * V8's young generation for eProxy: Node 24 lets it grow to 64 MiB semi-spaces, and at relay rates
- * every scavenge then copies ~8 MB of survivors (10–35 ms pauses); 4 MiB keeps them under ~5 ms.
- * Effective only on the command line (`v8.setFlagsFromString` does not resize the heap).
- */
-export const SEMI_SPACE_FLAG = "--max-semi-space-size=4";
-
 function superviseWorkers(workers: number, config: Readonly<Config>, log: Logger): void {
   const indexOf = new Map<Worker, number>();
   const startedAt = new Map<number, number>();
@@ -90,12 +83,6 @@ function superviseWorkers(workers: number, config: Readonly<Config>, log: Logger
   let failed = false;
   let fastFailures = 0;
 
-  // Small young generation in workers (as bin/eproxy.js's shebang and the Docker entrypoint give the
-  // single process): scavenges copy fewer survivors, so pauses stay short (issue 9, bench:compare).
-  const flags = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(" ")];
-  if (!flags.some((f) => f.startsWith("--max-semi-space-size"))) {
-    cluster.setupPrimary({ execArgv: [...process.execArgv, SEMI_SPACE_FLAG] });
-  }
   const fork = (i: number) => {
     const w = cluster.fork({ [WORKER_INDEX]: String(i) });
     indexOf.set(w, i);

@@ -98,11 +98,7 @@ describe("Dockerfile", () => {
   it("starts `eproxy serve` and checks /healthz on the port it exposes", () => {
     const entry = final.lines.find((l) => /^ENTRYPOINT/i.test(l)) as string;
     const cmd = final.lines.find((l) => /^CMD/i.test(l)) as string;
-    expect(JSON.parse(entry.replace(/^ENTRYPOINT\s+/i, ""))).toEqual([
-      "node",
-      "--max-semi-space-size=4",
-      "bin/eproxy.js",
-    ]);
+    expect(JSON.parse(entry.replace(/^ENTRYPOINT\s+/i, ""))).toEqual(["node", "bin/eproxy.js"]);
     expect(JSON.parse(cmd.replace(/^CMD\s+/i, ""))).toEqual(["serve", "--config", "/etc/eproxy/eproxy.yaml"]);
     const port = /^EXPOSE\s+(\d+)/im.exec(final.lines.join("\n"))?.[1];
     expect(port).toBe("8443");
