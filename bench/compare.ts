@@ -56,6 +56,7 @@ import {
 } from "../src/sandbox/soap-samples.ts";
 import { startTeleserviceSimulator } from "../src/sandbox/teleservices.ts";
 import { freePort } from "../test/support/cli.ts";
+import { benchConfig } from "./bench-config.ts";
 
 const MiB = 1024 * 1024;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -477,52 +478,35 @@ async function main(): Promise<void> {
     const insiUrl = `https://localhost:${upPort}/insi`;
     writeFileSync(
       config,
-      JSON.stringify({
-        server: {
-          listenAddress: "127.0.0.1",
+      JSON.stringify(
+        benchConfig({
           port,
-          tls: { certFile: pki.server.certFile, keyFile: pki.server.keyFile },
-          ...(WORKERS ? { workers: Number(WORKERS) } : {}),
-        },
-        psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.ca.certFile },
-        clients: [
-          {
-            id: "lps-bench",
-            certFile: client.certFile,
-            keyFile: client.keyFile,
-            apiKeyHashes: [key.hash],
-            allowedServices: ["dmp", "insi"],
-            exposePscTokens: true,
+          pki,
+          client,
+          apiKeyHash: key.hash,
+          pscDiscoveryUrl: psc.discoveryUrl,
+          tele,
+          insiUrl,
+          dmpMaxBodyBytes: 2 * MTOM_MB * MiB,
+          relaysPerSessionMax: 1_000_000_000,
+          logLevel: LOG_LEVEL,
+          server: WORKERS ? { workers: Number(WORKERS) } : {},
+          extra: {
+            ...(redisUrl
+              ? {
+                  stores: {
+                    sessions: { kind: "redis", url: redisUrl },
+                    encryption: {
+                      keys: [{ id: "k1", file: path.join(dir, "store.key") }],
+                      activeKeyId: "k1",
+                    },
+                  },
+                }
+              : {}),
+            traces: { spoolFile: path.join(dir, "spool"), file: path.join(dir, "traces.jsonl") },
           },
-        ],
-        teleservices: [
-          {
-            name: "dmp",
-            upstreamUrl: `${tele.url}/dmp`,
-            caFile: pki.ca.certFile,
-            tokenExchange: { endpoint: tele.tokenEndpoint, scope: "dmp" },
-            maxBodyBytes: 2 * MTOM_MB * MiB,
-          },
-          {
-            name: "insi",
-            upstreamUrl: insiUrl,
-            caFile: pki.ca.certFile,
-            tokenExchange: { endpoint: tele.tokenEndpoint, scope: "insi" },
-          },
-        ],
-        ...(redisUrl
-          ? {
-              stores: {
-                sessions: { kind: "redis", url: redisUrl },
-                encryption: { keys: [{ id: "k1", file: path.join(dir, "store.key") }], activeKeyId: "k1" },
-              },
-            }
-          : {}),
-        traces: { spoolFile: path.join(dir, "spool"), file: path.join(dir, "traces.jsonl") },
-        // The limiter stays on (its cost is part of the figures) with a ceiling the benchmark never reaches.
-        alerts: { relaysPerSession: { max: 1_000_000_000, windowSeconds: 60 } },
-        log: { level: LOG_LEVEL },
-      }),
+        }),
+      ),
     );
     const eproxyLog = path.join(dir, "eproxy.log");
     const logFd = openSync(eproxyLog, "w");

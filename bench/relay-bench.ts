@@ -27,6 +27,7 @@ import {
 } from "../src/sandbox/soap-samples.ts";
 import { startTeleserviceSimulator } from "../src/sandbox/teleservices.ts";
 import { freePort } from "../test/support/cli.ts";
+import { benchConfig } from "./bench-config.ts";
 
 const MB = 1024 * 1024;
 const DOC_BYTES = Number(process.env.BENCH_DOC_MB ?? 50) * MB;
@@ -159,42 +160,19 @@ async function main(): Promise<void> {
   const config = path.join(dir, "eproxy.yaml");
   writeFileSync(
     config,
-    JSON.stringify({
-      server: {
-        listenAddress: "127.0.0.1",
+    JSON.stringify(
+      benchConfig({
         port,
-        tls: { certFile: pki.server.certFile, keyFile: pki.server.keyFile },
-      },
-      psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.ca.certFile },
-      clients: [
-        {
-          id: "lps-bench",
-          certFile: client.certFile,
-          keyFile: client.keyFile,
-          apiKeyHashes: [key.hash],
-          allowedServices: ["dmp", "insi"],
-          exposePscTokens: true,
-        },
-      ],
-      teleservices: [
-        {
-          name: "dmp",
-          upstreamUrl: `${tele.url}/dmp`,
-          caFile: pki.ca.certFile,
-          tokenExchange: { endpoint: tele.tokenEndpoint, scope: "dmp" },
-          maxBodyBytes: 2 * DOC_BYTES,
-        },
-        {
-          name: "insi",
-          upstreamUrl: `${tele.url}/insi`,
-          caFile: pki.ca.certFile,
-          tokenExchange: { endpoint: tele.tokenEndpoint, scope: "insi" },
-        },
-      ],
-      // The limiter stays on (its cost is part of the figures) with a ceiling the benchmark never reaches.
-      alerts: { relaysPerSession: { max: 1_000_000, windowSeconds: 60 } },
-      log: { level: "warn" },
-    }),
+        pki,
+        client,
+        apiKeyHash: key.hash,
+        pscDiscoveryUrl: psc.discoveryUrl,
+        tele,
+        dmpMaxBodyBytes: 2 * DOC_BYTES,
+        relaysPerSessionMax: 1_000_000,
+        logLevel: "warn",
+      }),
+    ),
   );
   const child: ChildProcess = spawn(
     process.execPath,
