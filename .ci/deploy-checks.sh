@@ -63,7 +63,7 @@ image_file_set() {
   local img="$work/image" node24 port pki pid rc=0
   node24=$(readlink -f node_modules/.bin/node)
   mkdir -p "$img"
-  git ls-files | node .ci/build-context.mjs | grep -E '^(package\.json|package-lock\.json|bin/|gen/|src/)' |
+  git ls-files | "$node24" .ci/docker-context.ts | grep -E '^(package\.json|package-lock\.json|bin/|gen/|src/)' |
     while read -r f; do mkdir -p "$img/$(dirname "$f")" && cp "$f" "$img/$f"; done
   (cd "$img" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --silent >/dev/null 2>&1) || { echo "image: npm ci --omit=dev failed"; return 1; }
   [ ! -e "$img/src/sandbox" ] && [ ! -e "$img/node_modules/oidc-provider" ] || { echo "image: sandbox code or packages present"; return 1; }

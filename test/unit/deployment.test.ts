@@ -8,6 +8,7 @@ import { builtinModules } from "node:module";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { dockerignorePatterns, inBuildContext } from "../../.ci/docker-context.ts";
 import { parseConfig } from "../../src/config.ts";
 
 const read = (f: string) => readFileSync(f, "utf8");
@@ -26,30 +27,6 @@ function dockerfileStages(): { from: string; alias?: string; lines: string[] }[]
     else stages.at(-1)?.lines.push(line);
   }
   return stages;
-}
-
-/**
- * Whether Docker would send `file` to the builder under .dockerignore: the last matching pattern wins,
- * `!` re-includes, a pattern matching a directory covers everything below it.
- */
-function inBuildContext(file: string, patterns: string[]): boolean {
-  const toRegex = (p: string) =>
-    new RegExp(
-      `^${p
-        .replace(/\/+$/, "")
-        .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-        .replace(/\*\*\/?/g, "§")
-        .replace(/\*/g, "[^/]*")
-        .replace(/\?/g, "[^/]")
-        .replace(/§/g, "(?:.*/)?")}(?:/.*)?$`,
-    );
-  let included = true;
-  for (const raw of patterns) {
-    const negated = raw.startsWith("!");
-    const p = negated ? raw.slice(1) : raw;
-    if (toRegex(p).test(file)) included = negated;
-  }
-  return included;
 }
 
 describe("Dockerfile", () => {
@@ -108,10 +85,7 @@ describe("Dockerfile", () => {
   });
 
   it(".dockerignore sends the sources and the lockfile, never node_modules, keys, state or tests", () => {
-    const patterns = read(".dockerignore")
-      .split("\n")
-      .map((l) => l.trim())
-      .filter((l) => l && !l.startsWith("#"));
+    const patterns = dockerignorePatterns(read(".dockerignore"));
     const tracked = execFileSync("git", ["ls-files"], { encoding: "utf8" }).split("\n").filter(Boolean);
     for (const f of ["package.json", "package-lock.json", "bin/eproxy.js", "src/cli.ts", "src/server.ts"]) {
       expect(inBuildContext(f, patterns), f).toBe(true);
