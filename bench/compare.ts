@@ -21,7 +21,8 @@
  * so only figures and ratios from one run are comparable with each other.
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (64), BENCH_MTOM_MB (100),
- * BENCH_MTOM_ROUNDS (3), BENCH_MTOM_HTTP (`1.1` or `2`: the uploads to nginx and eProxy), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
+ * BENCH_MTOM_ROUNDS (3), BENCH_FRONTS (e.g. `eProxy` alone, for profiling), BENCH_RATE (fixed arrival rate
+ * instead of half eProxy's maximum), BENCH_MTOM_HTTP (`1.1` or `2`: the uploads to nginx and eProxy), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
  * (`memory` | `redis`; redis starts a private redis-server), BENCH_CPU_PROF=DIR (V8 CPU profile of
  * eProxy), BENCH_NODE_FLAGS (extra flags for eProxy's node), BENCH_LOG_LEVEL (eProxy's log level, default info: its access line is part of the cost,
  * as nginx's access_log is), BENCH_KEEP=1 (keep the temporary directory).
@@ -73,7 +74,10 @@ const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
 type FrontName = "direct" | "nginx" | "eProxy";
-const FRONTS: FrontName[] = ["direct", "nginx", "eProxy"];
+/** BENCH_FRONTS (comma list, for profiling runs): the fronts measured; eProxy is always one of them (it sets the rate). */
+const FRONTS: FrontName[] = (["direct", "nginx", "eProxy"] as const).filter(
+  (n) => n === "eProxy" || !process.env.BENCH_FRONTS || process.env.BENCH_FRONTS.split(",").includes(n),
+);
 
 // ---------------------------------------------------------------- /proc sampling
 
@@ -630,7 +634,7 @@ async function main(): Promise<void> {
 
     // 2. Latency at a fixed arrival rate: 50 % of eProxy's own maximum.
     const vbin = vegetaBin();
-    const rate = Math.max(10, median(rps.eProxy) / 2);
+    const rate = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : Math.max(10, median(rps.eProxy) / 2);
     const lat: Record<FrontName, { p50: number[]; p99: number[] }> = {
       direct: { p50: [], p99: [] },
       nginx: { p50: [], p99: [] },

@@ -159,6 +159,9 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       cert: deps.tls.cert,
       key: deps.tls.key,
       allowHTTP1: true,
+      // Nagle off, as node:http does by default (a TLS server does not): an answer written as headers
+      // then body chunks otherwise waits for the caller's delayed ACK (~40 ms) now and then.
+      noDelay: true,
       minVersion: "TLSv1.2",
       ciphers: TLS_CIPHERS,
       honorCipherOrder: true,
