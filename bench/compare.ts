@@ -634,7 +634,9 @@ async function main(): Promise<void> {
 
     // 2. Latency at a fixed arrival rate: 50 % of eProxy's own maximum.
     const vbin = vegetaBin();
-    const rate = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : Math.max(10, median(rps.eProxy) / 2);
+    const rate = process.env.BENCH_RATE
+      ? Number(process.env.BENCH_RATE)
+      : Math.max(10, median(rps.eProxy) / 2);
     const lat: Record<FrontName, { p50: number[]; p99: number[] }> = {
       direct: { p50: [], p99: [] },
       nginx: { p50: [], p99: [] },
