@@ -141,11 +141,11 @@ async function serve(args: string[]): Promise<void> {
   const env = processEnv();
   const config = loadConfig(values.config, env);
   preflight(config, env);
-  const { createLogger } = await import("./log.ts");
+  const { createLogDestination, createLogger } = await import("./log.ts");
   const { createDeps } = await import("./deps.ts");
   const { startServer } = await import("./server.ts");
   const { serveWithWorkers } = await import("./cluster.ts");
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, createLogDestination({ bufferBytes: config.log.bufferBytes }));
   // One process, or a primary supervising `server.workers` processes that each run this.
   await serveWithWorkers(config, env, log, async (cfg, workerLog) => {
     const deps = await createDeps(cfg, workerLog, { env });

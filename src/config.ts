@@ -351,9 +351,11 @@ export const configSchema = z
     log: z
       .object({
         level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+        /** Lines gathered before one write to standard output (0: a write per line); flushed every 250 ms and at exit. */
+        bufferBytes: z.number().int().min(0).max(8192).default(4096),
       })
       .strict()
-      .default({ level: "info" }),
+      .default({ level: "info", bufferBytes: 4096 }),
   })
   .strict()
   .superRefine((c, ctx) => {

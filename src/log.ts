@@ -66,8 +66,32 @@ export const REDACT_PATHS = [
   "err.cause.body",
 ];
 
+/**
+ * Standard output as pino's destination, with lines gathered up to `bufferBytes` (and at most
+ * `flushMs` old) before one write. pino's default destination hands every line to a libuv pool
+ * thread (one `write` per line, a futex wake and an event-loop wake-up per line: measured, ~5
+ * futex calls per relayed call); gathered lines cost one write per ~20 requests. The buffer is
+ * written at exit (pino's exit hook, also after `process.exit`); a kill of the process (SIGKILL,
+ * abort) can lose at most the last `flushMs`. `bufferBytes: 0` writes each line at once.
+ */
+export function createLogDestination(
+  opts: { fd?: number; bufferBytes?: number; flushMs?: number } = {},
+): pino.DestinationStream & { flushSync(): void } {
+  const bufferBytes = opts.bufferBytes ?? 4096;
+  const dest = pino.destination({
+    dest: opts.fd ?? 1,
+    minLength: bufferBytes,
+    sync: false,
+    ...(bufferBytes > 0 ? { periodicFlush: opts.flushMs ?? 250 } : {}),
+  });
+  return dest as unknown as pino.DestinationStream & { flushSync(): void };
+}
+
 /** Creates the root logger; lines written inside a request carry its request id. */
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+export function createLogger(
+  level: string,
+  destination?: NodeJS.WritableStream | pino.DestinationStream,
+): Logger {
   const none = {};
   return pino(
     {
