@@ -38,21 +38,67 @@ if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 if redis.call('HEXISTS', KEYS[1], 'x') == 1 then return {ttl, ''} end
 return {ttl, redis.call('HGET', KEYS[1], 'i') or ''}`;
-// The session lookup of a call in one round trip: the sealed record, and the idle touch as TOUCH
-// does it. false when missing; {d, -1, index} for a record written before 'a' existed.
+// The session lookup of a call in one round trip: the idle touch as TOUCH does it, and the sealed
+// record only when its version differs from ARGV[3] (the version the caller holds opened; '' for
+// none): a call on an unchanged session moves a few bytes, and the caller neither opens nor parses.
+// false when missing; {v, d or '', ttl, index}, ttl -1 for a record written before 'a' existed.
 const USE = `
-local v = redis.call('HMGET', KEYS[1], 'd', 'a', 'i', 'x')
+local v = redis.call('HMGET', KEYS[1], 'v', 'a', 'i', 'x')
 if not v[1] then return false end
-if not v[2] then return {v[1], -1, v[3] or ''} end
+local d = ''
+if v[1] ~= ARGV[3] then d = redis.call('HGET', KEYS[1], 'd') or '' end
+if not v[2] then return {v[1], d, -1, v[3] or ''} end
 local ttl = math.floor(math.min(tonumber(ARGV[1]), tonumber(v[2]) - tonumber(ARGV[2])))
 if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-if v[4] then return {v[1], ttl, ''} end
-return {v[1], ttl, v[3] or ''}`;
+if v[4] then return {v[1], d, ttl, ''} end
+return {v[1], d, ttl, v[3] or ''}`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 // INCR, and start the window on the first event; answers the count and the time left.
 const HIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return {n, redis.call('PTTL', KEYS[1])}`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+/** The scripts, each with one key (so each runs in one slot of a cluster). */
+const LUA = {
+  eproxyCasPut: CAS_PUT,
+  eproxyTouch: TOUCH,
+  eproxyUse: USE,
+  eproxyRenew: RENEW,
+  eproxyHit: HIT,
+  eproxyRelease: RELEASE,
+};
+type Scripts = Record<keyof typeof LUA, (key: string, ...args: string[]) => Promise<unknown>>;
+
+/**
+ * Defines the scripts on a connection: ioredis then sends them by SHA (EVALSHA) and their text only
+ * on a connection's first use (EVAL, which loads it) or after NOSCRIPT (a flushed or restarted
+ * Redis): a relayed call no longer sends and hashes half a kilobyte of Lua.
+ */
+function defineScripts(redis: Redis | Cluster): Scripts {
+  for (const [name, lua] of Object.entries(LUA)) redis.defineCommand(name, { lua, numberOfKeys: 1 });
+  return redis as unknown as Scripts;
+}
+
+/** Default bound of the opened-session cache, in characters of the sealed records it holds. */
+const OPENED_MAX_CHARS = 16 * 1024 * 1024;
+
+/** A session record opened (decrypted and parsed) once, for as long as its stored version stays. */
+interface Opened {
+  version: number;
+  rec: SessionRecord;
+  /** Length of the sealed record (the cache's measure of size). */
+  size: number;
+  /** Last idle expiry seen (ms since epoch): past it, the entry is swept. */
+  idleUntil: number;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === "object") {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
 
 function hostPort(s: string): { host: string; port: number } {
   const i = s.lastIndexOf(":");
@@ -99,8 +145,13 @@ export function createRedisStore(
   ring: KeyRing,
   log: Logger,
   now: () => number = Date.now,
+  options: {
+    /** Bound of the opened-session cache (characters of sealed records; 0 turns it off). */
+    openedMaxChars?: number;
+  } = {},
 ): AuthStore {
   const redis = connectRedis(cfg);
+  const scripts = defineScripts(redis);
   let lastState = "";
   redis.on("error", (err: Error & { code?: string }) => {
     // One line per state change, not one per reconnect attempt.
@@ -211,6 +262,49 @@ export function createRedisStore(
     return json ? (JSON.parse(json) as SessionRecord) : undefined;
   }
 
+  // Sessions opened by this process, by id, least recently used first. Every lookup still asks
+  // Redis (so a deletion, an expiry or another replica's write is seen at once): the entry only
+  // spares the transfer, AES-GCM open and JSON parse of a record whose version has not changed.
+  // Records are frozen: callers share them (they spread, never mutate), as with the memory store.
+  const openedMax = options.openedMaxChars ?? OPENED_MAX_CHARS;
+  const opened = new Map<string, Opened>();
+  let openedChars = 0;
+  function forget(id: string): void {
+    const e = opened.get(id);
+    if (!e) return;
+    opened.delete(id);
+    openedChars -= e.size;
+  }
+  function remember(id: string, version: number, rec: SessionRecord, size: number, idleUntil: number): void {
+    if (size > openedMax) return;
+    const cur = opened.get(id);
+    // Replies of one connection arrive in order, but a newer version never gives way to an older one.
+    if (cur && cur.version > version) return;
+    forget(id);
+    opened.set(id, { version, rec: deepFreeze(rec), size, idleUntil });
+    openedChars += size;
+    for (const [old, e] of opened) {
+      if (openedChars <= openedMax) break;
+      opened.delete(old);
+      openedChars -= e.size;
+    }
+  }
+  /** The opened record of `id`, unless its session reached its absolute end. */
+  function openedOf(id: string): Opened | undefined {
+    const e = opened.get(id);
+    if (e && e.rec.absoluteExpiresAt <= now()) {
+      forget(id);
+      return undefined;
+    }
+    return e;
+  }
+  // PSC tokens are not kept in memory past the session's end as this process last saw it.
+  const sweep = setInterval(() => {
+    const t = now();
+    for (const [id, e] of opened) if (e.idleUntil <= t || e.rec.absoluteExpiresAt <= t) forget(id);
+  }, 60_000);
+  sweep.unref();
+
   return {
     getSession: (id) => run("get session", async () => openSession(id, await redis.hget(sKey(id), "d"))),
 
@@ -225,18 +319,20 @@ export function createRedisStore(
         const ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
         const key = sKey(rec.id);
         const index = iKey(rec.clientId, rec.professional.nationalId);
-        const ok = await redis.eval(
-          CAS_PUT,
-          1,
+        const json = JSON.stringify(rec);
+        const sealed = ring.seal(json, key);
+        const ok = await scripts.eproxyCasPut(
           key,
           String(rec.version - 1),
           String(rec.version),
-          ring.seal(JSON.stringify(rec), key),
+          sealed,
           String(ttl),
           index,
           String(rec.absoluteExpiresAt),
         );
         if (ok !== 1) return false;
+        // The writer's next call needs no read of what it just wrote.
+        remember(rec.id, rec.version, JSON.parse(json) as SessionRecord, sealed.length, now() + ttl);
         // Separate command: in a cluster the index may live in another slot than the session. It
         // lives to the absolute end ('x' in the record), so the idle touch of each call skips it.
         await redis.set(index, rec.id, "PX", Math.max(1, rec.absoluteExpiresAt - now()));
@@ -247,7 +343,7 @@ export function createRedisStore(
       run("touch session", async () => {
         const key = sKey(id);
         // One script instead of reading and opening the record (two round trips and an AES-GCM open).
-        const touched = (await redis.eval(TOUCH, 1, key, String(ttlMs), String(now()))) as
+        const touched = (await scripts.eproxyTouch(key, String(ttlMs), String(now()))) as
           | number
           | [number, string];
         if (Array.isArray(touched)) {
@@ -265,24 +361,51 @@ export function createRedisStore(
     useSession: (id, ttlMs) =>
       run("use session", async () => {
         const key = sKey(id);
-        const got = (await redis.eval(USE, 1, key, String(ttlMs), String(now()))) as
-          | [string, number, string]
-          | null;
-        if (!got) return undefined;
-        const rec = openSession(id, got[0]);
-        if (!rec) return undefined;
-        let ttl = got[1];
+        const held = openedOf(id);
+        const got = (await scripts.eproxyUse(
+          key,
+          String(ttlMs),
+          String(now()),
+          held ? String(held.version) : "",
+        )) as [string, string, number, string] | null;
+        if (!got) {
+          forget(id);
+          return undefined;
+        }
+        const [version, sealed, given, index] = got;
+        let rec: SessionRecord | undefined;
+        if (sealed) {
+          rec = openSession(id, sealed);
+          if (!rec) {
+            forget(id);
+            return undefined;
+          }
+        } else if (held) {
+          rec = held.rec;
+        } else {
+          return undefined;
+        }
+        let ttl = given;
         if (ttl < 0) {
           // Written before 'a': the touch is computed here.
           ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
           await redis.pexpire(key, ttl);
         }
-        if (got[2]) await redis.pexpire(got[2], ttl);
+        if (index) await redis.pexpire(index, ttl);
+        if (sealed) {
+          remember(id, Number(version), rec, sealed.length, now() + ttl);
+        } else if (held && opened.get(id) === held) {
+          // Most recently used last; the idle expiry follows the touch.
+          opened.delete(id);
+          opened.set(id, held);
+          held.idleUntil = now() + ttl;
+        }
         return rec;
       }),
 
     deleteSession: (id) =>
       run("delete session", async () => {
+        forget(id);
         const key = sKey(id);
         const index = await redis.hget(key, "i");
         await redis.del(key);
@@ -328,16 +451,16 @@ export function createRedisStore(
         return {
           // Unreachable Redis is an error, not a lost lease: the holder tries again while it may still hold it.
           renew: () =>
-            run("renew lease", async () => (await redis.eval(RENEW, 1, key, owner, String(ttlMs))) === 1),
+            run("renew lease", async () => (await scripts.eproxyRenew(key, owner, String(ttlMs))) === 1),
           release: async () => {
-            await redis.eval(RELEASE, 1, key, owner).catch(() => 0);
+            await scripts.eproxyRelease(key, owner).catch(() => 0);
           },
         };
       }),
 
     hit: (counter, windowMs) =>
       run("count", async () => {
-        const [n, ttl] = (await redis.eval(HIT, 1, cKey(counter), String(windowMs))) as [number, number];
+        const [n, ttl] = (await scripts.eproxyHit(cKey(counter), String(windowMs))) as [number, number];
         return { count: n, resetAt: now() + Math.max(0, ttl) };
       }),
 
@@ -384,6 +507,9 @@ export function createRedisStore(
           }),
 
     async close() {
+      clearInterval(sweep);
+      opened.clear();
+      openedChars = 0;
       hub.clear();
       if (subscriber) await subscriber.quit().catch(() => subscriber?.disconnect());
       await redis.quit().catch(() => redis.disconnect());

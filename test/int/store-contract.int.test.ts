@@ -139,6 +139,55 @@ function contract(name: string, make: () => AuthStore, makePeer: (store: AuthSto
       expect(await store.getSession(gone.id)).toBeUndefined();
     });
 
+    it("sees another replica's refresh and logout at its next lookup, however often it used the session", async () => {
+      const r = record();
+      expect(await store.putSession(r, 60_000)).toBe(true);
+      // The peer uses it several times (a replica may keep what it opened)...
+      for (let i = 0; i < 3; i++) expect(await peer.useSession(r.id, 60_000)).toEqual(r);
+      // ...a refresh written here is what the peer's next call gets,
+      const r2 = { ...r, psc: { ...r.psc, accessToken: "at-refreshed" }, version: 2 };
+      expect(await store.putSession(r2, 60_000)).toBe(true);
+      expect(await peer.useSession(r.id, 60_000)).toEqual(r2);
+      expect(await store.useSession(r.id, 60_000)).toEqual(r2);
+      // and one written by the peer is what this replica's next call gets.
+      const r3 = {
+        ...r2,
+        apiTokens: { dmp: { token: "api-1", expiresAt: r.absoluteExpiresAt, thumbprint: "t" } },
+        version: 3,
+      };
+      expect(await peer.putSession(r3, 60_000)).toBe(true);
+      expect(await store.useSession(r.id, 60_000)).toEqual(r3);
+      expect(await peer.useSession(r.id, 60_000)).toEqual(r3);
+      // A logout on one replica is refused on the other at once, and on itself.
+      await store.deleteSession(r.id);
+      expect(await peer.useSession(r.id, 60_000)).toBeUndefined();
+      expect(await store.useSession(r.id, 60_000)).toBeUndefined();
+      // The other way round.
+      const s = record();
+      await store.putSession(s, 60_000);
+      expect(await store.useSession(s.id, 60_000)).toEqual(s);
+      await peer.deleteSession(s.id);
+      expect(await store.useSession(s.id, 60_000)).toBeUndefined();
+    });
+
+    it("keeps the idle touch of a session used again and again by one replica", async () => {
+      const r = record();
+      await store.putSession(r, 60_000);
+      await peer.useSession(r.id, 60_000);
+      await store.putSession({ ...r, version: 2 }, 400);
+      // Both replicas have opened version 2 before; each of these lookups pushes the idle expiry.
+      await peer.useSession(r.id, 5_000);
+      await store.useSession(r.id, 5_000);
+      await peer.useSession(r.id, 5_000);
+      // Gone by now without the pushes (400 ms); the pushed expiry is seconds away.
+      await sleep(800);
+      expect((await peer.useSession(r.id, 300))?.version).toBe(2);
+      // That lookup asked for 300 ms more: the session ends then, for both.
+      await sleep(700);
+      expect(await store.useSession(r.id, 60_000)).toBeUndefined();
+      expect(await peer.useSession(r.id, 60_000)).toBeUndefined();
+    });
+
     it("gives single-use transient records once, and not after their TTL", async () => {
       await store.putTransient("one-time-code", "abc", { clientId: "lps-demo", n: 1 }, 60_000);
       expect(await store.takeTransient("one-time-code", "abc")).toEqual({ clientId: "lps-demo", n: 1 });
@@ -286,6 +335,45 @@ describe.skipIf(!redisUrl)("Redis store", () => {
     } finally {
       raw.disconnect();
       await store.close();
+    }
+  });
+
+  it("opens a session once per version, within a bounded cache, and reads it again when it changed", async () => {
+    const prefix = `opn${randomBytes(3).toString("hex")}:`;
+    const raw = new Redis(redisUrl);
+    const a = record();
+    const b = record();
+    const writer = createRedisStore(redisCfg(redisUrl, prefix), ring1, log);
+    await writer.putSession(a, 60_000);
+    await writer.putSession(b, 60_000);
+    const sealedA = (await raw.hget(`${prefix}s:${a.id}`, "d")) as string;
+    // Room for one record: opening b evicts a.
+    const reader = createRedisStore(redisCfg(redisUrl, prefix), ring1, log, Date.now, {
+      openedMaxChars: Math.ceil(sealedA.length * 1.5),
+    });
+    const uncached = createRedisStore(redisCfg(redisUrl, prefix), ring1, log, Date.now, {
+      openedMaxChars: 0,
+    });
+    try {
+      expect(await reader.useSession(a.id, 60_000)).toEqual(a);
+      expect(await reader.useSession(b.id, 60_000)).toEqual(b);
+      expect(await uncached.useSession(b.id, 60_000)).toEqual(b);
+      // Content replaced without a version change (only a write through the store changes it, so
+      // this stands for "unchanged"): a replica holding version 1 opened is not sent it again...
+      await raw.hset(`${prefix}s:${b.id}`, "d", "garbage");
+      await raw.hset(`${prefix}s:${a.id}`, "d", "garbage");
+      expect(await reader.useSession(b.id, 60_000)).toEqual(b);
+      // ...one without the cache, or that evicted it, reads it (and finds it unopenable).
+      expect(await uncached.useSession(b.id, 60_000)).toBeUndefined();
+      expect(await reader.useSession(a.id, 60_000)).toBeUndefined();
+      // A new version is read and opened again.
+      const b2 = { ...b, acr: "eidas2", version: 2 };
+      expect(await writer.putSession(b2, 60_000)).toBe(true);
+      expect(await reader.useSession(b.id, 60_000)).toEqual(b2);
+      expect(Object.isFrozen(await reader.useSession(b.id, 60_000))).toBe(true);
+    } finally {
+      raw.disconnect();
+      await Promise.all([writer.close(), reader.close(), uncached.close()]);
     }
   });
 
