@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
-import type { AuthStore } from "./store.ts";
+import type { AuthStore, WindowCount } from "./store.ts";
 
 /** What the authentication and relay code report. */
 export interface MisuseGuard {
@@ -17,8 +17,18 @@ export interface MisuseGuard {
   beforeCiba(nationalId: string): Promise<void>;
   /** A CIBA request for this professional ended in failure (denied, expired, refused). */
   cibaFailed(nationalId: string, clientId: string): Promise<void>;
-  /** Counts one relayed call; throws TOO_MANY_REQUESTS when over the limit and blocking. */
-  relayed(session: { id: string; nationalId: string }, clientId: string): Promise<void>;
+  /**
+   * Window (ms) in which relayed calls of a session are counted, undefined when they are not:
+   * given to `Sessions.freshCounted`, it counts a call with its session lookup (one store
+   * operation instead of two).
+   */
+  readonly relayWindowMs: number | undefined;
+  /**
+   * Counts one relayed call; throws TOO_MANY_REQUESTS when over the limit and blocking. `uses`:
+   * the count already taken with the session lookup (`Sessions.freshCounted`); without it, the
+   * call is counted here.
+   */
+  relayed(session: { id: string; nationalId: string }, clientId: string, uses?: WindowCount): Promise<void>;
 }
 
 type Threshold = NonNullable<Config["alerts"]["cibaFailures"]>;
@@ -75,9 +85,11 @@ export function createMisuseGuard(deps: {
       }
     },
 
-    async relayed(session, clientId) {
+    relayWindowMs: relaysPerSession ? relaysPerSession.windowSeconds * 1000 : undefined,
+
+    async relayed(session, clientId, uses) {
       if (!relaysPerSession) return;
-      const c = await store.hit(`alert:relay:${session.id}`, relaysPerSession.windowSeconds * 1000);
+      const c = uses ?? (await store.hit(`alert:relay:${session.id}`, relaysPerSession.windowSeconds * 1000));
       if (c.count <= relaysPerSession.max) return;
       if (c.count === relaysPerSession.max + 1) {
         alert("RELAY_RATE", relaysPerSession, c.count, {

@@ -17,7 +17,7 @@ import { createReportedPeerGuard, type PeerGuard, PeerOpenError } from "./peer-g
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
 import { createSessionTokens, SESSION_TOKEN_PREFIX, type SessionTokenKeys } from "./session-tokens.ts";
 import { preferRenewed, underLease } from "./single-flight.ts";
-import type { AuthStore, Professional, SessionRecord } from "./store.ts";
+import type { AuthStore, Professional, SessionRecord, WindowCount } from "./store.ts";
 
 export { SESSION_TOKEN_PREFIX };
 
@@ -92,6 +92,17 @@ export interface Sessions {
   resolve(token: string | undefined, clientId: string): Promise<SessionRecord>;
   /** Returns the session with a PSC access token valid for at least the refresh margin. */
   fresh(token: string | undefined, clientId: string): Promise<SessionRecord>;
+  /**
+   * `fresh` for a relayed call: with `windowMs` (the misuse guard's `relayWindowMs`), the call is
+   * also counted in the session's window, in the same store operation as the lookup; the count
+   * goes to `MisuseGuard.relayed`. The count is taken at the lookup, so a call refused afterwards
+   * (session of another client, failed PSC refresh) counts too.
+   */
+  freshCounted(
+    token: string | undefined,
+    clientId: string,
+    windowMs: number | undefined,
+  ): Promise<{ rec: SessionRecord; uses?: WindowCount }>;
   /** Same as `fresh`, for a record already resolved. */
   freshRecord(rec: SessionRecord): Promise<SessionRecord>;
   /** The live session of a client for a professional. */
@@ -177,13 +188,31 @@ export function createSessions(deps: {
   }
 
   async function resolve(token: string | undefined, clientId: string): Promise<SessionRecord> {
+    return (await resolveCounted(token, clientId, undefined)).rec;
+  }
+
+  /** `resolve`, counting the call in the session's window of `windowMs` when given. */
+  async function resolveCounted(
+    token: string | undefined,
+    clientId: string,
+    windowMs: number | undefined,
+  ): Promise<{ rec: SessionRecord; uses?: WindowCount }> {
     const verified = token ? bearers.verify(token) : undefined;
     // Forged or malformed: refused without a store read.
     if (!token || !verified) throw new EproxyError("SESSION_INVALID", "missing or malformed session token");
     const id = hashToken(token);
     // One store operation: the read and the idle touch (a touch before the checks below is harmless:
-    // only a holder of the token can make it, and an ended session is deleted right after).
-    const rec = await store.useSession(id, idleMs);
+    // only a holder of the token can make it, and an ended session is deleted right after), and
+    // the count of a relayed call.
+    let rec: SessionRecord | undefined;
+    let uses: WindowCount | undefined;
+    if (windowMs === undefined) {
+      rec = await store.useSession(id, idleMs);
+    } else {
+      const used = await store.useSessionCounted(id, idleMs, windowMs);
+      rec = used?.session;
+      uses = used?.uses;
+    }
     if (!rec) throw await missing(verified.issuedAt);
     // Another client's session is reported exactly like a missing one.
     if (rec.clientId !== clientId) throw new EproxyError("SESSION_INVALID", "unknown or expired session");
@@ -191,7 +220,7 @@ export function createSessions(deps: {
       await store.deleteSession(id);
       throw new EproxyError("SESSION_INVALID", "session reached its maximum lifetime");
     }
-    return rec;
+    return uses ? { rec, uses } : { rec };
   }
 
   async function refresh(rec: SessionRecord): Promise<SessionRecord> {
@@ -276,6 +305,12 @@ export function createSessions(deps: {
 
     async fresh(token, clientId) {
       return this.freshRecord(await resolve(token, clientId));
+    },
+
+    async freshCounted(token, clientId, windowMs) {
+      const { rec, uses } = await resolveCounted(token, clientId, windowMs);
+      const fresh = await this.freshRecord(rec);
+      return uses ? { rec: fresh, uses } : { rec: fresh };
     },
 
     async freshRecord(rec) {

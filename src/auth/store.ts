@@ -59,6 +59,12 @@ export interface WindowCount {
   resetAt: number;
 }
 
+/** A session looked up by `useSessionCounted`, with its count of uses in the current window. */
+export interface SessionUse {
+  session: SessionRecord;
+  uses: WindowCount;
+}
+
 /** A held lease. */
 export interface Lease {
   /** Extends the lease; false when it was lost (expired), rejects when the store is unreachable. */
@@ -100,6 +106,13 @@ export interface AuthStore {
    * missing or idle-expired (nothing is touched then).
    */
   useSession(id: string, ttlMs: number): Promise<SessionRecord | undefined>;
+  /**
+   * `useSession` that also counts the call in a fixed window of `windowMs` kept with the session
+   * (the misuse guard's relayed calls), so that the lookup of a relayed call and its count are one
+   * store operation. The window starts with the first count and ends with the session at the
+   * latest; a call on a missing session is not counted.
+   */
+  useSessionCounted(id: string, ttlMs: number, windowMs: number): Promise<SessionUse | undefined>;
   /** Deletes a session and its index entry. */
   deleteSession(id: string): Promise<void>;
   /** The live session of a client for a professional, if any. */

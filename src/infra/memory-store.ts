@@ -2,12 +2,17 @@
  * In-memory AuthStore: the embedded default for one instance and the sandbox. Expired entries are
  * invisible at once and swept every minute.
  */
-import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
+import type { AuthStore, SessionRecord, TransientKind, WindowCount } from "../auth/store.ts";
 import { createNotifyHub } from "./notify-hub.ts";
 
 interface Entry<T> {
   value: T;
   expiresAt: number;
+}
+
+/** A session, with its window of counted uses (kept across writes, gone with the session). */
+interface SessionEntry extends Entry<SessionRecord> {
+  uses?: WindowCount;
 }
 
 function deepFreeze<T>(o: T): T {
@@ -20,13 +25,13 @@ function deepFreeze<T>(o: T): T {
 
 /** Creates the in-memory store. `now` is injectable for tests. */
 export function createMemoryStore(now: () => number = Date.now): AuthStore {
-  const sessions = new Map<string, Entry<SessionRecord>>();
+  const sessions = new Map<string, SessionEntry>();
   const index = new Map<string, Entry<string>>();
   const transient = new Map<string, Entry<string>>();
   const leases = new Map<string, Entry<symbol>>();
   const counters = new Map<string, Entry<number>>();
   const hub = createNotifyHub();
-  const live = <T>(m: Map<string, Entry<T>>, k: string): Entry<T> | undefined => {
+  const live = <E extends Entry<unknown>>(m: Map<string, E>, k: string): E | undefined => {
     const e = m.get(k);
     if (!e) return undefined;
     if (e.expiresAt <= now()) {
@@ -36,7 +41,7 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
     return e;
   };
   const indexKey = (clientId: string, nationalId: string) => `${clientId}\n${nationalId}`;
-  const touch = (id: string, ttlMs: number): Entry<SessionRecord> | undefined => {
+  const touch = (id: string, ttlMs: number): SessionEntry | undefined => {
     const e = live(sessions, id);
     if (!e) return undefined;
     e.expiresAt = Math.min(now() + ttlMs, e.value.absoluteExpiresAt);
@@ -69,7 +74,11 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
       const cur = live(sessions, rec.id);
       if ((cur?.value.version ?? 0) !== rec.version - 1) return false;
       const expiresAt = Math.min(now() + ttlMs, rec.absoluteExpiresAt);
-      sessions.set(rec.id, { value: deepFreeze(structuredClone(rec)), expiresAt });
+      sessions.set(rec.id, {
+        value: deepFreeze(structuredClone(rec)),
+        expiresAt,
+        ...(cur?.uses ? { uses: cur.uses } : {}),
+      });
       index.set(indexKey(rec.clientId, rec.professional.nationalId), { value: rec.id, expiresAt });
       return true;
     },
@@ -78,6 +87,14 @@ export function createMemoryStore(now: () => number = Date.now): AuthStore {
     },
     async useSession(id, ttlMs) {
       return touch(id, ttlMs)?.value;
+    },
+    async useSessionCounted(id, ttlMs, windowMs) {
+      const e = touch(id, ttlMs);
+      if (!e) return undefined;
+      const t = now();
+      if (!e.uses || e.uses.resetAt <= t) e.uses = { count: 0, resetAt: t + windowMs };
+      e.uses.count += 1;
+      return { session: e.value, uses: { ...e.uses } };
     },
     async deleteSession(id) {
       const e = sessions.get(id);

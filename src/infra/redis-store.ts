@@ -11,7 +11,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Cluster, Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
-import type { AuthStore, SessionRecord, TransientKind } from "../auth/store.ts";
+import type { AuthStore, SessionRecord, SessionUse, TransientKind } from "../auth/store.ts";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { KeyRing } from "./key-ring.ts";
@@ -41,18 +41,35 @@ return {ttl, redis.call('HGET', KEYS[1], 'i') or ''}`;
 // The session lookup of a call in one round trip: the idle touch as TOUCH does it, and the sealed
 // record only when its version differs from ARGV[3] (the version the caller holds opened; '' for
 // none): a call on an unchanged session moves a few bytes, and the caller neither opens nor parses.
-// false when missing; {v, d or '', ttl, index}, ttl -1 for a record written before 'a' existed.
+// With ARGV[4] (a window, ms), the call is also counted in a fixed window kept in the session's
+// hash ('n' count, 'w' end in ms; same key, so same slot in a cluster, and gone with the session),
+// started by the first count on the caller's clock (ARGV[2]), as the absolute end is compared.
+// false when missing; {v, d or '', ttl, index, count, window end}, ttl -1 for a record written
+// before 'a' existed (count and window end 0 when not counting).
 const USE = `
-local v = redis.call('HMGET', KEYS[1], 'v', 'a', 'i', 'x')
+local v = redis.call('HMGET', KEYS[1], 'v', 'a', 'i', 'x', 'w')
 if not v[1] then return false end
 local d = ''
 if v[1] ~= ARGV[3] then d = redis.call('HGET', KEYS[1], 'd') or '' end
-if not v[2] then return {v[1], d, -1, v[3] or ''} end
+local n, w = 0, 0
+if ARGV[4] ~= '' then
+  local t = tonumber(ARGV[2])
+  w = tonumber(v[5] or '0')
+  if w <= t then
+    w = t + tonumber(ARGV[4])
+    n = 1
+    redis.call('HSET', KEYS[1], 'n', 1, 'w', w)
+  else
+    n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+  end
+end
+local index = v[3] or ''
+if v[4] then index = '' end
+if not v[2] then return {v[1], d, -1, v[3] or '', n, w} end
 local ttl = math.floor(math.min(tonumber(ARGV[1]), tonumber(v[2]) - tonumber(ARGV[2])))
 if ttl < 1 then ttl = 1 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-if v[4] then return {v[1], d, ttl, ''} end
-return {v[1], d, ttl, v[3] or ''}`;
+return {v[1], d, ttl, index, n, w}`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 // INCR, and start the window on the first event; answers the count and the time left.
 const HIT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return {n, redis.call('PTTL', KEYS[1])}`;
@@ -305,6 +322,54 @@ export function createRedisStore(
   }, 60_000);
   sweep.unref();
 
+  /** The lookup of a call (`useSession`), counting it in a window of `windowMs` when given. */
+  function use(id: string, ttlMs: number, windowMs: number | undefined): Promise<SessionUse | undefined> {
+    return run("use session", async () => {
+      const key = sKey(id);
+      const held = openedOf(id);
+      const got = (await scripts.eproxyUse(
+        key,
+        String(ttlMs),
+        String(now()),
+        held ? String(held.version) : "",
+        windowMs === undefined ? "" : String(Math.max(1, Math.round(windowMs))),
+      )) as [string, string, number, string, number, number] | null;
+      if (!got) {
+        forget(id);
+        return undefined;
+      }
+      const [version, sealed, given, index, count, resetAt] = got;
+      let rec: SessionRecord | undefined;
+      if (sealed) {
+        rec = openSession(id, sealed);
+        if (!rec) {
+          forget(id);
+          return undefined;
+        }
+      } else if (held) {
+        rec = held.rec;
+      } else {
+        return undefined;
+      }
+      let ttl = given;
+      if (ttl < 0) {
+        // Written before 'a': the touch is computed here.
+        ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
+        await redis.pexpire(key, ttl);
+      }
+      if (index) await redis.pexpire(index, ttl);
+      if (sealed) {
+        remember(id, Number(version), rec, sealed.length, now() + ttl);
+      } else if (held && opened.get(id) === held) {
+        // Most recently used last; the idle expiry follows the touch.
+        opened.delete(id);
+        opened.set(id, held);
+        held.idleUntil = now() + ttl;
+      }
+      return { session: rec, uses: { count, resetAt } };
+    });
+  }
+
   return {
     getSession: (id) => run("get session", async () => openSession(id, await redis.hget(sKey(id), "d"))),
 
@@ -358,50 +423,9 @@ export function createRedisStore(
         if (index) await redis.pexpire(index, ttl);
       }),
 
-    useSession: (id, ttlMs) =>
-      run("use session", async () => {
-        const key = sKey(id);
-        const held = openedOf(id);
-        const got = (await scripts.eproxyUse(
-          key,
-          String(ttlMs),
-          String(now()),
-          held ? String(held.version) : "",
-        )) as [string, string, number, string] | null;
-        if (!got) {
-          forget(id);
-          return undefined;
-        }
-        const [version, sealed, given, index] = got;
-        let rec: SessionRecord | undefined;
-        if (sealed) {
-          rec = openSession(id, sealed);
-          if (!rec) {
-            forget(id);
-            return undefined;
-          }
-        } else if (held) {
-          rec = held.rec;
-        } else {
-          return undefined;
-        }
-        let ttl = given;
-        if (ttl < 0) {
-          // Written before 'a': the touch is computed here.
-          ttl = Math.max(1, Math.min(ttlMs, rec.absoluteExpiresAt - now()));
-          await redis.pexpire(key, ttl);
-        }
-        if (index) await redis.pexpire(index, ttl);
-        if (sealed) {
-          remember(id, Number(version), rec, sealed.length, now() + ttl);
-        } else if (held && opened.get(id) === held) {
-          // Most recently used last; the idle expiry follows the touch.
-          opened.delete(id);
-          opened.set(id, held);
-          held.idleUntil = now() + ttl;
-        }
-        return rec;
-      }),
+    useSession: async (id, ttlMs) => (await use(id, ttlMs, undefined))?.session,
+
+    useSessionCounted: (id, ttlMs, windowMs) => use(id, ttlMs, windowMs),
 
     deleteSession: (id) =>
       run("delete session", async () => {

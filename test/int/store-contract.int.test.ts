@@ -170,6 +170,35 @@ function contract(name: string, make: () => AuthStore, makePeer: (store: AuthSto
       expect(await store.useSession(s.id, 60_000)).toBeUndefined();
     });
 
+    it("counts uses with the lookup in a window shared by replicas, kept across writes, gone with the session", async () => {
+      const r = record();
+      await store.putSession(r, 60_000);
+      const first = await store.useSessionCounted(r.id, 60_000, 60_000);
+      expect(first?.session).toEqual(r);
+      expect(first?.uses.count).toBe(1);
+      const resetAt = first?.uses.resetAt as number;
+      expect(resetAt).toBeGreaterThan(Date.now() + 30_000);
+      expect(resetAt).toBeLessThanOrEqual(Date.now() + 60_000);
+      expect((await peer.useSessionCounted(r.id, 60_000, 60_000))?.uses).toEqual({ count: 2, resetAt });
+      // A plain lookup does not count; a refresh (new version) keeps the window.
+      await store.useSession(r.id, 60_000);
+      const r2 = { ...r, acr: "eidas2", version: 2 };
+      expect(await peer.putSession(r2, 60_000)).toBe(true);
+      expect(await store.useSessionCounted(r.id, 60_000, 60_000)).toEqual({
+        session: r2,
+        uses: { count: 3, resetAt },
+      });
+      // Gone with the session, and a missing session is not counted.
+      await store.deleteSession(r.id);
+      expect(await peer.useSessionCounted(r.id, 60_000, 60_000)).toBeUndefined();
+      // A window that ended starts again with the next use (one-sided: a late timer waits longer).
+      const s = record();
+      await store.putSession(s, 60_000);
+      expect((await store.useSessionCounted(s.id, 60_000, 200))?.uses.count).toBe(1);
+      await sleep(500);
+      expect((await peer.useSessionCounted(s.id, 60_000, 200))?.uses.count).toBe(1);
+    });
+
     it("keeps the idle touch of a session used again and again by one replica", async () => {
       const r = record();
       await store.putSession(r, 60_000);
