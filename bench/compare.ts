@@ -521,7 +521,7 @@ async function main(): Promise<void> {
         // BENCH_NODE_FLAGS: extra V8/Node flags for eProxy (e.g. --max-semi-space-size=8).
         ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
         ...(process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
-        path.resolve("bin/eproxy.js"),
+        path.resolve(process.env.BENCH_EPROXY_BIN ?? "bin/eproxy.js"),
         "serve",
         "--config",
         config,

@@ -94,15 +94,32 @@ function limited(
   max: number,
   count: { n: number },
 ): AsyncIterable<Uint8Array> {
+  // A hand-written iterator, not an async generator: measured in a minimal relay, one async
+  // generator stage per call made ~14 % of every call's allocations survive young-generation
+  // collections until the next full one (10–15 ms scavenges, 7 MB promoted each) and cost ~30 %
+  // more CPU per call; a plain iterator object does neither.
   return {
-    async *[Symbol.asyncIterator]() {
+    [Symbol.asyncIterator]() {
+      const it = body[Symbol.asyncIterator]();
       let n = 0;
-      for await (const chunk of body) {
-        n += chunk.length;
-        count.n = n;
-        if (n > max) throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${max} bytes`);
-        yield chunk;
-      }
+      return {
+        async next() {
+          const r = await it.next();
+          if (r.done) return r;
+          n += r.value.length;
+          count.n = n;
+          if (n > max) {
+            // As a for-await loop leaving on an error would: the source is released.
+            await it.return?.();
+            throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${max} bytes`);
+          }
+          return r;
+        },
+        async return() {
+          await it.return?.();
+          return { done: true as const, value: undefined };
+        },
+      };
     },
   };
 }
@@ -265,47 +282,72 @@ export function createRelay(deps: {
         // No log line here: the access line (noteAccess below) carries teleservice, action and statuses.
         const max = req.maxAnswerBytes ?? Number.POSITIVE_INFINITY;
         const upstreamBody = res.body;
-        // One generator stage per call, as the streamed answer needs one anyway to count its bytes.
-        async function* answer(): AsyncGenerator<Buffer> {
-          let bytesOut = 0;
-          let outcome = "ABORTED";
-          try {
-            for await (const chunk of upstreamBody as AsyncIterable<Buffer>) {
-              if (bytesOut + chunk.length > max) {
-                outcome = "PAYLOAD_TOO_LARGE";
-                discard(upstreamBody);
-                throw new EproxyError(
-                  "PAYLOAD_TOO_LARGE",
-                  `answer larger than ${max} bytes${req.tooLargeHint ? `: ${req.tooLargeHint}` : ""}`,
-                );
-              }
-              bytesOut += chunk.length;
-              yield chunk;
+        // Counts the answer's bytes and records the call's SEND once it ends, fails or is left
+        // early. A plain iterator, not an async generator (see `limited`).
+        const source = (upstreamBody as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+        let bytesOut = 0;
+        let outcome = "ABORTED";
+        let finished = false;
+        const finish = (): void => {
+          if (finished) return;
+          finished = true;
+          noteAccess({
+            teleservice: t.name,
+            upstreamStatus: res.status,
+            correlationId,
+            bytesIn: counted.n,
+            bytesOut,
+            ...(soap.action ? { soapAction: soap.action } : {}),
+          });
+          // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
+          recordSend(outcome, {
+            ...(soap.action ? { soapAction: soap.action } : {}),
+            upstreamStatus: res.status,
+            bytesIn: counted.n,
+            bytesOut,
+            correlationId,
+          });
+        };
+        const answer: AsyncIterator<Buffer> = {
+          async next() {
+            if (finished) return { done: true, value: undefined };
+            let r: IteratorResult<Buffer>;
+            try {
+              r = await source.next();
+            } catch (err) {
+              finish();
+              throw err;
             }
-            outcome = "OK";
-          } finally {
-            noteAccess({
-              teleservice: t.name,
-              upstreamStatus: res.status,
-              correlationId,
-              bytesIn: counted.n,
-              bytesOut,
-              ...(soap.action ? { soapAction: soap.action } : {}),
-            });
-            // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
-            recordSend(outcome, {
-              ...(soap.action ? { soapAction: soap.action } : {}),
-              upstreamStatus: res.status,
-              bytesIn: counted.n,
-              bytesOut,
-              correlationId,
-            });
-          }
-        }
+            if (r.done) {
+              outcome = "OK";
+              finish();
+              return r;
+            }
+            if (bytesOut + r.value.length > max) {
+              outcome = "PAYLOAD_TOO_LARGE";
+              discard(upstreamBody);
+              finish();
+              await source.return?.().catch(() => {});
+              throw new EproxyError(
+                "PAYLOAD_TOO_LARGE",
+                `answer larger than ${max} bytes${req.tooLargeHint ? `: ${req.tooLargeHint}` : ""}`,
+              );
+            }
+            bytesOut += r.value.length;
+            return r;
+          },
+          async return() {
+            if (!finished) {
+              await source.return?.();
+              finish();
+            }
+            return { done: true, value: undefined };
+          },
+        };
         return {
           status: res.status,
           headers: toDownstreamHeaders(res.headers, t.exposeCorrelationId),
-          body: answer(),
+          body: { [Symbol.asyncIterator]: () => answer },
           soap,
           correlationId,
         };

@@ -68,16 +68,24 @@ export async function peek(
     size += r.value.length;
   }
   const head = Buffer.concat(chunks);
-  const body: AsyncIterable<Uint8Array> = {
-    async *[Symbol.asyncIterator]() {
-      yield* chunks;
-      if (done) return;
-      while (true) {
-        const r = await it.next();
-        if (r.done) return;
-        yield r.value;
-      }
+  // A plain iterator rather than an async generator (see relay.ts, `limited`): the head's chunks
+  // first, then the rest of the source. Stopping early does not release the source (the caller
+  // owns it), as before.
+  let i = 0;
+  const rest: AsyncIterator<Uint8Array> = {
+    async next() {
+      if (i < chunks.length) return { done: false, value: chunks[i++] as Uint8Array };
+      if (done) return { done: true, value: undefined };
+      const r = await it.next();
+      if (r.done) done = true;
+      return r;
+    },
+    async return() {
+      i = chunks.length;
+      done = true;
+      return { done: true, value: undefined };
     },
   };
+  const body: AsyncIterable<Uint8Array> = { [Symbol.asyncIterator]: () => rest };
   return { head, body, complete: done };
 }

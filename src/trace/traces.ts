@@ -3,7 +3,9 @@
  * request path. Domain code calls `record()`; the writer batches, stores, and spools when the store
  * is down. No token, no SOAP body, no patient data ever goes in a trace.
  */
+
 import { createHash, randomBytes } from "node:crypto";
+import { memoize } from "../memo.ts";
 
 /** Event types. */
 export type TraceType =
@@ -74,9 +76,9 @@ export interface TraceStore {
 }
 
 /** Hash of a session id for traces: lets traces of one session be grouped, reveals nothing else. */
-export function sessionHashOf(sessionId: string): string {
-  return createHash("sha256").update(`trace\n${sessionId}`).digest("base64url").slice(0, 22);
-}
+export const sessionHashOf: (sessionId: string) => string = memoize((sessionId) =>
+  createHash("sha256").update(`trace\n${sessionId}`).digest("base64url").slice(0, 22),
+);
 
 let sequence = 0;
 const instance = randomBytes(4).toString("hex");
