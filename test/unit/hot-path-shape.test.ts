@@ -8,7 +8,12 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
-const HOT_PATH = ["src/relay/relay.ts", "src/relay/soap-sniff.ts", "src/rest/relay-routes.ts"];
+const HOT_PATH = [
+  "src/relay/relay.ts",
+  "src/relay/soap-sniff.ts",
+  "src/rest/relay-routes.ts",
+  "src/rpc/relay-service.ts",
+];
 const GENERATOR = /async\s*\*|async\s+function\s*\*/;
 
 describe("relay hot path", () => {
