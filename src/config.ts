@@ -223,6 +223,16 @@ export const configSchema = z
           })
           .strict()
           .default({ streamWindowBytes: 1024 * 1024, connectionWindowBytes: 8 * 1024 * 1024 }),
+        /**
+         * Relayed body bytes after which eProxy asks V8 for a young-generation collection, which frees
+         * the socket read buffers of what was already relayed (src/infra/reclaim.ts): bounds the memory
+         * a large streamed upload takes. 0 turns it off.
+         */
+        reclaimEveryBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(4 * 1024 * 1024),
         trustedProxies: z.array(z.string()).default([]),
         /**
          * In-network listener (off by default): cleartext HTTP/1.1 and h2c for modules inside a

@@ -21,6 +21,7 @@ import { createMemoryTraceStore } from "./infra/memory-traces.ts";
 import { createMongoClientSource } from "./infra/mongo-clients.ts";
 import { createMongoTraceStore } from "./infra/mongo-traces.ts";
 import { createPscGateway } from "./infra/psc-openid.ts";
+import { createReclaimer } from "./infra/reclaim.ts";
 import { createRedisStore } from "./infra/redis-store.ts";
 import { createTelemetry } from "./infra/telemetry.ts";
 import { createOpenidTokenExchange } from "./infra/token-exchange-openid.ts";
@@ -215,6 +216,7 @@ export async function createDeps(
     traces,
     thumbprintOf: (clientId) => clients.identity(clientId)?.thumbprint ?? "",
     log,
+    reclaim: createReclaimer(config.server.reclaimEveryBytes),
   });
   telemetry.metrics.observe({
     traceWriter: () => writer.stats(),

@@ -93,6 +93,7 @@ function limited(
   body: AsyncIterable<Uint8Array>,
   max: number,
   count: { n: number },
+  reclaim: ((bytes: number) => void) | undefined,
 ): AsyncIterable<Uint8Array> {
   // A hand-written iterator, not an async generator: measured in a minimal relay, one async
   // generator stage per call made ~14 % of every call's allocations survive young-generation
@@ -108,6 +109,7 @@ function limited(
           if (r.done) return r;
           n += r.value.length;
           count.n = n;
+          reclaim?.(r.value.length);
           if (n > max) {
             // As a for-await loop leaving on an error would: the source is released.
             await it.return?.();
@@ -128,20 +130,41 @@ function limited(
  * The request body, failing as soon as the caller hangs up: an HTTP/2 request reset by its caller
  * does not always end its body stream, and the relay would wait for the first bytes forever.
  */
-function untilAborted(body: AsyncIterable<Uint8Array>, signal: AbortSignal): AsyncIterable<Uint8Array> {
+export function untilAborted(
+  body: AsyncIterable<Uint8Array>,
+  signal: AbortSignal,
+): AsyncIterable<Uint8Array> {
   return {
     [Symbol.asyncIterator]() {
       const it = body[Symbol.asyncIterator]();
-      let onAbort = () => {};
-      const aborted = new Promise<never>((_, reject) => {
-        onAbort = () => reject(new EproxyError("UNAVAILABLE", "request cancelled by the caller"));
-        if (signal.aborted) onAbort();
-        else signal.addEventListener("abort", onAbort, { once: true });
-      });
-      aborted.catch(() => {});
+      const cancelled = () => new EproxyError("UNAVAILABLE", "request cancelled by the caller");
+      // The read in progress, failed by the abort. Not `Promise.race([it.next(), aborted])` with one
+      // long-lived `aborted` promise: each race leaves a reaction on it that holds the race's result,
+      // so every chunk read stayed reachable until the body ended (a 100 MiB upload kept ~100 MB
+      // of buffers alive, seen in a heap snapshot: 969 chunks held by promise reactions).
+      let failPending: ((err: unknown) => void) | undefined;
+      const onAbort = () => failPending?.(cancelled());
+      signal.addEventListener("abort", onAbort, { once: true });
       return {
-        next: () => Promise.race([it.next(), aborted]),
+        next() {
+          if (signal.aborted) return Promise.reject(cancelled());
+          return new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
+            failPending = reject;
+            it.next().then(
+              (r) => {
+                failPending = undefined;
+                if (r.done) signal.removeEventListener("abort", onAbort);
+                resolve(r);
+              },
+              (err: unknown) => {
+                failPending = undefined;
+                reject(err);
+              },
+            );
+          });
+        },
         async return() {
+          failPending = undefined;
           signal.removeEventListener("abort", onAbort);
           await it.return?.();
           return { done: true as const, value: undefined };
@@ -169,6 +192,8 @@ export function createRelay(deps: {
   /** Where the SEND trace of each relayed call goes. */
   traces?: Traces;
   log: Logger;
+  /** Told the size of every relayed body chunk, both ways (infra/reclaim.ts: bounded memory). */
+  reclaim?: ((bytes: number) => void) | undefined;
 }): Relay {
   const { config, sessions, apiTokens, upstream, log } = deps;
   const traces = deps.traces ?? { record() {} };
@@ -246,7 +271,12 @@ export function createRelay(deps: {
         const sa = req.headers.soapaction;
         const counted = { n: 0 };
         const { head, body, complete } = await peek(
-          limited(req.signal ? untilAborted(req.body, req.signal) : req.body, t.maxBodyBytes, counted),
+          limited(
+            req.signal ? untilAborted(req.body, req.signal) : req.body,
+            t.maxBodyBytes,
+            counted,
+            deps.reclaim,
+          ),
           SNIFF_BYTES,
         );
         const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
@@ -334,6 +364,7 @@ export function createRelay(deps: {
               );
             }
             bytesOut += r.value.length;
+            deps.reclaim?.(r.value.length);
             return r;
           },
           async return() {
