@@ -140,11 +140,6 @@ function baseOptions(cfg: RedisConfig): RedisOptions {
     commandTimeout: cfg.commandTimeoutMs,
     connectTimeout: cfg.commandTimeoutMs,
     retryStrategy: (times) => Math.min(times * 200, 2_000),
-    // Commands issued in one tick go out in one write (and their replies come back in one read):
-    // with a relayed call's session lookup and misuse count on every call, one write per command
-    // cost more CPU (here and in redis-server) than anything else the store did. bench:compare,
-    // two workers with Redis: ~5,600 -> ~6,400 req/s, CPU 0.26 -> 0.24 ms per call.
-    enableAutoPipelining: true,
   };
 }
 
