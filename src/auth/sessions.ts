@@ -15,7 +15,12 @@ import type { Traces } from "../trace/traces.ts";
 import type { ClientRegistry } from "./clients.ts";
 import { createReportedPeerGuard, type PeerGuard, PeerOpenError } from "./peer-guard.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
-import { createSessionTokens, SESSION_TOKEN_PREFIX, type SessionTokenKeys } from "./session-tokens.ts";
+import {
+  createSessionTokens,
+  SESSION_TOKEN_PREFIX,
+  type SessionTokenKeys,
+  type VerifiedToken,
+} from "./session-tokens.ts";
 import { preferRenewed, underLease } from "./single-flight.ts";
 import type { AuthStore, Professional, SessionRecord, WindowCount } from "./store.ts";
 
@@ -187,6 +192,9 @@ export function createSessions(deps: {
     return new EproxyError("SESSION_INVALID", "unknown or expired session");
   }
 
+  /** Session ids (hashes of tokens) whose MAC verified, bounded: see `resolveCounted`. */
+  const verifiedIds = new Map<string, VerifiedToken>();
+
   async function resolve(token: string | undefined, clientId: string): Promise<SessionRecord> {
     return (await resolveCounted(token, clientId, undefined)).rec;
   }
@@ -197,10 +205,16 @@ export function createSessions(deps: {
     clientId: string,
     windowMs: number | undefined,
   ): Promise<{ rec: SessionRecord; uses?: WindowCount }> {
-    const verified = token ? bearers.verify(token) : undefined;
-    // Forged or malformed: refused without a store read.
-    if (!token || !verified) throw new EproxyError("SESSION_INVALID", "missing or malformed session token");
+    if (!token || token.length > 200) {
+      throw new EproxyError("SESSION_INVALID", "missing or malformed session token");
+    }
     const id = hashToken(token);
+    // The MAC is checked once per token: later calls find its id (the SHA-256 of the token, not a
+    // secret) among the verified ones. Forged or malformed: refused without a store read.
+    const verified = verifiedIds.get(id) ?? bearers.verify(token);
+    if (!verified) throw new EproxyError("SESSION_INVALID", "missing or malformed session token");
+    if (verifiedIds.size >= 10_000) verifiedIds.clear();
+    verifiedIds.set(id, verified);
     // One store operation: the read and the idle touch (a touch before the checks below is harmless:
     // only a holder of the token can make it, and an ended session is deleted right after), and
     // the count of a relayed call.

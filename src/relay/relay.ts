@@ -220,7 +220,12 @@ export function createRelay(deps: {
       if (declared !== undefined && Number(declared) > t.maxBodyBytes) {
         throw new EproxyError("PAYLOAD_TOO_LARGE", `body larger than ${t.maxBodyBytes} bytes`);
       }
-      const rec = await sessions.fresh(req.sessionToken, req.caller.id);
+      // The session lookup also counts the call for the misuse guard (one store operation).
+      const { rec, uses } = await sessions.freshCounted(
+        req.sessionToken,
+        req.caller.id,
+        deps.misuse?.relayWindowMs,
+      );
       /** The call's one SEND trace (built here only), once the session is known. */
       const recordSend = (outcome: string, answered?: SendFacts, callerCorrelationId?: string): void => {
         traces.record({
@@ -263,7 +268,11 @@ export function createRelay(deps: {
         throw err;
       };
       const go = async (): Promise<RelayResponse> => {
-        await deps.misuse?.relayed({ id: rec.id, nationalId: rec.professional.nationalId }, req.caller.id);
+        await deps.misuse?.relayed(
+          { id: rec.id, nationalId: rec.professional.nationalId },
+          req.caller.id,
+          uses,
+        );
         const apiToken = await apiTokens.get(rec, t, deps.thumbprintOf(req.caller.id), req.signal);
 
         const ct = req.headers["content-type"];

@@ -42,7 +42,10 @@ function relayAnswering(answer: Buffer, chunks = 4, status = 200) {
   };
   const relay = createRelay({
     config,
-    sessions: { fresh: async () => session } as unknown as Sessions,
+    sessions: {
+      fresh: async () => session,
+      freshCounted: async () => ({ rec: session }),
+    } as unknown as Sessions,
     apiTokens: { get: async () => undefined },
     upstream,
     thumbprintOf: () => "",
