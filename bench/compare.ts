@@ -494,7 +494,11 @@ async function main(): Promise<void> {
           dmpMaxBodyBytes: 2 * MTOM_MB * MiB,
           relaysPerSessionMax: 1_000_000_000,
           logLevel: LOG_LEVEL,
-          server: WORKERS ? { workers: Number(WORKERS) } : {},
+          server: {
+            ...(WORKERS ? { workers: Number(WORKERS) } : {}),
+            // BENCH_SERVER_JSON: extra `server` keys, e.g. '{"reclaimEveryBytes":0}'.
+            ...(process.env.BENCH_SERVER_JSON ? JSON.parse(process.env.BENCH_SERVER_JSON) : {}),
+          },
           extra: {
             ...(redisUrl
               ? {
