@@ -330,22 +330,16 @@ export function createRelay(deps: {
         const finish = (): void => {
           if (finished) return;
           finished = true;
-          noteAccess({
-            teleservice: t.name,
+          const facts: SendFacts = {
+            ...(soap.action ? { soapAction: soap.action } : {}),
             upstreamStatus: res.status,
-            correlationId,
             bytesIn: counted.n,
             bytesOut,
-            ...(soap.action ? { soapAction: soap.action } : {}),
-          });
+            correlationId,
+          };
+          noteAccess({ teleservice: t.name, ...facts });
           // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
-          recordSend(outcome, {
-            ...(soap.action ? { soapAction: soap.action } : {}),
-            upstreamStatus: res.status,
-            bytesIn: counted.n,
-            bytesOut,
-            correlationId,
-          });
+          recordSend(outcome, facts);
         };
         const answer: AsyncIterator<Buffer> = {
           async next() {
