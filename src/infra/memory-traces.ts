@@ -5,14 +5,19 @@
 import { appendFileSync } from "node:fs";
 import type { TraceEvent, TraceQuery, TraceStore } from "../trace/traces.ts";
 
-/** Default memory bound: ~8,000 relayed calls' events, a flat heap instead of one that grows per call. */
+/** Default memory bound: ~8,000 relayed calls' events, in one buffer outside the V8 heap. */
 export const DEFAULT_TRACE_MEMORY_BYTES = 16 * 1024 * 1024;
 
 /**
  * Creates the in-memory trace store; `file` (JSON lines) receives every event. The memory part keeps
- * the latest events within `maxBytes` (counted as their JSON size, ~2 KB per relayed call in the V8
- * heap) and `maxEvents`: an unbounded buffer grew the live heap per call and made every full
- * collection longer (tail-latency bursts).
+ * the latest events within `maxBytes` (their UTF-8 JSON) and `maxEvents`.
+ *
+ * The events are kept as UTF-8 JSON in one ring buffer outside the V8 heap, with their offsets,
+ * lengths and times in typed arrays. Kept as JS strings (the previous shape), every event outlived a
+ * young-generation collection, was promoted, and was later old-generation garbage: at thousands of
+ * calls per second the ring rotated megabytes per second through the old generation, the main cause
+ * of full collections during a steady relay load. Only the ids stay JS strings (the store ignores
+ * ids it holds: the spool's replays are idempotent). Queries (rare) parse what they scan.
  */
 export function createMemoryTraceStore(opts: {
   file?: string;
@@ -21,46 +26,72 @@ export function createMemoryTraceStore(opts: {
   retentionMs: number;
 }): TraceStore {
   const maxEvents = opts.maxEvents ?? 100_000;
-  const maxBytes = opts.maxBytes ?? DEFAULT_TRACE_MEMORY_BYTES;
-  // A queue as an array with a moving head: dropping the oldest is O(1), compaction is amortised.
-  // Each event is kept as its JSON line (one flat string instead of a graph of ~20 objects): at
-  // thousands of calls per second every event outlives a young-generation collection, so what it is
-  // made of is what each scavenge copies and promotes. Queries (rare) parse what they scan.
-  let events: Array<{ line: string; id: string; at: number } | undefined> = [];
-  let head = 0;
-  let bytes = 0;
+  const capacity = opts.maxBytes ?? DEFAULT_TRACE_MEMORY_BYTES;
+  // Allocated at the first event; not zero-filled: pages become resident as the ring fills them.
+  let ring: Buffer | undefined;
+  // Records ring: slot `first` is the oldest, `count` records, in writing order.
+  const off = new Uint32Array(maxEvents);
+  const len = new Uint32Array(maxEvents);
+  const at = new Float64Array(maxEvents);
+  const idOf: Array<string | undefined> = new Array(maxEvents).fill(undefined);
+  let first = 0;
+  let count = 0;
+  // Where the next record is written.
+  let tail = 0;
   const ids = new Set<string>();
+
+  const dropOldest = () => {
+    ids.delete(idOf[first] as string);
+    idOf[first] = undefined;
+    first = (first + 1) % maxEvents;
+    count--;
+  };
+  /** Room for `n` bytes after the newest record, evicting the oldest ones it overwrites. */
+  const reserve = (n: number): number => {
+    if (tail + n > capacity) {
+      // Wrap: what is left of the previous lap past `tail` is the oldest, then what [0, n) holds.
+      while (count > 0 && (off[first] as number) >= tail) dropOldest();
+      tail = 0;
+    }
+    while (count > 0 && (off[first] as number) >= tail && (off[first] as number) < tail + n) dropOldest();
+    const at0 = tail;
+    tail += n;
+    return at0;
+  };
+
   return {
     async insertMany(batch) {
       const fresh = batch.filter((e) => !ids.has(e.id));
       if (fresh.length === 0) return;
       const lines = fresh.map((e) => `${JSON.stringify(e)}\n`);
       if (opts.file) appendFileSync(opts.file, lines.join(""), { mode: 0o600 });
-      fresh.forEach((e, i) => {
+      ring ??= Buffer.allocUnsafeSlow(capacity);
+      for (let i = 0; i < fresh.length; i++) {
+        const e = fresh[i] as TraceEvent;
         const line = lines[i] as string;
-        events.push({ line, id: e.id, at: e.at });
-        bytes += line.length;
+        const n = Buffer.byteLength(line);
+        if (n > capacity) continue; // larger than the whole bound: only in the file
+        if (count === maxEvents) dropOldest();
+        const o = reserve(n);
+        ring.write(line, o, "utf8");
+        const slot = (first + count) % maxEvents;
+        off[slot] = o;
+        len[slot] = n;
+        at[slot] = e.at;
+        idOf[slot] = e.id;
+        count++;
         ids.add(e.id);
-      });
-      while (events.length - head > maxEvents || (bytes > maxBytes && events.length - head > 1)) {
-        const old = events[head] as { line: string; id: string };
-        events[head] = undefined;
-        head++;
-        bytes -= old.line.length;
-        ids.delete(old.id);
-      }
-      if (head > 1024 && head > events.length / 2) {
-        events = events.slice(head);
-        head = 0;
       }
     },
     async query(q: TraceQuery) {
       const floor = Math.max(q.start, Date.now() - opts.retentionMs);
       const out: TraceEvent[] = [];
-      for (let i = head; i < events.length; i++) {
-        const kept = events[i] as { line: string; at: number };
-        if (kept.at < floor || kept.at >= q.end) continue;
-        const e = JSON.parse(kept.line) as TraceEvent;
+      for (let k = 0; k < count; k++) {
+        const slot = (first + k) % maxEvents;
+        const t = at[slot] as number;
+        if (t < floor || t >= q.end) continue;
+        const o = off[slot] as number;
+        const e = JSON.parse((ring as Buffer).toString("utf8", o, o + (len[slot] as number))) as TraceEvent;
         if (
           e.at >= floor &&
           e.at < q.end &&

@@ -32,4 +32,38 @@ describe("memory trace store", () => {
     expect(kept[0]?.id).toBe(event(2000).id);
     expect(kept.at(-1)?.id).toBe(event(4999).id);
   });
+
+  it("wraps its ring without corrupting or reordering events, whatever their sizes (UTF-8 included)", async () => {
+    const capacity = 4096;
+    const store = createMemoryTraceStore({ retentionMs: DAY, maxBytes: capacity, maxEvents: 50 });
+    const inserted: TraceEvent[] = [];
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 2000; i++) {
+      const batch = Array.from({ length: 1 + rand(4) }, (_, k) => ({
+        ...event(inserted.length + k),
+        // 1- to 3-byte characters: the bound is in UTF-8 bytes, not UTF-16 units.
+        path: "/é€x".repeat(rand(120)),
+      }));
+      inserted.push(...batch);
+      await store.insertMany(batch);
+      const kept = await store.query(all);
+      // The latest events, contiguous, intact, in order; within both bounds; never starved.
+      const tail = inserted.slice(inserted.length - kept.length);
+      expect(kept).toEqual(tail);
+      const bytes = kept.reduce((n, e) => n + Buffer.byteLength(`${JSON.stringify(e)}\n`), 0);
+      expect(bytes).toBeLessThanOrEqual(capacity);
+      expect(kept.length).toBeLessThanOrEqual(50);
+      expect(kept.at(-1)).toEqual(inserted.at(-1));
+    }
+  });
+
+  it("keeps an event larger than its whole bound only in the file", async () => {
+    const store = createMemoryTraceStore({ retentionMs: DAY, maxBytes: 1024 });
+    await store.insertMany([event(1), { ...event(2), path: "x".repeat(2000) }, event(3)]);
+    expect((await store.query(all)).map((e) => e.id)).toEqual([event(1).id, event(3).id]);
+  });
 });
