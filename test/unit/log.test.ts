@@ -120,6 +120,51 @@ describe("access line", () => {
     expect(quiet.lines).toHaveLength(0);
   });
 
+  it("is built by construction byte for byte as pino would write it (escapes, null for NaN, children)", () => {
+    const { lines, log } = capture();
+    const child = log.child({ worker: 3 });
+    const ctx = {
+      requestId: 'r-"1',
+      access: {
+        clientId: 'lps "é" \\ \u0001',
+        route: "/send/:service/*",
+        soapAction: "urn:a\nb",
+        upstreamStatus: 502,
+      },
+    };
+    const odd = { ...request, contentLength: "abc", method: "PO\tST" };
+    for (const l of [log, child]) {
+      writeAccessLine(l, ctx, odd, 502, true, 12.345, undefined);
+      // The reference: pino's own line for the same fields.
+      l.info(
+        {
+          requestId: ctx.requestId,
+          clientId: ctx.access.clientId,
+          method: odd.method,
+          route: ctx.access.route,
+          protocol: "rest",
+          status: 502,
+          completed: true,
+          httpVersion: "2.0",
+          durationMs: 12.3,
+          bytesIn: Number.NaN,
+          soapAction: ctx.access.soapAction,
+          upstreamStatus: 502,
+        },
+        "request",
+      );
+    }
+    const untimed = lines.map((l) => l.replace(/"time":"[^"]+"/, '"time":"T"'));
+    expect(untimed).toHaveLength(4);
+    expect(untimed[0]).toBe(untimed[1]);
+    expect(untimed[2]).toBe(untimed[3]);
+    expect(JSON.parse(untimed[2] as string)).toMatchObject({
+      worker: 3,
+      bytesIn: null,
+      clientId: ctx.access.clientId,
+    });
+  });
+
   it("tells the protocol from the content type and the path", () => {
     expect(protocolOf("application/grpc+proto", "/eproxy.v1.RelayService/ForwardSoap")).toBe("grpc");
     expect(protocolOf("application/grpc-web+proto", "/eproxy.v1.RelayService/ForwardSoap")).toBe("grpc-web");
