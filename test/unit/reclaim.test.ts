@@ -1,0 +1,68 @@
+import { constants, PerformanceObserver } from "node:perf_hooks";
+import { describe, expect, it } from "vitest";
+import { createReclaimer } from "../../src/infra/reclaim.ts";
+
+describe("reclaimer", () => {
+  function probed() {
+    const calls: unknown[] = [];
+    let finish: () => void = () => {};
+    const state = { marking: false };
+    const collect = ((opts: unknown) => {
+      calls.push(opts);
+      return new Promise<void>((r) => {
+        finish = r;
+      });
+    }) as unknown as NodeJS.GCFunction;
+    const reclaim = createReclaimer(100, { collect, marking: () => state.marking }) as (n: number) => void;
+    return { calls, state, reclaim, finish: () => finish() };
+  }
+
+  it("asks for an asynchronous young-generation collection every `everyBytes`, one at a time", async () => {
+    const p = probed();
+    p.reclaim(60);
+    expect(p.calls).toHaveLength(0);
+    p.reclaim(60);
+    expect(p.calls).toEqual([{ type: "minor", execution: "async" }]);
+    p.reclaim(500); // one is running: counted, not asked
+    expect(p.calls).toHaveLength(1);
+    p.finish();
+    await new Promise((r) => setImmediate(r));
+    p.reclaim(1);
+    expect(p.calls).toHaveLength(2);
+  });
+
+  it("waits while V8 marks the old generation, then collects at the next chunk", () => {
+    const p = probed();
+    p.state.marking = true;
+    p.reclaim(1000);
+    p.reclaim(1000);
+    expect(p.calls).toHaveLength(0);
+    p.state.marking = false;
+    p.reclaim(1);
+    expect(p.calls).toHaveLength(1);
+  });
+
+  it("is off at 0, and runs a real young-generation collection on V8 otherwise", async () => {
+    expect(createReclaimer(0)).toBeUndefined();
+    const minor = new Promise<void>((resolve) => {
+      const obs = new PerformanceObserver((list) => {
+        if (
+          list
+            .getEntries()
+            .some(
+              (e) =>
+                (e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR,
+            )
+        ) {
+          obs.disconnect();
+          resolve();
+        }
+      });
+      obs.observe({ entryTypes: ["gc"] });
+    });
+    const reclaim = createReclaimer(1024);
+    expect(reclaim).toBeTypeOf("function");
+    reclaim?.(4096);
+    await minor;
+  });
+});
