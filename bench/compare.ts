@@ -297,7 +297,14 @@ async function vegeta(
   ca: string,
   rate: number,
   seconds: number,
-): Promise<{ p50: number; p99: number; max: number; success: number }> {
+): Promise<{
+  p50: number;
+  p99: number;
+  p99Steady: number;
+  max: number;
+  success: number;
+  peakConnections: number;
+}> {
   const targets = path.join(dir, `vegeta-${f.name}.txt`);
   const headers = { ...f.headers, "content-type": "application/soap+xml; charset=utf-8" };
   writeFileSync(
@@ -307,6 +314,18 @@ async function vegeta(
       .join("\n")}\n@${bodyFile}\n`,
   );
   const results = path.join(dir, `vegeta-${f.name}.bin`);
+  // Connections the generator holds open on the front (sampled): vegeta adds a worker, and a
+  // connection, whenever all its workers are busy at a tick, so a slow start opens many at once.
+  const port = new URL(f.soapUrl).port;
+  let peakConnections = 0;
+  const sampler = setInterval(() => {
+    try {
+      const out = execFileSync("ss", ["-Htn", "state", "established", `( sport = :${port} )`]).toString();
+      peakConnections = Math.max(peakConnections, out.split("\n").filter((l) => l.trim()).length);
+    } catch {
+      // ss missing: no figure
+    }
+  }, 100);
   await run(bin, [
     "attack",
     `-targets=${targets}`,
@@ -318,16 +337,30 @@ async function vegeta(
     `-max-connections=${CONNECTIONS * 4}`,
     `-output=${results}`,
   ]);
+  clearInterval(sampler);
   const rep = JSON.parse(await run(bin, ["report", "-type=json", results])) as {
     latencies: Record<string, number>;
     success: number;
   };
+  // The same run without its first second (connection set-up: a TLS handshake per connection the
+  // generator opens), from the per-request results (CSV: timestamp ns, code, latency ns, ...).
+  const rows = (await run(bin, ["encode", "-to", "csv", results]))
+    .split("\n")
+    .filter((l) => l)
+    .map((l) => l.split(",").slice(0, 3).map(Number) as [number, number, number]);
+  const start = rows.reduce((m, r) => Math.min(m, r[0]), Number.POSITIVE_INFINITY);
+  const steady = rows
+    .filter((r) => r[0] >= start + 1e9)
+    .map((r) => r[2])
+    .sort((a, b) => a - b);
   const ms = (ns: number | undefined) => (ns ?? 0) / 1e6;
   return {
     p50: ms(rep.latencies["50th"]),
     p99: ms(rep.latencies["99th"]),
+    p99Steady: ms(steady[Math.min(steady.length - 1, Math.floor(steady.length * 0.99))]),
     max: ms(rep.latencies.max),
     success: rep.success,
+    peakConnections,
   };
 }
 
@@ -641,10 +674,10 @@ async function main(): Promise<void> {
     const rate = process.env.BENCH_RATE
       ? Number(process.env.BENCH_RATE)
       : Math.max(10, median(rps.eProxy) / 2);
-    const lat: Record<FrontName, { p50: number[]; p99: number[] }> = {
-      direct: { p50: [], p99: [] },
-      nginx: { p50: [], p99: [] },
-      eProxy: { p50: [], p99: [] },
+    const lat: Record<FrontName, { p50: number[]; p99: number[]; p99Steady: number[]; conns: number[] }> = {
+      direct: { p50: [], p99: [], p99Steady: [], conns: [] },
+      nginx: { p50: [], p99: [], p99Steady: [], conns: [] },
+      eProxy: { p50: [], p99: [], p99Steady: [], conns: [] },
     };
     const gcPauses: number[] = [];
     if (vbin) {
@@ -654,6 +687,8 @@ async function main(): Promise<void> {
           const v = await vegeta(vbin, dir, fronts[name], soapFile, pki.ca.certFile, rate, SECONDS);
           lat[name].p50.push(v.p50);
           lat[name].p99.push(v.p99);
+          lat[name].p99Steady.push(v.p99Steady);
+          lat[name].conns.push(v.peakConnections);
           if (v.success < 1) {
             errors[name]++;
             process.stderr.write(`${name}: vegeta success ratio ${v.success}\n`);
@@ -747,6 +782,11 @@ async function main(): Promise<void> {
     const p99Over = lat.eProxy.p99.length ? median(lat.eProxy.p99) - median(lat.direct.p99) : Number.NaN;
     say(
       `- eProxy p99 − direct p99 at the fixed rate: ${p99Over.toFixed(2)} ms; eProxy GC pauses during the fixed-rate runs (--trace-gc): ${gcPauses.length} pauses, max ${gcPauses.length ? Math.max(...gcPauses).toFixed(2) : "–"} ms, ${gcPauses.filter((p) => p > 10).length} over 10 ms`,
+    );
+    say(
+      `- at the fixed rate, p99 without the first second (connection set-up) and the generator's peak open connections: ${FRONTS.map(
+        (n) => `${n} ${fmt(lat[n].p99Steady, 2)} ms, ${fmt(lat[n].conns, 0)} connections`,
+      ).join("; ")}`,
     );
     say(
       `- errors (non-2xx, socket errors, vegeta runs below 100 % success): ${FRONTS.map((n) => `${n} ${errors[n]}`).join(", ")}`,
