@@ -209,7 +209,15 @@ export function createCibaPoller(deps: CibaPollerDeps): CibaPoller {
       draining = true;
       const all = [...polled.values()];
       for (const p of all) dispatch(p, { type: "drain" });
-      await Promise.all(all.map((p) => p.ended));
+      // `ended` comes when a request is forgotten, at the start of its last step (letGo): its last
+      // writes, the lease given back and the watchers woken come after, in the same step of its
+      // queue. Waiting for the queue too means that the store may close once drain() resolves.
+      await Promise.all(
+        all.map(async (p) => {
+          await p.ended;
+          await p.queue;
+        }),
+      );
     },
   };
 }

@@ -442,6 +442,47 @@ describe("CIBA service on fake time", () => {
     expect(err).toMatchObject({ code: "UNAVAILABLE", retryAfterSeconds: 1 });
   });
 
+  it("drain resolves after the hand-over is written, the lease given back and the watchers told (the store may close then)", async () => {
+    const psc = fakePsc();
+    const base = createMemoryStore();
+    const order: string[] = [];
+    let holding = false;
+    let gate: (() => void) | undefined;
+    const store: AuthStore = {
+      ...base,
+      async putTransient(kind, id, value, ttlMs) {
+        if (holding && kind === "ciba-request") {
+          // The hand-over write: held until the test lets it go.
+          holding = false;
+          await new Promise<void>((r) => (gate = r));
+          order.push("save");
+        }
+        return base.putTransient(kind, id, value, ttlMs);
+      },
+      async tryLease(name, ttlMs) {
+        const l = await base.tryLease(name, ttlMs);
+        return l && { renew: () => l.renew(), release: async () => (order.push("release"), l.release()) };
+      },
+      async notify(topic, message) {
+        order.push(`notify ${topic.split(":")[0]}`);
+        return base.notify(topic, message);
+      },
+    };
+    const a = replica({ store, psc });
+    await started(a);
+    await tick(1_000);
+    order.length = 0;
+    holding = true;
+    let done = false;
+    const drained = a.drain().then(() => (done = true));
+    await tick(100);
+    expect(gate).toBeTypeOf("function");
+    expect(done).toBe(false);
+    (gate as () => void)();
+    await drained;
+    expect(order).toEqual(["save", "release", "notify ciba", expect.stringMatching(/^notify /)]);
+  });
+
   it("drain lets a poll in flight finish: an approval PSC already gave is not lost", async () => {
     let answer: (o: CibaPollOutcome) => void = () => {};
     const psc = fakePsc();
