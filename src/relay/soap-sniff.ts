@@ -67,7 +67,13 @@ export async function peek(
     chunks.push(r.value);
     size += r.value.length;
   }
-  const head = Buffer.concat(chunks);
+  // One chunk (the usual small call): that chunk itself, not a copy of it.
+  const only = chunks.length === 1 ? (chunks[0] as Uint8Array) : undefined;
+  const head = only
+    ? Buffer.isBuffer(only)
+      ? only
+      : Buffer.from(only.buffer, only.byteOffset, only.byteLength)
+    : Buffer.concat(chunks);
   // A plain iterator rather than an async generator (see relay.ts, `limited`): the head's chunks
   // first, then the rest of the source. Stopping early does not release the source (the caller
   // owns it), as before.
