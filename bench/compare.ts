@@ -297,6 +297,7 @@ async function vegeta(
   ca: string,
   rate: number,
   seconds: number,
+  round: number,
 ): Promise<{
   p50: number;
   p99: number;
@@ -313,7 +314,8 @@ async function vegeta(
       .map(([k, v]) => `${k}: ${v}`)
       .join("\n")}\n@${bodyFile}\n`,
   );
-  const results = path.join(dir, `vegeta-${f.name}.bin`);
+  // One results file per round (BENCH_KEEP=1 keeps them: `vegeta encode -to csv` for per-request times).
+  const results = path.join(dir, `vegeta-${f.name}-${round + 1}.bin`);
   // Connections the generator holds open on the front (sampled): vegeta adds a worker, and a
   // connection, whenever all its workers are busy at a tick, so a slow start opens many at once.
   const port = new URL(f.soapUrl).port;
@@ -684,7 +686,7 @@ async function main(): Promise<void> {
       for (let r = 0; r < ROUNDS; r++) {
         for (const name of FRONTS) {
           const logStart = readFileSync(eproxyLog).length;
-          const v = await vegeta(vbin, dir, fronts[name], soapFile, pki.ca.certFile, rate, SECONDS);
+          const v = await vegeta(vbin, dir, fronts[name], soapFile, pki.ca.certFile, rate, SECONDS, r);
           lat[name].p50.push(v.p50);
           lat[name].p99.push(v.p99);
           lat[name].p99Steady.push(v.p99Steady);
