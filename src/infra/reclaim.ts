@@ -20,7 +20,8 @@
  * ("testing; Incremental marking forced finalization" in --trace-gc): the marking left to do moved
  * into the pause, 21–26 ms pauses instead of 5–12 (measured at 4,000 calls/s). The start and the
  * end of that marking come from the `gc` performance entries (kind incremental, then major); the
- * collection asked for meanwhile waits for the next relayed chunk after the end.
+ * collection asked for meanwhile waits for the next relayed chunk after the end, or until twice
+ * `everyBytes` were relayed (then it is asked anyway: the memory bound of large uploads first).
  */
 import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { setFlagsFromString } from "node:v8";
@@ -64,7 +65,10 @@ export function createReclaimer(
   let running = false;
   return (bytes) => {
     pending += bytes;
-    if (pending < everyBytes || running || marking()) return;
+    if (pending < everyBytes || running) return;
+    // While V8 marks, wait — up to twice the amount (a large upload keeps its bound; a marking
+    // usually ends within 25–60 ms, well before 2 × 4 MiB of 2 KB calls).
+    if (pending < 2 * everyBytes && marking()) return;
     pending = 0;
     running = true;
     collect({ type: "minor", execution: "async" }).then(

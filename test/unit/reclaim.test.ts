@@ -34,11 +34,20 @@ describe("reclaimer", () => {
   it("waits while V8 marks the old generation, then collects at the next chunk", () => {
     const p = probed();
     p.state.marking = true;
-    p.reclaim(1000);
-    p.reclaim(1000);
+    p.reclaim(100);
+    p.reclaim(50);
     expect(p.calls).toHaveLength(0);
     p.state.marking = false;
     p.reclaim(1);
+    expect(p.calls).toHaveLength(1);
+  });
+
+  it("collects during a marking anyway once twice `everyBytes` were relayed (large uploads keep their bound)", () => {
+    const p = probed();
+    p.state.marking = true;
+    p.reclaim(150);
+    expect(p.calls).toHaveLength(0);
+    p.reclaim(50);
     expect(p.calls).toHaveLength(1);
   });
 
