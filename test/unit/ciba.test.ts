@@ -461,7 +461,15 @@ describe("CIBA service on fake time", () => {
       },
       async tryLease(name, ttlMs) {
         const l = await base.tryLease(name, ttlMs);
-        return l && { renew: () => l.renew(), release: async () => (order.push("release"), l.release()) };
+        return (
+          l && {
+            renew: () => l.renew(),
+            release: async () => {
+              order.push("release");
+              return l.release();
+            },
+          }
+        );
       },
       async notify(topic, message) {
         order.push(`notify ${topic.split(":")[0]}`);
