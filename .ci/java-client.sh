@@ -27,11 +27,27 @@ for _ in $(seq 1 300); do
 done
 port="$(sed -n 's|^eProxy sandbox ready on https://localhost:\([0-9]*\) .*|\1|p' "$out")"
 [ -n "$port" ] || { echo "sandbox did not start" >&2; cat "$out" "$work/sandbox.err" >&2; exit 1; }
+# What the sandbox said, and whether it still runs, when something below fails (a busy CI machine once
+# saw "connection refused" from the Java client right after the banner).
+diagnose() {
+  echo "java-client: sandbox $(kill -0 "$sandbox_pid" 2>/dev/null && echo running || echo "NOT running") on port $port" >&2
+  tail -n 20 "$work/sandbox.err" >&2 || true
+  grep -v '^{"level":"info"' "$out" | tail -n 20 >&2 || true
+}
+# Serving, not only printed: /healthz answers before the client starts.
+for _ in $(seq 1 300); do
+  curl -sf --cacert "$work/certs/ca.pem" "https://localhost:$port/healthz" >/dev/null && break
+  kill -0 "$sandbox_pid" 2>/dev/null || { diagnose; echo "sandbox exited" >&2; exit 1; }
+  sleep 0.1
+done
 
 log="$work/java.out"
-mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$HOME/.m2/repository" -f "$root/examples/java-client/pom.xml" exec:java \
+if ! mvn -B -q -Dstyle.color=never -Dmaven.repo.local="$HOME/.m2/repository" -f "$root/examples/java-client/pom.xml" exec:java \
   -Dexec.args="localhost:$port $work/certs/ca.pem $work/certs/clients/lps-demo.pem $work/certs/clients/lps-demo-key.pem 899700218896 $work/certs/insi-request.xml" \
-  | tee "$log"
+  | tee "$log"; then
+  diagnose
+  exit 1
+fi
 for expected in "WatchCiba: status=CIBA_STATUS_APPROVED" "ForwardSoap: statusCode=200" "INSi CodeCR: 00" \
   "GetSession with a bad token: UNAUTHENTICATED ErrorInfo.reason=SESSION_INVALID (domain eproxy.fr)"; do
   grep -qF "$expected" "$log" || { echo "java-client: missing '$expected' in the output" >&2; exit 1; }
