@@ -11,9 +11,13 @@
  * first-upload growth 38 MiB without, 28 MiB every 16 MiB, 5–7 MiB every 4 MiB (the default).
  *
  * The collector is V8's `gc` extension, enabled at start by setting `--expose-gc` as a V8 flag and
- * read from a fresh context (no command-line flag needed). 2 KB SOAP calls add to the count too:
- * one extra scavenge per 4 MiB relayed (~5 per second at 3,000 calls/s) costs
- * ~1 ms each now that little survives them.
+ * read from a fresh context (no command-line flag needed).
+ *
+ * Only large bodies count: the first `UNCOUNTED_BODY_BYTES` of each body (each way) do not. Small
+ * calls allocate heap as they go, so V8's own young-generation collections free their buffers; when
+ * they counted, 2 KB calls at 3,700/s asked for ~5 extra collections a second, and those that fell
+ * while V8 was starting a marking (the performance entry saying so comes one or two event-loop turns
+ * late) became full collections finished at once: 14–20 ms pauses, 1–2 per 8 s run.
  *
  * Never while V8 is marking the old generation incrementally: a young-generation collection asked
  * for then, with the allocation limit overshot, makes V8 finish the full collection at once
@@ -26,6 +30,9 @@
 import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
+
+/** Bytes at the start of each relayed body that do not count (small calls never do). */
+export const UNCOUNTED_BODY_BYTES = 256 * 1024;
 
 /** A marking older than this is taken as over (a missed entry must not stop the reclaimer for good). */
 const MARKING_AT_MOST_MS = 1000;
@@ -46,12 +53,14 @@ function watchMarking(): () => boolean {
 
 /**
  * Counts relayed bytes and asks for a young-generation collection every `everyBytes` (0: never).
- * `probe` replaces V8 in tests: the collector and the marking state.
+ * Each call tells one chunk: its size and its body's size so far; only what lies past the body's
+ * first `UNCOUNTED_BODY_BYTES` counts. `probe` replaces V8 in tests: the collector and the marking
+ * state.
  */
 export function createReclaimer(
   everyBytes: number,
   probe?: { collect: NodeJS.GCFunction; marking: () => boolean },
-): ((bytes: number) => void) | undefined {
+): ((bytes: number, bodyBytes: number) => void) | undefined {
   if (!(everyBytes > 0)) return undefined;
   let gc = probe?.collect ?? (globalThis as { gc?: NodeJS.GCFunction }).gc;
   if (typeof gc !== "function") {
@@ -63,11 +72,12 @@ export function createReclaimer(
   const marking = probe?.marking ?? watchMarking();
   let pending = 0;
   let running = false;
-  return (bytes) => {
-    pending += bytes;
+  return (bytes, bodyBytes) => {
+    if (bodyBytes <= UNCOUNTED_BODY_BYTES) return;
+    pending += Math.min(bytes, bodyBytes - UNCOUNTED_BODY_BYTES);
     if (pending < everyBytes || running) return;
-    // While V8 marks, wait — up to twice the amount (a large upload keeps its bound; a marking
-    // usually ends within 25–60 ms, well before 2 × 4 MiB of 2 KB calls).
+    // While V8 marks, wait — up to twice the amount (a large upload keeps its bound: at the
+    // 100–400 MB/s of an upload, 4 MiB more take 10–40 ms).
     if (pending < 2 * everyBytes && marking()) return;
     pending = 0;
     running = true;

@@ -89,11 +89,14 @@ export function upstreamUrl(base: string, path: string): URL {
   return u;
 }
 
+/** Told each relayed chunk's size and its body's size so far (infra/reclaim.ts). */
+export type Reclaim = (bytes: number, bodyBytes: number) => void;
+
 function limited(
   body: AsyncIterable<Uint8Array>,
   max: number,
   count: { n: number },
-  reclaim: ((bytes: number) => void) | undefined,
+  reclaim: Reclaim | undefined,
 ): AsyncIterable<Uint8Array> {
   // A hand-written iterator, not an async generator: measured in a minimal relay, one async
   // generator stage per call made ~14 % of every call's allocations survive young-generation
@@ -109,7 +112,7 @@ function limited(
           if (r.done) return r;
           n += r.value.length;
           count.n = n;
-          reclaim?.(r.value.length);
+          reclaim?.(r.value.length, n);
           if (n > max) {
             // As a for-await loop leaving on an error would: the source is released.
             await it.return?.();
@@ -192,8 +195,11 @@ export function createRelay(deps: {
   /** Where the SEND trace of each relayed call goes. */
   traces?: Traces;
   log: Logger;
-  /** Told the size of every relayed body chunk, both ways (infra/reclaim.ts: bounded memory). */
-  reclaim?: ((bytes: number) => void) | undefined;
+  /**
+   * Told every relayed body chunk, both ways: its size and the body's size so far (infra/reclaim.ts:
+   * bounded memory for large bodies).
+   */
+  reclaim?: Reclaim | undefined;
 }): Relay {
   const { config, sessions, apiTokens, upstream, log } = deps;
   const traces = deps.traces ?? { record() {} };
@@ -367,7 +373,7 @@ export function createRelay(deps: {
               );
             }
             bytesOut += r.value.length;
-            deps.reclaim?.(r.value.length);
+            deps.reclaim?.(r.value.length, bytesOut);
             return r;
           },
           async return() {

@@ -1,6 +1,6 @@
 import { constants, PerformanceObserver } from "node:perf_hooks";
 import { describe, expect, it } from "vitest";
-import { createReclaimer } from "../../src/infra/reclaim.ts";
+import { createReclaimer, UNCOUNTED_BODY_BYTES } from "../../src/infra/reclaim.ts";
 
 describe("reclaimer", () => {
   function probed() {
@@ -13,8 +13,13 @@ describe("reclaimer", () => {
         finish = r;
       });
     }) as unknown as NodeJS.GCFunction;
-    const reclaim = createReclaimer(100, { collect, marking: () => state.marking }) as (n: number) => void;
-    return { calls, state, reclaim, finish: () => finish() };
+    const told = createReclaimer(100, { collect, marking: () => state.marking }) as (
+      n: number,
+      body: number,
+    ) => void;
+    // Chunks of a large body, well past its uncounted head.
+    const reclaim = (n: number) => told(n, 10 * UNCOUNTED_BODY_BYTES);
+    return { calls, state, told, reclaim, finish: () => finish() };
   }
 
   it("asks for an asynchronous young-generation collection every `everyBytes`, one at a time", async () => {
@@ -29,6 +34,21 @@ describe("reclaimer", () => {
     await new Promise((r) => setImmediate(r));
     p.reclaim(1);
     expect(p.calls).toHaveLength(2);
+  });
+
+  it("counts only what lies past each body's first UNCOUNTED_BODY_BYTES: small calls never ask", () => {
+    const p = probed();
+    // Thousands of 7 KB calls (2 KB in, 5 KB out): nothing counts.
+    for (let i = 0; i < 5000; i++) {
+      p.told(2048, 2048);
+      p.told(5120, 5120);
+    }
+    expect(p.calls).toHaveLength(0);
+    // A chunk straddling the head of a large body counts for its part past the head only.
+    p.told(64 * 1024, UNCOUNTED_BODY_BYTES + 60);
+    expect(p.calls).toHaveLength(0);
+    p.told(64 * 1024, UNCOUNTED_BODY_BYTES + 60 + 64 * 1024);
+    expect(p.calls).toHaveLength(1);
   });
 
   it("waits while V8 marks the old generation, then collects at the next chunk", () => {
@@ -71,7 +91,7 @@ describe("reclaimer", () => {
     });
     const reclaim = createReclaimer(1024);
     expect(reclaim).toBeTypeOf("function");
-    reclaim?.(4096);
+    reclaim?.(4096, UNCOUNTED_BODY_BYTES + 4096);
     await minor;
   });
 });
