@@ -30,6 +30,7 @@ import { createRestRouter, type Route } from "./rest/router.ts";
 import { createTraceRoutes } from "./rest/trace-routes.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
 import { kPeer } from "./rpc/caller.ts";
+import { createGrpcForwardSoap } from "./rpc/grpc-forward-soap.ts";
 import { createHealthService } from "./rpc/health-service.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
@@ -111,13 +112,21 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     log,
     deps.traces,
   );
+  const relayService = createRelayService({ ...deps, maxMessageBytes: config.server.maxRequestBytes });
+  // Outermost first: errors of the enum guard are mapped and traced like any other.
+  const interceptors = [createErrorInterceptor(log, deps.traces), createEnumGuard()];
+  const contextValues = (req: http2.Http2ServerRequest) => createContextValues().set(kPeer, peerOf(req));
+  // Plain gRPC ForwardSoap calls skip Connect's generic pipeline (same parts, same answer).
+  const grpcForwardSoap = createGrpcForwardSoap({
+    impl: relayService,
+    interceptors,
+    maxBytes: config.server.maxRequestBytes,
+    contextValues,
+  });
   const handler = connectNodeAdapter({
     routes(router) {
       router.service(AuthService, createAuthService(deps));
-      router.service(
-        RelayService,
-        createRelayService({ ...deps, maxMessageBytes: config.server.maxRequestBytes }),
-      );
+      router.service(RelayService, relayService);
       router.service(TraceService, createTraceService(deps));
       router.service(
         Health,
@@ -149,9 +158,8 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
     // Connect's default is 4 GiB: cap what one RPC message may be, both ways.
     readMaxBytes: config.server.maxRequestBytes,
     writeMaxBytes: config.server.maxRequestBytes,
-    // Outermost first: errors of the enum guard are mapped and traced like any other.
-    interceptors: [createErrorInterceptor(log, deps.traces), createEnumGuard()],
-    contextValues: (req) => createContextValues().set(kPeer, peerOf(req)),
+    interceptors,
+    contextValues: (req) => contextValues(req as http2.Http2ServerRequest),
   });
 
   const server = http2.createSecureServer(
@@ -220,7 +228,11 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
         );
       });
       const observed = observeRequest(deps.telemetry, req, res, ctx);
-      requestContext.run(ctx, () => observed.run(() => handler(req, res)));
+      requestContext.run(ctx, () =>
+        observed.run(() => {
+          if (!grpcForwardSoap(req, res)) handler(req, res);
+        }),
+      );
     },
   );
 

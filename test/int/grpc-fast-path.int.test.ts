@@ -1,0 +1,176 @@
+/**
+ * The gRPC fast path of ForwardSoap (src/rpc/grpc-forward-soap.ts) gives the answer Connect gives:
+ * the same request is sent to one server as `application/grpc` (fast path) and as
+ * `Application/grpc` (a content type Connect matches case-insensitively and the fast path does not,
+ * so Connect serves it), and the two answers are compared — status, headers, message bytes and
+ * trailers (status, message, error details, error metadata) — for a relayed call and for each way a
+ * call can fail before, inside and after the relay.
+ */
+import http2 from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ForwardSoapRequestSchema, ForwardSoapResponseSchema } from "../../gen/eproxy/v1/relay_pb.ts";
+import { createGrpcForwardSoap, FORWARD_SOAP_PATH } from "../../src/rpc/grpc-forward-soap.ts";
+import { insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
+import { type AuthEnv, cibaLogin, DOCTOR, NURSE } from "../support/auth-env.ts";
+import { startAuthEnv } from "../support/auth-env.ts";
+
+const SOAP12 = "application/soap+xml; charset=utf-8";
+const MAX = 64 * 1024;
+let env: AuthEnv;
+let token: string;
+
+beforeAll(async () => {
+  env = await startAuthEnv({ server: { maxRequestBytes: MAX } });
+  token = await cibaLogin(env.auth("lps-demo"), DOCTOR);
+});
+afterAll(async () => {
+  await env?.close();
+});
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, unknown>;
+  data: Buffer;
+  trailers: Record<string, unknown>;
+}
+
+/** One gRPC call with a raw body (envelopes included), over its own HTTP/2 connection. */
+function call(contentType: string, body: Buffer, headers: Record<string, string> = {}): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(env.url, { ca: env.ca });
+    session.on("error", reject);
+    const req = session.request({
+      ":method": "POST",
+      ":path": FORWARD_SOAP_PATH,
+      "content-type": contentType,
+      te: "trailers",
+      ...headers,
+    });
+    let status = 0;
+    let head: Record<string, unknown> = {};
+    let trailers: Record<string, unknown> = {};
+    const chunks: Buffer[] = [];
+    req.on("response", (h) => {
+      status = Number(h[":status"]);
+      head = { ...h };
+    });
+    req.on("trailers", (t) => {
+      trailers = { ...t };
+    });
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      session.close();
+      // Per call: the request id and the date.
+      delete head["x-request-id"];
+      delete head.date;
+      delete head[":status"];
+      resolve({ status, headers: head, data: Buffer.concat(chunks), trailers });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function envelope(message: Uint8Array, flags = 0): Buffer {
+  const b = Buffer.alloc(5 + message.length);
+  b[0] = flags;
+  b.writeUInt32BE(message.length, 1);
+  b.set(message, 5);
+  return b;
+}
+
+function request(fields: Partial<{ sessionToken: string; service: string; body: Uint8Array }> = {}) {
+  return toBinary(
+    ForwardSoapRequestSchema,
+    create(ForwardSoapRequestSchema, {
+      sessionToken: token,
+      service: "insi",
+      contentType: SOAP12,
+      body: Buffer.from(insiSearchRequest("UNIQUE")),
+      ...fields,
+    }),
+  );
+}
+
+/** The same call through the fast path and through Connect; both answers. */
+async function both(body: Buffer, headers: Record<string, string> = {}) {
+  const fast = await call("application/grpc", body, headers);
+  const connect = await call("Application/grpc", body, headers);
+  return { fast, connect };
+}
+
+const key = () => ({ "x-eproxy-api-key": env.keys["lps-demo"] });
+
+describe("gRPC ForwardSoap fast path", () => {
+  it("takes plain gRPC ForwardSoap calls only (everything else stays with Connect)", () => {
+    const fast = createGrpcForwardSoap({
+      impl: { forwardSoap: async () => ({}) } as never,
+      interceptors: [],
+      maxBytes: MAX,
+      contextValues: () => ({}) as never,
+    });
+    const req = (over: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
+      ({
+        httpVersionMajor: 2,
+        method: "POST",
+        url: FORWARD_SOAP_PATH,
+        headers: { "content-type": "application/grpc", ...headers },
+        ...over,
+      }) as never;
+    // Refused before anything is read or written: a bare object is enough for these.
+    expect(fast(req({ httpVersionMajor: 1 }), {} as never)).toBe(false);
+    expect(fast(req({ method: "GET" }), {} as never)).toBe(false);
+    expect(fast(req({ url: "/eproxy.v1.RelayService/Other" }), {} as never)).toBe(false);
+    for (const ct of ["application/grpc-web", "application/grpc+json", "application/proto", "Application/grpc"]) {
+      expect(fast(req({}, { "content-type": ct }), {} as never)).toBe(false);
+    }
+    expect(fast(req({}, { "grpc-encoding": "gzip" }), {} as never)).toBe(false);
+  });
+
+  it("relays a call: the same message as Connect, trailers grpc-status 0", async () => {
+    const { fast, connect } = await both(envelope(request()), key());
+    expect(fast.status).toBe(200);
+    expect(fast.trailers["grpc-status"]).toBe("0");
+    expect(fast.headers).toEqual(connect.headers);
+    expect(fast.trailers).toEqual(connect.trailers);
+    const a = fromBinary(ForwardSoapResponseSchema, fast.data.subarray(5));
+    const b = fromBinary(ForwardSoapResponseSchema, connect.data.subarray(5));
+    expect(a.statusCode).toBe(200);
+    expect(Buffer.from(a.body).toString()).toContain("<insi:CodeCR>00</insi:CodeCR>");
+    expect(a.statusCode).toBe(b.statusCode);
+    expect(a.contentType).toBe(b.contentType);
+    // The simulator's answers carry a fresh MessageID each.
+    const stable = (body: Uint8Array) => Buffer.from(body).toString().replace(/urn:uuid:[\w-]+/g, "urn:uuid:x");
+    expect(stable(a.body)).toBe(stable(b.body));
+    expect(a.headers.map((h) => h.name)).toEqual(b.headers.map((h) => h.name));
+    expect(fast.data.readUInt32BE(1)).toBe(fast.data.length - 5);
+  });
+
+  it.each([
+    ["no credentials (UNAUTHENTICATED, details and x-eproxy-error)", () => envelope(request()), {}],
+    ["an unknown session (SESSION_INVALID)", () => envelope(request({ sessionToken: "eps_nope" })), "key"],
+    ["a service the client may not use", () => envelope(request({ service: "nope" })), "key"],
+    ["a message that does not parse", () => envelope(Buffer.from([0xff, 0xff, 0xff, 0x0f])), "key"],
+    ["no message at all", () => Buffer.alloc(0), "key"],
+    ["two messages", () => Buffer.concat([envelope(request()), envelope(request())]), "key"],
+    ["a compressed message without grpc-encoding", () => envelope(request(), 1), "key"],
+    ["a message over server.maxRequestBytes", () => envelope(request({ body: Buffer.alloc(MAX) })), "key"],
+    ["a bad grpc-timeout", () => envelope(request()), "timeout"],
+  ] as const)("fails like Connect on %s", async (_name, body, creds) => {
+    const headers = creds === "key" ? key() : creds === "timeout" ? { ...key(), "grpc-timeout": "soon" } : {};
+    const { fast, connect } = await both(body(), headers);
+    expect(fast.trailers["grpc-status"]).not.toBe("0");
+    expect(fast.status).toBe(connect.status);
+    expect(fast.headers).toEqual(connect.headers);
+    expect(fast.data).toEqual(connect.data);
+    expect(fast.trailers).toEqual(connect.trailers);
+  });
+
+  it("answers a relay refused by the teleservice's answer like Connect (the nurse may not use dmp)", async () => {
+    const nurse = await cibaLogin(env.auth("lps-demo"), NURSE);
+    const { fast, connect } = await both(envelope(request({ sessionToken: nurse, service: "dmp" })), key());
+    expect(fast.trailers).toEqual(connect.trailers);
+    expect(fast.data).toEqual(connect.data);
+  });
+});
