@@ -22,10 +22,12 @@
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (64), BENCH_MTOM_MB (100),
  * BENCH_MTOM_ROUNDS (3), BENCH_FRONTS (e.g. `eProxy` alone, for profiling), BENCH_RATE (fixed arrival rate
- * instead of half eProxy's maximum), BENCH_MTOM_HTTP (`1.1` or `2`: the uploads to nginx and eProxy), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
+ * instead of half eProxy's maximum), BENCH_MTOM_HTTP (`1.1` or `2`: the uploads to nginx and eProxy), BENCH_RATE_HTTP (`1.1` or `2`: the
+ * fixed-rate runs; with 2 vegeta multiplexes its requests over one connection per front), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
  * (`memory` | `redis`; redis starts a private redis-server), BENCH_CPU_PROF=DIR (V8 CPU profile of
  * eProxy), BENCH_NODE_FLAGS (extra flags for eProxy's node), BENCH_LOG_LEVEL (eProxy's log level, default info: its access line is part of the cost,
- * as nginx's access_log is), BENCH_KEEP=1 (keep the temporary directory).
+ * as nginx's access_log is), BENCH_KEEP=1 (keep the temporary directory),
+ * BENCH_HOLD=SECONDS (after the set-up, print the fronts with their headers and hold, for other tools).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -43,6 +45,8 @@ import {
 import https from "node:https";
 import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
+import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { ForwardSoapRequestSchema } from "../gen/eproxy/v1/relay_pb.ts";
 import { createApiKey } from "../src/auth/api-keys.ts";
 import { ensureDevPki } from "../src/infra/dev-pki.ts";
 import { startPscSimulator } from "../src/sandbox/psc-simulator.ts";
@@ -70,6 +74,8 @@ const STORE = process.env.BENCH_STORE ?? (WORKERS && WORKERS !== "1" ? "redis" :
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? "info";
 /** HTTP version of the MTOM uploads to the nginx and eProxy fronts (direct is HTTP/1.1: the simulator). */
 const MTOM_HTTP = process.env.BENCH_MTOM_HTTP === "2" ? "2" : "1.1";
+/** HTTP version of the fixed-rate runs (vegeta): HTTP/2 multiplexes them over one connection. */
+const RATE_HTTP = process.env.BENCH_RATE_HTTP === "2" ? "2" : "1.1";
 const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
@@ -277,6 +283,50 @@ async function wrk(
   return { rps, requests, errors };
 }
 
+/** h2load (Debian's nghttp2-client), for the HTTP/2 and RPC calls; undefined when missing. */
+function h2loadBin(): string | undefined {
+  try {
+    execFileSync("h2load", ["--version"], { stdio: "ignore" });
+    return "h2load";
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One h2load run (16 connections, one request at a time on each, for `seconds`): calls per second
+ * and the calls that succeeded (2xx), with the process tree's CPU over the run.
+ */
+async function h2load(
+  bin: string,
+  url: string,
+  headers: Record<string, string>,
+  bodyFile: string,
+  http: "1.1" | "2",
+  seconds: number,
+  pid: number,
+): Promise<{ rps: number; ok: number; total: number; cpuMs: number }> {
+  const c0 = cpuMs(pid);
+  const out = await run(bin, [
+    "-c16",
+    "-m1",
+    `-D${seconds}`,
+    `--npn-list=${http === "2" ? "h2" : "http/1.1"}`,
+    ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
+    "-d",
+    bodyFile,
+    url,
+  ]);
+  const c1 = cpuMs(pid);
+  const m = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded/.exec(out);
+  return {
+    rps: Number(/finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0),
+    total: Number(m?.[2] ?? 0),
+    ok: Number(m?.[3] ?? 0),
+    cpuMs: c1 - c0,
+  };
+}
+
 function vegetaBin(): string | undefined {
   for (const p of [path.join(GOBIN, "vegeta"), "/usr/local/bin/vegeta", "/usr/bin/vegeta"]) {
     try {
@@ -334,7 +384,7 @@ async function vegeta(
     `-rate=${Math.round(rate)}/s`,
     `-duration=${seconds}s`,
     `-root-certs=${ca}`,
-    "-http2=false",
+    `-http2=${RATE_HTTP === "2"}`,
     "-keepalive=true",
     `-max-connections=${CONNECTIONS * 4}`,
     `-output=${results}`,
@@ -460,7 +510,7 @@ async function main(): Promise<void> {
       `access_log off;
   server { listen 127.0.0.1:${upPort} ssl; ${sslCommon}
     ssl_client_certificate ${pki.ca.certFile}; ssl_verify_client on; ${upstreamLocations} }
-  server { listen 127.0.0.1:${upDirectPort} ssl; ${sslCommon} ${upstreamLocations} }`,
+  server { listen 127.0.0.1:${upDirectPort} ssl http2; ${sslCommon} ${upstreamLocations} }`,
     );
     children.push(upstream);
     const teleUrl = new URL(tele.url);
@@ -632,6 +682,15 @@ async function main(): Promise<void> {
     const soapFile = path.join(dir, "request.xml");
     writeFileSync(soapFile, soapBody);
 
+    if (process.env.BENCH_HOLD) {
+      // Set up, then hold for other tools (h2load, a profiler): the fronts, their headers and the body.
+      const hold = Number(process.env.BENCH_HOLD);
+      process.stdout.write(
+        `${JSON.stringify({ ca: pki.ca.certFile, body: soapFile, fronts, pid: eproxy.pid }, null, 1)}\nholding ${hold} s\n`,
+      );
+      await new Promise((r) => setTimeout(r, hold * 1000));
+    }
+
     say("# eProxy vs nginx (bench/compare.ts)");
     say("");
     say(
@@ -761,11 +820,123 @@ async function main(): Promise<void> {
     }
     rmSync(mtomFile, { force: true });
 
+    // 4. The relay per protocol (h2load): /send over HTTP/1.1 and HTTP/2, and the ForwardSoap RPC
+    // over gRPC and Connect (binary and JSON), against nginx's proxy_pass over HTTP/2.
+    const calls: Array<{
+      name: string;
+      pid: number;
+      url: string;
+      headers: Record<string, string>;
+      file: string;
+      http: "1.1" | "2";
+    }> = [];
+    const h2 = h2loadBin();
+    if (h2 && FRONTS.includes("eProxy")) {
+      const soapType = "application/soap+xml; charset=utf-8";
+      const rpcUrl = `${new URL(fronts.eProxy.soapUrl).origin}/eproxy.v1.RelayService/ForwardSoap`;
+      const message = create(ForwardSoapRequestSchema, {
+        sessionToken: session.sessionToken,
+        service: "insi",
+        contentType: soapType,
+        body: Buffer.from(soapBody),
+      });
+      const bin = toBinary(ForwardSoapRequestSchema, message);
+      const framed = Buffer.alloc(5 + bin.length);
+      framed.writeUInt32BE(bin.length, 1);
+      framed.set(bin, 5);
+      const files = {
+        bin: path.join(dir, "rpc.bin"),
+        grpc: path.join(dir, "rpc.grpc"),
+        json: path.join(dir, "rpc.json"),
+      };
+      writeFileSync(files.bin, bin);
+      writeFileSync(files.grpc, framed);
+      writeFileSync(files.json, toJsonString(ForwardSoapRequestSchema, message));
+      const apiKey = { "x-eproxy-api-key": key.key };
+      const e = fronts.eProxy;
+      const ePid = e.pid as number;
+      if (FRONTS.includes("nginx")) {
+        const n = fronts.nginx;
+        calls.push({
+          name: "nginx proxy_pass, HTTP/2",
+          pid: n.pid as number,
+          url: n.soapUrl,
+          headers: { ...n.headers, "content-type": soapType },
+          file: soapFile,
+          http: "2",
+        });
+      }
+      calls.push(
+        {
+          name: "eProxy /send, HTTP/1.1",
+          pid: ePid,
+          url: e.soapUrl,
+          headers: { ...e.headers, "content-type": soapType },
+          file: soapFile,
+          http: "1.1",
+        },
+        {
+          name: "eProxy /send, HTTP/2",
+          pid: ePid,
+          url: e.soapUrl,
+          headers: { ...e.headers, "content-type": soapType },
+          file: soapFile,
+          http: "2",
+        },
+        {
+          name: "eProxy ForwardSoap, gRPC",
+          pid: ePid,
+          url: rpcUrl,
+          headers: { ...apiKey, "content-type": "application/grpc", te: "trailers" },
+          file: files.grpc,
+          http: "2",
+        },
+        {
+          name: "eProxy ForwardSoap, Connect binary",
+          pid: ePid,
+          url: rpcUrl,
+          headers: { ...apiKey, "content-type": "application/proto" },
+          file: files.bin,
+          http: "2",
+        },
+        {
+          name: "eProxy ForwardSoap, Connect JSON",
+          pid: ePid,
+          url: rpcUrl,
+          headers: { ...apiKey, "content-type": "application/json" },
+          file: files.json,
+          http: "2",
+        },
+      );
+    } else if (!h2) {
+      process.stderr.write("h2load missing (apt-get install -y nghttp2-client): no per-protocol figures\n");
+    }
+    const perCall: Record<string, { rps: number[]; cpu: number[]; failed: number }> = {};
+    for (const c of calls) perCall[c.name] = { rps: [], cpu: [], failed: 0 };
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const c of calls) {
+        const out = await h2load(
+          h2 as string,
+          c.url,
+          c.headers,
+          c.file,
+          c.http,
+          Math.max(2, Math.round(SECONDS / 2)),
+          c.pid,
+        );
+        const pc = perCall[c.name] as { rps: number[]; cpu: number[]; failed: number };
+        pc.rps.push(out.rps);
+        if (out.ok > 0) pc.cpu.push(out.cpuMs / out.ok);
+        pc.failed += out.total - out.ok;
+        if (out.total - out.ok > 0 && c.name.startsWith("eProxy")) errors.eProxy++;
+      }
+    }
+
     // Report.
     const ratio = (a: number[], b: number[]) =>
       a.length && b.length ? `${(median(a) / median(b)).toFixed(2)}×` : "–";
     say(
-      `| front | req/s (c=${CONNECTIONS}) | CPU ms/req | p50 ms @ ${Math.round(rate)}/s | p99 ms @ ${Math.round(rate)}/s | MTOM ${MTOM_MB} MiB s (HTTP/${MTOM_HTTP}) | RSS growth 1st upload MiB | byte-exact |`,
+      `| front | req/s (c=${CONNECTIONS}) | CPU ms/req | p50 ms @ ${Math.round(rate)}/s${RATE_HTTP === "2" ? " HTTP/2" : ""} | p99 ms @ ${Math.round(rate)}/s${RATE_HTTP === "2" ? " HTTP/2" : ""} | MTOM ${MTOM_MB} MiB s (HTTP/${MTOM_HTTP}) | RSS growth 1st upload MiB | byte-exact |`,
     );
     say("|---|---|---|---|---|---|---|---|");
     for (const name of FRONTS) {
@@ -793,6 +964,17 @@ async function main(): Promise<void> {
     say(
       `- errors (non-2xx, socket errors, vegeta runs below 100 % success): ${FRONTS.map((n) => `${n} ${errors[n]}`).join(", ")}`,
     );
+    if (calls.length) {
+      say("");
+      say("Per protocol (h2load, 16 connections, one request at a time on each):");
+      say("");
+      say("| call | calls/s | CPU ms/call | failed |");
+      say("|---|---|---|---|");
+      for (const c of calls) {
+        const pc = perCall[c.name] as { rps: number[]; cpu: number[]; failed: number };
+        say(`| ${c.name} | ${fmt(pc.rps, 0)} | ${pc.cpu.length ? fmt(pc.cpu, 3) : "–"} | ${pc.failed} |`);
+      }
+    }
     say("");
     say(
       "Medians with min–max over interleaved rounds; only ratios within one run are comparable (shared machine).",
