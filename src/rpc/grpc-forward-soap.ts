@@ -79,9 +79,15 @@ export function createGrpcForwardSoap(
     }
     // The caller went away before the answer: what the relay does with this signal (stop the
     // upstream call, trace ABORTED) is what it does on Connect.
+    // (The compat response's "close" comes after a "finish" and writableFinished reads true even for a
+    // stream the caller reset: the stream's rstCode tells, as in server.ts.)
     const caller = new AbortController();
-    res.once("close", () => {
-      if (!res.writableFinished) caller.abort(new ConnectError("the caller reset the stream", Code.Canceled));
+    const stream = res.stream;
+    let answered = false;
+    stream.once("close", () => {
+      if (!answered || (stream.rstCode ?? 0) !== 0) {
+        caller.abort(new ConnectError("the caller reset the stream", Code.Canceled));
+      }
     });
     const timeout = parseTimeout(requestHeader.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
     const context = createHandlerContext({
@@ -124,10 +130,10 @@ export function createGrpcForwardSoap(
       context.abort(CALL_ENDED);
     }
     if (res.destroyed) return;
+    answered = true;
     if (!req.complete) {
       // Answered before the whole request was read (an early error): once the trailers are out,
       // reset the stream with NO_ERROR so that the caller stops sending (Connect does the same).
-      const stream = res.stream;
       stream.once("wantTrailers", () =>
         setImmediate(() => {
           if (stream.state.remoteClose === 0) stream.close(0);
@@ -181,7 +187,10 @@ function readBody(req: Http2ServerRequest, max: number): Promise<Buffer> {
       if (declared >= 0 && n > 5 + declared + 5 + max) {
         done();
         reject(
-          new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented),
+          new ConnectError(
+            "protocol error: received extra input message for unary method",
+            Code.Unimplemented,
+          ),
         );
       }
     };

@@ -12,8 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ForwardSoapRequestSchema, ForwardSoapResponseSchema } from "../../gen/eproxy/v1/relay_pb.ts";
 import { createGrpcForwardSoap, FORWARD_SOAP_PATH } from "../../src/rpc/grpc-forward-soap.ts";
 import { insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
-import { type AuthEnv, cibaLogin, DOCTOR, NURSE } from "../support/auth-env.ts";
-import { startAuthEnv } from "../support/auth-env.ts";
+import { type AuthEnv, cibaLogin, DOCTOR, NURSE, startAuthEnv } from "../support/auth-env.ts";
 
 const SOAP12 = "application/soap+xml; charset=utf-8";
 const MAX = 64 * 1024;
@@ -122,7 +121,12 @@ describe("gRPC ForwardSoap fast path", () => {
     expect(fast(req({ httpVersionMajor: 1 }), {} as never)).toBe(false);
     expect(fast(req({ method: "GET" }), {} as never)).toBe(false);
     expect(fast(req({ url: "/eproxy.v1.RelayService/Other" }), {} as never)).toBe(false);
-    for (const ct of ["application/grpc-web", "application/grpc+json", "application/proto", "Application/grpc"]) {
+    for (const ct of [
+      "application/grpc-web",
+      "application/grpc+json",
+      "application/proto",
+      "Application/grpc",
+    ]) {
       expect(fast(req({}, { "content-type": ct }), {} as never)).toBe(false);
     }
     expect(fast(req({}, { "grpc-encoding": "gzip" }), {} as never)).toBe(false);
@@ -141,7 +145,10 @@ describe("gRPC ForwardSoap fast path", () => {
     expect(a.statusCode).toBe(b.statusCode);
     expect(a.contentType).toBe(b.contentType);
     // The simulator's answers carry a fresh MessageID each.
-    const stable = (body: Uint8Array) => Buffer.from(body).toString().replace(/urn:uuid:[\w-]+/g, "urn:uuid:x");
+    const stable = (body: Uint8Array) =>
+      Buffer.from(body)
+        .toString()
+        .replace(/urn:uuid:[\w-]+/g, "urn:uuid:x");
     expect(stable(a.body)).toBe(stable(b.body));
     expect(a.headers.map((h) => h.name)).toEqual(b.headers.map((h) => h.name));
     expect(fast.data.readUInt32BE(1)).toBe(fast.data.length - 5);
@@ -165,6 +172,45 @@ describe("gRPC ForwardSoap fast path", () => {
     expect(fast.headers).toEqual(connect.headers);
     expect(fast.data).toEqual(connect.data);
     expect(fast.trailers).toEqual(connect.trailers);
+  });
+
+  it("stops the relay when the caller resets the stream, traces it ABORTED, and keeps serving", async () => {
+    env.tele.faults.slowHeadersMs = 2_000;
+    const since = Date.now();
+    try {
+      for (const contentType of ["application/grpc", "Application/grpc"]) {
+        await new Promise<void>((resolve, reject) => {
+          const session = http2.connect(env.url, { ca: env.ca });
+          session.on("error", reject);
+          const req = session.request({
+            ":method": "POST",
+            ":path": FORWARD_SOAP_PATH,
+            "content-type": contentType,
+            te: "trailers",
+            ...key(),
+          });
+          req.on("error", () => {});
+          req.end(envelope(request()));
+          setTimeout(() => {
+            req.close(http2.constants.NGHTTP2_CANCEL);
+            session.close();
+            resolve();
+          }, 300);
+        });
+      }
+      const sends = async () => {
+        await env.deps.traces.flush();
+        const all = await env.deps.traceStore.query({ start: since, end: Date.now() + 1_000, limit: 100 });
+        return all.filter((t) => t.type === "SEND").map((t) => t.outcome);
+      };
+      // Both the fast path and Connect end the relayed call ABORTED (the upstream call is stopped).
+      for (let i = 0; i < 50 && (await sends()).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await sends()).toEqual(["ABORTED", "ABORTED"]);
+    } finally {
+      env.tele.faults.slowHeadersMs = 0;
+    }
+    const after = await call("application/grpc", envelope(request()), key());
+    expect(after.trailers["grpc-status"]).toBe("0");
   });
 
   it("answers a relay refused by the teleservice's answer like Connect (the nurse may not use dmp)", async () => {
