@@ -34,18 +34,24 @@ interface RawAnswer {
   trailers: Record<string, unknown>;
 }
 
+/** A ForwardSoap request stream on its own HTTP/2 connection. */
+function open(contentType: string, headers: Record<string, string>, onError: (err: Error) => void) {
+  const session = http2.connect(env.url, { ca: env.ca });
+  session.on("error", onError);
+  const req = session.request({
+    ":method": "POST",
+    ":path": FORWARD_SOAP_PATH,
+    "content-type": contentType,
+    te: "trailers",
+    ...headers,
+  });
+  return { session, req };
+}
+
 /** One gRPC call with a raw body (envelopes included), over its own HTTP/2 connection. */
 function call(contentType: string, body: Buffer, headers: Record<string, string> = {}): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
-    const session = http2.connect(env.url, { ca: env.ca });
-    session.on("error", reject);
-    const req = session.request({
-      ":method": "POST",
-      ":path": FORWARD_SOAP_PATH,
-      "content-type": contentType,
-      te: "trailers",
-      ...headers,
-    });
+    const { session, req } = open(contentType, headers, reject);
     let status = 0;
     let head: Record<string, unknown> = {};
     let trailers: Record<string, unknown> = {};
@@ -180,15 +186,7 @@ describe("gRPC ForwardSoap fast path", () => {
     try {
       for (const contentType of ["application/grpc", "Application/grpc"]) {
         await new Promise<void>((resolve, reject) => {
-          const session = http2.connect(env.url, { ca: env.ca });
-          session.on("error", reject);
-          const req = session.request({
-            ":method": "POST",
-            ":path": FORWARD_SOAP_PATH,
-            "content-type": contentType,
-            te: "trailers",
-            ...key(),
-          });
+          const { session, req } = open(contentType, key(), reject);
           req.on("error", () => {});
           req.end(envelope(request()));
           setTimeout(() => {
