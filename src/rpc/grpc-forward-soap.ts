@@ -14,6 +14,8 @@
  * implementation), `setTrailerStatus` (status, message, details and error metadata in the
  * trailers). Everything else — gRPC-Web, Connect, JSON, compressed messages, other methods — goes
  * to Connect. `test/int/grpc-fast-path.int.test.ts` compares both answers, success and errors.
+ * Answers are not compressed (no `grpc-encoding`), whatever `grpc-accept-encoding` offers: gRPC lets
+ * a server answer identity, and a relayed SOAP answer costs more CPU to gzip than it saves here.
  */
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";

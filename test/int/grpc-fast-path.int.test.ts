@@ -7,6 +7,7 @@
  * call can fail before, inside and after the relay.
  */
 import http2 from "node:http2";
+import { gunzipSync } from "node:zlib";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ForwardSoapRequestSchema, ForwardSoapResponseSchema } from "../../gen/eproxy/v1/relay_pb.ts";
@@ -158,6 +159,19 @@ describe("gRPC ForwardSoap fast path", () => {
     expect(stable(a.body)).toBe(stable(b.body));
     expect(a.headers.map((h) => h.name)).toEqual(b.headers.map((h) => h.name));
     expect(fast.data.readUInt32BE(1)).toBe(fast.data.length - 5);
+  });
+
+  it("answers uncompressed when the caller accepts gzip (Connect says gzip): the same message", async () => {
+    const { fast, connect } = await both(envelope(request()), { ...key(), "grpc-accept-encoding": "gzip" });
+    expect(fast.headers["grpc-encoding"]).toBeUndefined();
+    expect(fast.data[0]).toBe(0);
+    expect(connect.headers["grpc-encoding"]).toBe("gzip");
+    const a = fromBinary(ForwardSoapResponseSchema, fast.data.subarray(5));
+    const payload = connect.data.subarray(5);
+    const b = fromBinary(ForwardSoapResponseSchema, connect.data[0] === 1 ? gunzipSync(payload) : payload);
+    expect(a.statusCode).toBe(b.statusCode);
+    expect(a.body.length).toBe(b.body.length);
+    expect(fast.trailers).toEqual(connect.trailers);
   });
 
   it.each([
