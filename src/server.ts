@@ -30,7 +30,7 @@ import { createRestRouter, type Route } from "./rest/router.ts";
 import { createTraceRoutes } from "./rest/trace-routes.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
 import { kPeer } from "./rpc/caller.ts";
-import { createGrpcForwardSoap } from "./rpc/grpc-forward-soap.ts";
+import { createForwardSoapFastPath } from "./rpc/forward-soap-fast-path.ts";
 import { createHealthService } from "./rpc/health-service.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
@@ -116,12 +116,15 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
   // Outermost first: errors of the enum guard are mapped and traced like any other.
   const interceptors = [createErrorInterceptor(log, deps.traces), createEnumGuard()];
   const contextValues = (req: http2.Http2ServerRequest) => createContextValues().set(kPeer, peerOf(req));
-  // Plain gRPC ForwardSoap calls skip Connect's generic pipeline (same parts, same answer).
-  const grpcForwardSoap = createGrpcForwardSoap({
+  // Plain gRPC and Connect unary ForwardSoap calls skip Connect's generic machinery (same parts,
+  // same answer): the typed clients' relay.
+  const jsonOptions = { ignoreUnknownFields: false };
+  const forwardSoapFastPath = createForwardSoapFastPath({
     impl: relayService,
     interceptors,
     maxBytes: config.server.maxRequestBytes,
     contextValues,
+    jsonOptions,
   });
   const handler = connectNodeAdapter({
     routes(router) {
@@ -153,7 +156,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       answerParseFailuresAsInvalid(router);
     },
     // Strict JSON: an unknown field or enum name is refused, not silently dropped.
-    jsonOptions: { ignoreUnknownFields: false },
+    jsonOptions,
     fallback: rest,
     // Connect's default is 4 GiB: cap what one RPC message may be, both ways.
     readMaxBytes: config.server.maxRequestBytes,
@@ -230,7 +233,7 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       const observed = observeRequest(deps.telemetry, req, res, ctx);
       requestContext.run(ctx, () =>
         observed.run(() => {
-          if (!grpcForwardSoap(req, res)) handler(req, res);
+          if (!forwardSoapFastPath(req, res)) handler(req, res);
         }),
       );
     },

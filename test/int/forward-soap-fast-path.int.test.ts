@@ -1,17 +1,19 @@
 /**
- * The gRPC fast path of ForwardSoap (src/rpc/grpc-forward-soap.ts) gives the answer Connect gives:
+ * The ForwardSoap fast path (src/rpc/forward-soap-fast-path.ts) gives the answer Connect gives:
  * the same request is sent to one server as `application/grpc` (fast path) and as
  * `Application/grpc` (a content type Connect matches case-insensitively and the fast path does not,
  * so Connect serves it), and the two answers are compared — status, headers, message bytes and
  * trailers (status, message, error details, error metadata) — for a relayed call and for each way a
- * call can fail before, inside and after the relay.
+ * call can fail before, inside and after the relay. The same for Connect unary calls
+ * (`application/proto` and `application/json`, over HTTP/2 and HTTP/1.1).
  */
 import http2 from "node:http2";
+import https from "node:https";
 import { gunzipSync } from "node:zlib";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ForwardSoapRequestSchema, ForwardSoapResponseSchema } from "../../gen/eproxy/v1/relay_pb.ts";
-import { createGrpcForwardSoap, FORWARD_SOAP_PATH } from "../../src/rpc/grpc-forward-soap.ts";
+import { createForwardSoapFastPath, FORWARD_SOAP_PATH } from "../../src/rpc/forward-soap-fast-path.ts";
 import { insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
 import { type AuthEnv, cibaLogin, DOCTOR, NURSE, startAuthEnv } from "../support/auth-env.ts";
 
@@ -109,8 +111,8 @@ async function both(body: Buffer, headers: Record<string, string> = {}) {
 const key = () => ({ "x-eproxy-api-key": env.keys["lps-demo"] });
 
 describe("gRPC ForwardSoap fast path", () => {
-  it("takes plain gRPC ForwardSoap calls only (everything else stays with Connect)", () => {
-    const fast = createGrpcForwardSoap({
+  it("takes plain gRPC and Connect unary ForwardSoap calls only (everything else stays with Connect)", () => {
+    const fast = createForwardSoapFastPath({
       impl: { forwardSoap: async () => ({}) } as never,
       interceptors: [],
       maxBytes: MAX,
@@ -131,12 +133,18 @@ describe("gRPC ForwardSoap fast path", () => {
     for (const ct of [
       "application/grpc-web",
       "application/grpc+json",
-      "application/proto",
       "Application/grpc",
+      "application/connect+proto",
+      "application/connect+json",
+      "Application/proto",
+      "text/xml",
     ]) {
       expect(fast(req({}, { "content-type": ct }), {} as never)).toBe(false);
     }
     expect(fast(req({}, { "grpc-encoding": "gzip" }), {} as never)).toBe(false);
+    expect(
+      fast(req({}, { "content-type": "application/proto", "content-encoding": "gzip" }), {} as never),
+    ).toBe(false);
   });
 
   it("relays a call: the same message as Connect, trailers grpc-status 0", async () => {
@@ -230,5 +238,132 @@ describe("gRPC ForwardSoap fast path", () => {
     const { fast, connect } = await both(envelope(request({ sessionToken: nurse, service: "dmp" })), key());
     expect(fast.trailers).toEqual(connect.trailers);
     expect(fast.data).toEqual(connect.data);
+  });
+  describe("Connect unary", () => {
+    /** One Connect unary call over HTTP/2 (or HTTP/1.1), raw body. */
+    function connectCall(
+      contentType: string,
+      body: Buffer | string,
+      headers: Record<string, string>,
+      http: "2" | "1.1",
+    ): Promise<{ status: number; headers: Record<string, unknown>; data: Buffer }> {
+      const done = (status: number, h: Record<string, unknown>, chunks: Buffer[]) => {
+        const head = { ...h };
+        for (const k of ["x-request-id", "date", ":status", "connection", "keep-alive"]) delete head[k];
+        return { status, headers: head, data: Buffer.concat(chunks) };
+      };
+      if (http === "1.1") {
+        return new Promise((resolve, reject) => {
+          const req = https.request(
+            `${env.url}${FORWARD_SOAP_PATH}`,
+            {
+              method: "POST",
+              ca: env.ca,
+              agent: false,
+              headers: { "content-type": contentType, ...headers },
+            },
+            (res) => {
+              const chunks: Buffer[] = [];
+              res.on("data", (c: Buffer) => chunks.push(c));
+              res.on("end", () => resolve(done(res.statusCode ?? 0, res.headers, chunks)));
+            },
+          );
+          req.on("error", reject);
+          req.end(body);
+        });
+      }
+      return new Promise((resolve, reject) => {
+        const { session, req } = open(contentType, headers, reject);
+        let status = 0;
+        let head: Record<string, unknown> = {};
+        const chunks: Buffer[] = [];
+        req.on("response", (h) => {
+          status = Number(h[":status"]);
+          head = h;
+        });
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => {
+          session.close();
+          resolve(done(status, head, chunks));
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+    }
+
+    const json = (over: Record<string, unknown> = {}) =>
+      JSON.stringify({
+        ...JSON.parse(
+          toJsonString(ForwardSoapRequestSchema, fromBinary(ForwardSoapRequestSchema, request())),
+        ),
+        ...over,
+      });
+    const upper = (ct: string) => ct.replace("application", "Application");
+
+    it.each(["2", "1.1"] as const)(
+      "relays a call like Connect, binary and JSON, over HTTP/%s",
+      async (http) => {
+        for (const [ct, body] of [
+          ["application/proto", Buffer.from(request())],
+          ["application/json", json()],
+        ] as const) {
+          const fast = await connectCall(ct, body, key(), http);
+          const connect = await connectCall(upper(ct), body, key(), http);
+          expect(fast.status).toBe(200);
+          expect(fast.headers).toEqual(connect.headers);
+          const decode = (d: Buffer) =>
+            ct === "application/proto"
+              ? fromBinary(ForwardSoapResponseSchema, d)
+              : fromJsonString(ForwardSoapResponseSchema, d.toString());
+          const a = decode(fast.data);
+          const b = decode(connect.data);
+          const stable = (x: Uint8Array) =>
+            Buffer.from(x)
+              .toString()
+              .replace(/urn:uuid:[\w-]+/g, "urn:uuid:x");
+          expect(a.statusCode).toBe(200);
+          expect(stable(a.body)).toBe(stable(b.body));
+        }
+      },
+    );
+
+    const failures: Array<[string, string, () => Buffer | string, "none" | "key" | "timeout"]> = [
+      ["no credentials", "application/proto", () => Buffer.from(request()), "none"],
+      [
+        "an unknown session",
+        "application/proto",
+        () => Buffer.from(request({ sessionToken: "eps_nope" })),
+        "key",
+      ],
+      [
+        "a message that does not parse",
+        "application/proto",
+        () => Buffer.from([0xff, 0xff, 0xff, 0x0f]),
+        "key",
+      ],
+      ["JSON that does not parse", "application/json", () => "{not json", "key"],
+      ["an unknown JSON field", "application/json", () => json({ color: "blue" }), "key"],
+      ["a JSON field of the wrong type", "application/json", () => json({ service: 5 }), "key"],
+      ["a forbidden service, in JSON", "application/json", () => json({ service: "nope" }), "key"],
+      [
+        "a message over server.maxRequestBytes",
+        "application/proto",
+        () => Buffer.from(request({ body: Buffer.alloc(MAX) })),
+        "key",
+      ],
+      ["a bad connect-timeout-ms", "application/proto", () => Buffer.from(request()), "timeout"],
+    ];
+    it.each(failures)("fails like Connect on %s", async (_name, ct, body, creds) => {
+      const headers =
+        creds === "key" ? key() : creds === "timeout" ? { ...key(), "connect-timeout-ms": "soon" } : {};
+      for (const http of ["2", "1.1"] as const) {
+        const fast = await connectCall(ct, body(), headers, http);
+        const connect = await connectCall(upper(ct), body(), headers, http);
+        expect(fast.status).not.toBe(200);
+        expect(fast.status).toBe(connect.status);
+        expect(fast.headers).toEqual(connect.headers);
+        expect(JSON.parse(fast.data.toString())).toEqual(JSON.parse(connect.data.toString()));
+      }
+    });
   });
 });
