@@ -51,16 +51,12 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { type ForwardSoapResponse, RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
+import { PARSE_FAILURE, PUBLIC_MESSAGE } from "./strict-messages.ts";
 
 const method = RelayService.method.forwardSoap;
 
 /** The request path this fast path answers. */
 export const FORWARD_SOAP_PATH = `/${RelayService.typeName}/${method.name}`;
-
-/** The message of a request that does not parse (as strict-messages.ts answers it on Connect). */
-const MALFORMED = "malformed request message";
-/** How Connect's binary serialization words a parse failure (strict-messages.ts rewrites it). */
-const PARSE_FAILURE = /^parse binary: /;
 
 /**
  * The reason the handler context is aborted with once the answer is known: it releases the
@@ -235,7 +231,7 @@ export function createForwardSoapFastPath(
           : new ConnectError("internal error", Code.Internal, undefined, undefined, err);
       // A message that does not parse is the caller's fault (strict-messages.ts, on Connect).
       if (error.code === Code.Internal && PARSE_FAILURE.test(error.rawMessage)) {
-        error = new ConnectError(MALFORMED, Code.InvalidArgument);
+        error = new ConnectError(PUBLIC_MESSAGE, Code.InvalidArgument);
       }
       status = codeToHttpStatus(error.code);
       context.responseHeader.set("content-type", "application/json");
@@ -361,7 +357,7 @@ function parseEnvelope(body: Buffer, max: number) {
   try {
     return fromBinary(method.input, body.subarray(5));
   } catch {
-    throw new ConnectError(MALFORMED, Code.InvalidArgument);
+    throw new ConnectError(PUBLIC_MESSAGE, Code.InvalidArgument);
   }
 }
 

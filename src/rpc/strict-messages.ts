@@ -11,8 +11,10 @@ import { Code, type ConnectRouter, type Interceptor } from "@connectrpc/connect"
 import type { UniversalHandler, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { EproxyError } from "../errors.ts";
 
-const PARSE_FAILURE = /^parse binary: /;
-const PUBLIC_MESSAGE = "malformed request message";
+/** How Connect's binary serialization words a message that does not parse. */
+export const PARSE_FAILURE = /^parse binary: /;
+/** What the caller is told instead. */
+export const PUBLIC_MESSAGE = "malformed request message";
 
 /** The first enum value of `message` (nested messages included) that its enum does not define. */
 export function undefinedEnumValue(desc: DescMessage, message: Message): string | undefined {
