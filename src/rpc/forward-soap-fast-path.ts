@@ -16,7 +16,7 @@
  * that the answer is the one Connect gives: `createHandlerContext` (deadline from `grpc-timeout` or
  * `connect-timeout-ms`, linked signals), `invokeUnaryImplementation` (the same interceptors, in the
  * same order, around the same implementation), the method's serialization (Connect's for Connect
- * calls, the server's JSON options), `setTrailerStatus` / `errorToJsonBytes` and `trailerMux` for the
+ * calls, the server's JSON options; JSON's base64 by Node: forward-soap-json.ts), `setTrailerStatus` / `errorToJsonBytes` and `trailerMux` for the
  * answer. Everything else — gRPC-Web, Connect streaming or GET, compressed messages, other methods —
  * goes to Connect. `test/int/forward-soap-fast-path.int.test.ts` sends every request both ways and compares
  * the answers, success and errors.
@@ -51,6 +51,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { type ForwardSoapResponse, RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
+import { createForwardSoapJson } from "./forward-soap-json.ts";
 import { PARSE_FAILURE, PUBLIC_MESSAGE } from "./strict-messages.ts";
 
 const method = RelayService.method.forwardSoap;
@@ -97,6 +98,11 @@ export function createForwardSoapFastPath(
     readMaxBytes: opts.maxBytes,
     writeMaxBytes: opts.maxBytes,
   });
+  const json = createForwardSoapJson(
+    jsonOptions,
+    { input: serialization.getI(false), output: serialization.getO(false) },
+    opts.maxBytes,
+  );
 
   /** What both protocols share: the request's headers, the caller's signal, the handler context. */
   function begin(
@@ -221,9 +227,9 @@ export function createForwardSoapFastPath(
         opts.maxBytes,
         req.headers["content-length"] ?? null,
       );
-      const input = serialization.getI(binary).parse(bytes);
+      const input = (binary ? serialization.getI(true) : json.input).parse(bytes);
       const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
-      body = serialization.getO(binary).serialize(output as ForwardSoapResponse);
+      body = (binary ? serialization.getO(true) : json.output).serialize(output as ForwardSoapResponse);
     } catch (err) {
       let error =
         err instanceof ConnectError
