@@ -461,6 +461,14 @@ async function main(): Promise<void> {
     lines.push(s);
     process.stdout.write(`${s}\n`);
   };
+  // Stopped from outside (Ctrl-C, or the end of a BENCH_HOLD session): nginx, Redis and eProxy go too.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGTERM");
+      if (!process.env.BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
   try {
     const pki = await ensureDevPki(dir, ["lps-bench"]);
     const client = pki.clients["lps-bench"];
