@@ -113,13 +113,14 @@ export function createForwardSoapFastPath(
     responseHeader: Record<string, string>,
     responseTrailer: Record<string, string>,
   ) {
-    const requestHeader = new Headers();
+    // A record: createHandlerContext builds the Headers from it (once; it copies a Headers too).
+    const requestHeader: Record<string, string> = {};
     const h = req.headers;
     for (const k in h) {
       if (k.charCodeAt(0) === 58 /* ":" */) continue;
       const v = h[k];
-      if (typeof v === "string") requestHeader.append(k, v);
-      else if (Array.isArray(v)) for (const e of v) requestHeader.append(k, e);
+      if (typeof v === "string") requestHeader[k] = v;
+      else if (Array.isArray(v)) requestHeader[k] = v.join(", ");
     }
     // The caller went away before the answer: what the relay does with this signal (stop the
     // upstream call, trace ABORTED) is what it does on Connect. An HTTP/2 compat response's
