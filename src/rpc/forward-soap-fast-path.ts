@@ -16,10 +16,11 @@
  * that the answer is the one Connect gives: `createHandlerContext` (deadline from `grpc-timeout` or
  * `connect-timeout-ms`, linked signals), `invokeUnaryImplementation` (the same interceptors, in the
  * same order, around the same implementation), the method's serialization (Connect's for Connect
- * calls, the server's JSON options; JSON's base64 by Node: forward-soap-json.ts), `setTrailerStatus` / `errorToJsonBytes` and `trailerMux` for the
- * answer. Everything else — gRPC-Web, Connect streaming or GET, compressed messages, other methods —
- * goes to Connect. `test/int/forward-soap-fast-path.int.test.ts` sends every request both ways and compares
- * the answers, success and errors.
+ * calls, the server's JSON options; JSON's base64 by Node: forward-soap-json.ts),
+ * `setTrailerStatus` / `errorToJsonBytes` and `trailerMux` for the answer. Everything else —
+ * gRPC-Web, Connect streaming or GET, compressed messages, other methods — goes to Connect.
+ * `test/int/forward-soap-fast-path.int.test.ts` sends every request both ways and compares the
+ * answers, success and errors.
  *
  * Answers are not compressed, whatever `grpc-accept-encoding` or `accept-encoding` offers (both
  * protocols let a server answer identity): a relayed SOAP answer costs more CPU to gzip than it
