@@ -141,9 +141,6 @@ async function serve(args: string[]): Promise<void> {
   const env = processEnv();
   const config = loadConfig(values.config, env);
   preflight(config, env);
-  // May replace this process (same pid) with one started with the V8 flag: before anything opens.
-  const { applyYoungGeneration } = await import("./young-generation.ts");
-  applyYoungGeneration(config.server.maxSemiSpaceMiB);
   const { createLogDestination, createLogger } = await import("./log.ts");
   const { createDeps } = await import("./deps.ts");
   const { startServer } = await import("./server.ts");

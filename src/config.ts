@@ -203,11 +203,6 @@ export const configSchema = z
         /** Processes serving the listener (node:cluster); default the number of CPUs. See cluster.ts. */
         workers: z.number().int().min(1).max(256).optional(),
         /**
-         * Largest V8 semi-space, in MiB (`--max-semi-space-size`): short young-generation pauses
-         * under connection storms. 0 leaves V8's own sizing. See young-generation.ts.
-         */
-        maxSemiSpaceMiB: z.number().int().min(0).max(1024).default(16),
-        /**
          * HTTP/2 flow-control windows eProxy grants callers (RFC 9113 §6.9): at the 64 KiB default a
          * large upload stalls on WINDOW_UPDATE round trips. Per stream and per connection.
          */

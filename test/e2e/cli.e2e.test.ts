@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -146,51 +146,6 @@ describe("eproxy serve", () => {
     p.child.kill("SIGTERM");
     expect(await p.exited).toBe(0);
     expect(p.stdout()).toContain("eProxy stopped");
-  });
-});
-
-describe("eproxy serve: server.maxSemiSpaceMiB", () => {
-  /** Starts `eproxy serve`, returns node's command line as /proc shows it for the spawned pid. */
-  async function commandLineOf(extraServer: string[], env: NodeJS.ProcessEnv = {}): Promise<string[]> {
-    const pki = testPki();
-    const dir = mkdtempSync(path.join(tmpdir(), "eproxy-semi-"));
-    const file = path.join(dir, "eproxy.yaml");
-    writeFileSync(
-      file,
-      [
-        "server:",
-        "  listenAddress: 127.0.0.1",
-        `  port: ${await freePort()}`,
-        `  tls: {certFile: ${pki.serverCertFile}, keyFile: ${pki.serverKeyFile}}`,
-        ...extraServer.map((l) => `  ${l}`),
-        "psc:",
-        "  discoveryUrl: https://127.0.0.1:9/.well-known/wallet-openid-configuration",
-      ].join("\n"),
-    );
-    const p = startCli(["serve", "--config", file], env);
-    started.push(p);
-    await p.waitFor(/eProxy listening/);
-    // The pid the test spawned is the one serving: replaced in place, not a child.
-    const argv = readFileSync(`/proc/${p.child.pid}/cmdline`, "utf8").split("\0").filter(Boolean);
-    p.child.kill("SIGTERM");
-    expect(await p.exited).toBe(0);
-    return argv;
-  }
-
-  it("restarts itself in place with node's --max-semi-space-size (16 by default)", async () => {
-    const argv = await commandLineOf([]);
-    expect(argv).toContain("--max-semi-space-size=16");
-    expect(argv.slice(-3)).toEqual(["serve", "--config", expect.stringMatching(/eproxy\.yaml$/)]);
-  });
-
-  it("takes the configured size, or leaves V8's own sizing with 0", async () => {
-    expect(await commandLineOf(["maxSemiSpaceMiB: 8"])).toContain("--max-semi-space-size=8");
-    expect((await commandLineOf(["maxSemiSpaceMiB: 0"])).join(" ")).not.toContain("--max-semi-space-size");
-  });
-
-  it("leaves an operator's NODE_OPTIONS alone", async () => {
-    const argv = await commandLineOf([], { NODE_OPTIONS: "--max-semi-space-size=4" });
-    expect(argv.join(" ")).not.toContain("--max-semi-space-size");
   });
 });
 
