@@ -16,7 +16,8 @@
  * that the answer is the one Connect gives: `createHandlerContext` (deadline from `grpc-timeout` or
  * `connect-timeout-ms`, linked signals), `invokeUnaryImplementation` (the same interceptors, in the
  * same order, around the same implementation), the method's serialization (Connect's for Connect
- * calls, the server's JSON options; JSON's base64 by Node: forward-soap-json.ts),
+ * calls, the server's JSON options; JSON's base64 by Node: forward-soap-json.ts; the binary answer
+ * written in one buffer: forward-soap-binary.ts),
  * `setTrailerStatus` / `errorToJsonBytes` and `trailerMux` for the answer. Everything else —
  * gRPC-Web, Connect streaming or GET, compressed messages, other methods — goes to Connect.
  * `test/int/forward-soap-fast-path.int.test.ts` sends every request both ways and compares the
@@ -28,7 +29,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -52,6 +53,7 @@ import {
 } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { type ForwardSoapResponse, RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
+import { encodeForwardSoapResponse } from "./forward-soap-binary.ts";
 import { createForwardSoapJson } from "./forward-soap-json.ts";
 import { PARSE_FAILURE, PUBLIC_MESSAGE } from "./strict-messages.ts";
 
@@ -168,17 +170,11 @@ export function createForwardSoapFastPath(
       if (timeout.error) throw timeout.error;
       const input = parseEnvelope(await readBody(req, opts.maxBytes), opts.maxBytes);
       const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
-      const bytes = toBinary(method.output, output as ForwardSoapResponse);
-      if (bytes.length > opts.maxBytes) {
-        throw new ConnectError(
-          `message size ${bytes.length} is larger than configured writeMaxBytes ${opts.maxBytes}`,
-          Code.ResourceExhausted,
-        );
-      }
-      answer = Buffer.allocUnsafe(5 + bytes.length);
-      answer[0] = 0;
-      answer.writeUInt32BE(bytes.length, 1);
-      answer.set(bytes, 5);
+      const framed = encodeForwardSoapResponse(output as ForwardSoapResponse, 5);
+      assertWriteMaxBytes(opts.maxBytes, framed.length - 5);
+      framed[0] = 0;
+      framed.writeUInt32BE(framed.length - 5, 1);
+      answer = framed;
     } catch (err) {
       setTrailerStatus(
         context.responseTrailer,
@@ -231,7 +227,12 @@ export function createForwardSoapFastPath(
       );
       const input = (binary ? serialization.getI(true) : json.input).parse(bytes);
       const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
-      body = (binary ? serialization.getO(true) : json.output).serialize(output as ForwardSoapResponse);
+      if (binary) {
+        body = encodeForwardSoapResponse(output as ForwardSoapResponse, 0);
+        assertWriteMaxBytes(opts.maxBytes, body.byteLength);
+      } else {
+        body = json.output.serialize(output as ForwardSoapResponse);
+      }
     } catch (err) {
       let error =
         err instanceof ConnectError
@@ -366,6 +367,16 @@ function parseEnvelope(body: Buffer, max: number) {
     return fromBinary(method.input, body.subarray(5));
   } catch {
     throw new ConnectError(PUBLIC_MESSAGE, Code.InvalidArgument);
+  }
+}
+
+/** Connect's writeMaxBytes refusal (its `assertWriteMaxBytes` is not exported), in its words. */
+function assertWriteMaxBytes(max: number, size: number): void {
+  if (size > max) {
+    throw new ConnectError(
+      `message size ${size} is larger than configured writeMaxBytes ${max}`,
+      Code.ResourceExhausted,
+    );
   }
 }
 

@@ -45,13 +45,18 @@ export function createRelayService(deps: RelayServiceDeps): ServiceImpl<typeof R
       const chunks: Buffer[] = [];
       for await (const c of out.body) chunks.push(c);
       const ct = out.headers["content-type"];
+      const answerHeaders: Array<{ name: string; value: string }> = [];
+      for (const name in out.headers) {
+        const v = out.headers[name];
+        if (Array.isArray(v)) for (const value of v) answerHeaders.push({ name, value });
+        else if (v !== undefined) answerHeaders.push({ name, value: v });
+      }
       return {
         statusCode: out.status,
         contentType: Array.isArray(ct) ? (ct[0] ?? "") : (ct ?? ""),
-        headers: Object.entries(out.headers).flatMap(([name, v]) =>
-          (Array.isArray(v) ? v : [v]).map((value) => ({ name, value })),
-        ),
-        body: Buffer.concat(chunks),
+        headers: answerHeaders,
+        // A one-chunk answer (most) is not copied: it is written out before the next call.
+        body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
       };
     },
   };
