@@ -43,7 +43,6 @@ import {
   createMethodSerializationLookup,
   invokeUnaryImplementation,
   mergeNonProtocolHeaders,
-  readAllBytes,
 } from "@connectrpc/connect/protocol";
 import {
   codeToHttpStatus,
@@ -220,11 +219,7 @@ export function createForwardSoapFastPath(
     let body: Uint8Array;
     try {
       if (timeout.error) throw timeout.error;
-      const bytes = await readAllBytes(
-        req as AsyncIterable<Uint8Array>,
-        opts.maxBytes,
-        req.headers["content-length"] ?? null,
-      );
+      const bytes = await readUnary(req, opts.maxBytes, req.headers["content-length"]);
       const input = (binary ? serialization.getI(true) : json.input).parse(bytes);
       const output = await invokeUnaryImplementation(spec, context, input, opts.interceptors);
       if (binary) {
@@ -319,6 +314,64 @@ function readBody(req: AnyRequest, max: number): Promise<Buffer> {
     const onEnd = () => {
       done();
       resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n));
+    };
+    const onClose = () => {
+      done();
+      reject(new ConnectError("the caller reset the stream", Code.Canceled));
+    };
+    const done = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("close", onClose);
+    };
+    req.on("data", onData);
+    req.once("end", onEnd);
+    req.once("close", onClose);
+  });
+}
+
+/**
+ * A Connect unary request's body, read and refused as Connect's `readAllBytes` reads and refuses it
+ * (same limits, same words), with stream events rather than an async iterator of the request.
+ */
+function readUnary(req: AnyRequest, max: number, contentLength: string | undefined): Promise<Buffer> {
+  const hint = contentLength === undefined ? Number.NaN : Number.parseInt(contentLength, 10);
+  const known = Number.isSafeInteger(hint) && hint >= 0;
+  if (known && hint > max) {
+    return Promise.reject(
+      new ConnectError(
+        `message size ${hint} is larger than configured readMaxBytes ${max}`,
+        Code.ResourceExhausted,
+      ),
+    );
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const onData = (c: Buffer) => {
+      n += c.length;
+      if (known && n > hint) {
+        done();
+        reject(
+          new ConnectError(`protocol error: promised ${hint} bytes, received ${n}`, Code.InvalidArgument),
+        );
+      } else if (!known && n > max) {
+        done();
+        reject(
+          new ConnectError(
+            `message size is larger than configured readMaxBytes ${max}`,
+            Code.ResourceExhausted,
+          ),
+        );
+      } else chunks.push(c);
+    };
+    const onEnd = () => {
+      done();
+      if (known && n < hint) {
+        reject(
+          new ConnectError(`protocol error: promised ${hint} bytes, received ${n}`, Code.InvalidArgument),
+        );
+      } else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n));
     };
     const onClose = () => {
       done();

@@ -357,6 +357,19 @@ describe("gRPC ForwardSoap fast path", () => {
       ],
       ["a bad connect-timeout-ms", "application/proto", () => Buffer.from(request()), "timeout"],
     ];
+    it("refuses like Connect a message over the limit that HTTP/2 announces in content-length", async () => {
+      const body = Buffer.from(request({ body: Buffer.alloc(MAX) }));
+      const headers = { ...key(), "content-length": String(body.length) };
+      const fast = await connectCall("application/proto", body, headers, "2");
+      const connect = await connectCall(upper("application/proto"), body, headers, "2");
+      expect(fast.status).toBe(connect.status);
+      expect(fast.headers).toEqual(connect.headers);
+      expect(JSON.parse(fast.data.toString())).toEqual(JSON.parse(connect.data.toString()));
+      expect(JSON.parse(fast.data.toString()).message).toBe(
+        `message size ${body.length} is larger than configured readMaxBytes ${MAX}`,
+      );
+    });
+
     it.each(failures)("fails like Connect on %s", async (_name, ct, body, creds) => {
       const headers =
         creds === "key" ? key() : creds === "timeout" ? { ...key(), "connect-timeout-ms": "soon" } : {};

@@ -136,6 +136,26 @@ describe("ForwardSoap JSON with Node's base64", () => {
     expect(a.toString("utf8")).toBe(toJsonString(ForwardSoapResponseSchema, answer));
   });
 
+  it.each([
+    ["a body alone (no other field)", { body: ALL_BYTES }],
+    ["a status and a body", { statusCode: 502, body: Buffer.from("<a/>") }],
+    [
+      "non-ASCII and escaped strings before the body",
+      {
+        contentType: 'text/xml; q="é"',
+        headers: [
+          { name: "x-a", value: "line\nbreak \u0001 🚑" },
+          { name: "x-b", value: "\\" },
+        ],
+        body: Buffer.from([0, 255, 62, 63]),
+      },
+    ],
+  ])("writes %s byte for byte as protobuf-es does", (_name, init) => {
+    const answer = create(ForwardSoapResponseSchema, init);
+    const a = Buffer.from(quick.output.serialize(answer));
+    expect(a.equals(Buffer.from(connect.getO(false).serialize(answer)))).toBe(true);
+  });
+
   it("writes the body of a Buffer view at its own offset", () => {
     const pool = Buffer.from("xxxxHELLOyyyy");
     const answer = create(ForwardSoapResponseSchema, { statusCode: 200, body: pool.subarray(4, 9) });
