@@ -275,55 +275,39 @@ export function createForwardSoapFastPath(
 }
 
 /**
- * The whole request body. Refused as soon as the first envelope declares a message over `max`
- * (Connect's readMaxBytes, worded as Connect words it), or when more than that message and one
- * more envelope header arrive (a second message, refused by `parseEnvelope`).
+ * The whole request body, read with stream events (no async iterator of the request). `check` sees
+ * the bytes so far after each chunk and once more at the end (`ended`): an error it returns refuses
+ * the body at once.
  */
-function readBody(req: AnyRequest, max: number): Promise<Buffer> {
+function collect(
+  req: AnyRequest,
+  check: (n: number, chunks: Buffer[], ended: boolean) => ConnectError | undefined,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
-    let declared = -1;
-    const onData = (c: Buffer) => {
-      chunks.push(c);
-      n += c.length;
-      if (declared < 0 && n >= 5) {
-        const head = chunks.length === 1 ? c : Buffer.concat(chunks, n);
-        declared = head.readUInt32BE(1);
-        if (declared > max) {
-          done();
-          reject(
-            new ConnectError(
-              `message size ${declared} is larger than configured readMaxBytes ${max}`,
-              Code.ResourceExhausted,
-            ),
-          );
-          return;
-        }
-      }
-      if (declared >= 0 && n > 5 + declared + 5 + max) {
-        done();
-        reject(
-          new ConnectError(
-            "protocol error: received extra input message for unary method",
-            Code.Unimplemented,
-          ),
-        );
-      }
-    };
-    const onEnd = () => {
-      done();
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n));
-    };
-    const onClose = () => {
-      done();
-      reject(new ConnectError("the caller reset the stream", Code.Canceled));
-    };
     const done = () => {
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("close", onClose);
     };
+    const fail = (err: ConnectError) => {
+      done();
+      reject(err);
+    };
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      n += c.length;
+      const err = check(n, chunks, false);
+      if (err) fail(err);
+    };
+    const onEnd = () => {
+      const err = check(n, chunks, true);
+      if (err) return fail(err);
+      done();
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n));
+    };
+    const onClose = () => fail(new ConnectError("the caller reset the stream", Code.Canceled));
     req.on("data", onData);
     req.once("end", onEnd);
     req.once("close", onClose);
@@ -331,9 +315,34 @@ function readBody(req: AnyRequest, max: number): Promise<Buffer> {
 }
 
 /**
- * A Connect unary request's body, read and refused as Connect's `readAllBytes` reads and refuses it
- * (same limits, same words), with stream events rather than an async iterator of the request.
+ * A gRPC request body. Refused as soon as the first envelope declares a message over `max`
+ * (Connect's readMaxBytes, worded as Connect words it), or when more than that message and one
+ * more envelope header arrive (a second message, refused by `parseEnvelope`).
  */
+function readBody(req: AnyRequest, max: number): Promise<Buffer> {
+  let declared = -1;
+  return collect(req, (n, chunks, ended) => {
+    if (ended) return undefined;
+    if (declared < 0 && n >= 5) {
+      declared = (chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n)).readUInt32BE(1);
+      if (declared > max) {
+        return new ConnectError(
+          `message size ${declared} is larger than configured readMaxBytes ${max}`,
+          Code.ResourceExhausted,
+        );
+      }
+    }
+    if (declared >= 0 && n > 5 + declared + 5 + max) {
+      return new ConnectError(
+        "protocol error: received extra input message for unary method",
+        Code.Unimplemented,
+      );
+    }
+    return undefined;
+  });
+}
+
+/** A Connect unary request body, refused as Connect's `readAllBytes` refuses it (same limits, same words). */
 function readUnary(req: AnyRequest, max: number, contentLength: string | undefined): Promise<Buffer> {
   const hint = contentLength === undefined ? Number.NaN : Number.parseInt(contentLength, 10);
   const known = Number.isSafeInteger(hint) && hint >= 0;
@@ -345,46 +354,17 @@ function readUnary(req: AnyRequest, max: number, contentLength: string | undefin
       ),
     );
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let n = 0;
-    const onData = (c: Buffer) => {
-      n += c.length;
-      if (known && n > hint) {
-        done();
-        reject(
-          new ConnectError(`protocol error: promised ${hint} bytes, received ${n}`, Code.InvalidArgument),
-        );
-      } else if (!known && n > max) {
-        done();
-        reject(
-          new ConnectError(
-            `message size is larger than configured readMaxBytes ${max}`,
-            Code.ResourceExhausted,
-          ),
-        );
-      } else chunks.push(c);
-    };
-    const onEnd = () => {
-      done();
-      if (known && n < hint) {
-        reject(
-          new ConnectError(`protocol error: promised ${hint} bytes, received ${n}`, Code.InvalidArgument),
-        );
-      } else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, n));
-    };
-    const onClose = () => {
-      done();
-      reject(new ConnectError("the caller reset the stream", Code.Canceled));
-    };
-    const done = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("close", onClose);
-    };
-    req.on("data", onData);
-    req.once("end", onEnd);
-    req.once("close", onClose);
+  return collect(req, (n, _chunks, ended) => {
+    if (known && (n > hint || (ended && n < hint))) {
+      return new ConnectError(`protocol error: promised ${hint} bytes, received ${n}`, Code.InvalidArgument);
+    }
+    if (!known && n > max) {
+      return new ConnectError(
+        `message size is larger than configured readMaxBytes ${max}`,
+        Code.ResourceExhausted,
+      );
+    }
+    return undefined;
   });
 }
 
