@@ -2,11 +2,11 @@
  * Backend API keys: 256 random bits, stored only as `sha256:<hex>` hashes and compared in
  * constant time. A fast hash is right here: the keys are random, not human passwords.
  */
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { hash, randomBytes, timingSafeEqual } from "node:crypto";
 
 /** Hash of an API key in the configuration format. */
 export function hashApiKey(key: string): string {
-  return `sha256:${createHash("sha256").update(key, "utf8").digest("hex")}`;
+  return `sha256:${hash("sha256", key, "hex")}`;
 }
 
 /** A new API key and its hash. */

@@ -3,7 +3,7 @@
  * callback (single-use state, code exchange, ID token validation), and the one-time proxy code the
  * backend redeems: the session is created at redemption, so an abandoned login touches nothing.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -82,7 +82,7 @@ export function createCodeFlow(deps: {
       const state = random();
       const nonce = random();
       const codeVerifier = random();
-      const codeChallenge = createHash("sha256").update(codeVerifier).digest("base64url");
+      const codeChallenge = hash("sha256", codeVerifier, "base64url");
       await store.putTransient(
         "codeflow-state",
         hashToken(state),

@@ -4,7 +4,7 @@
  * records one ALERT trace and one log line per window, and — when the threshold blocks — refuses
  * further requests with TOO_MANY_REQUESTS (and Retry-After) until the window ends.
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Logger } from "pino";
 import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -33,8 +33,7 @@ export interface MisuseGuard {
 
 type Threshold = NonNullable<Config["alerts"]["cibaFailures"]>;
 
-const professionalKey = (nationalId: string) =>
-  `alert:ciba:${createHash("sha256").update(nationalId).digest("hex")}`;
+const professionalKey = (nationalId: string) => `alert:ciba:${hash("sha256", nationalId, "hex")}`;
 
 /** Creates the guard. */
 export function createMisuseGuard(deps: {

@@ -6,7 +6,7 @@
  * Policy: a professional may hold several sessions with one client (one per login); a new login
  * never ends another session, only an explicit disconnect or expiry does.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -60,7 +60,7 @@ export interface SessionView {
 
 /** SHA-256 (hex) of a bearer: the only form in which tokens are used as store keys. */
 export function hashToken(token: string): string {
-  return createHash("sha256").update(token, "utf8").digest("hex");
+  return hash("sha256", token, "hex");
 }
 
 function str(v: unknown): string {

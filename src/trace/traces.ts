@@ -4,7 +4,7 @@
  * is down. No token, no SOAP body, no patient data ever goes in a trace.
  */
 
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import { memoize } from "../memo.ts";
 
 /** Event types. */
@@ -77,7 +77,7 @@ export interface TraceStore {
 
 /** Hash of a session id for traces: lets traces of one session be grouped, reveals nothing else. */
 export const sessionHashOf: (sessionId: string) => string = memoize((sessionId) =>
-  createHash("sha256").update(`trace\n${sessionId}`).digest("base64url").slice(0, 22),
+  hash("sha256", `trace\n${sessionId}`, "base64url").slice(0, 22),
 );
 
 let sequence = 0;
