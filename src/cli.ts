@@ -118,16 +118,22 @@ function wantsHelp(args: readonly string[]): boolean {
   return (end === -1 ? args : args.slice(0, end)).some((a) => a === "--help" || a === "-h");
 }
 
-/** Stops the server on SIGTERM/SIGINT: stop accepting, drain, close the stores, exit. */
-function closeOnSignals(server: { close(): Promise<void> }): void {
+/**
+ * Stops the server on SIGTERM/SIGINT: stop accepting, drain, close the stores, write the buffered log
+ * lines (`beforeExit`), exit.
+ */
+function closeOnSignals(
+  server: { close(): Promise<void> },
+  beforeExit: () => Promise<void> = async () => {},
+): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     process.stderr.write(`${signal} received: draining\n`);
     server.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => beforeExit().then(() => process.exit(0)),
+      () => beforeExit().then(() => process.exit(1)),
     );
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
@@ -141,15 +147,16 @@ async function serve(args: string[]): Promise<void> {
   const env = processEnv();
   const config = loadConfig(values.config, env);
   preflight(config, env);
-  const { createLogDestination, createLogger } = await import("./log.ts");
+  const { createLogDestination, createLogger, flushLogs } = await import("./log.ts");
   const { createDeps } = await import("./deps.ts");
   const { startServer } = await import("./server.ts");
   const { serveWithWorkers } = await import("./cluster.ts");
-  const log = createLogger(config.log.level, createLogDestination({ bufferBytes: config.log.bufferBytes }));
+  const destination = createLogDestination({ bufferBytes: config.log.bufferBytes });
+  const log = createLogger(config.log.level, destination);
   // One process, or a primary supervising `server.workers` processes that each run this.
   await serveWithWorkers(config, env, log, async (cfg, workerLog) => {
     const deps = await createDeps(cfg, workerLog, { env });
-    closeOnSignals(await startServer(deps));
+    closeOnSignals(await startServer(deps), () => flushLogs(destination));
   });
 }
 

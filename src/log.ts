@@ -66,17 +66,26 @@ export const REDACT_PATHS = [
   "err.cause.body",
 ];
 
+/** pino's destination with sonic-boom's flushes. */
+export type LogDestination = pino.DestinationStream & {
+  flushSync(): void;
+  flush(cb?: (err?: Error) => void): void;
+};
+
 /**
  * Standard output as pino's destination, with lines gathered up to `bufferBytes` (and at most
  * `flushMs` old) before one write. pino's default destination hands every line to a libuv pool
  * thread (one `write` per line, a futex wake and an event-loop wake-up per line: measured, ~5
  * futex calls per relayed call); gathered lines cost one write per ~20 requests. The buffer is
  * written at exit (pino's exit hook, also after `process.exit`); a kill of the process (SIGKILL,
- * abort) can lose at most the last `flushMs`. `bufferBytes: 0` writes each line at once.
+ * abort) can lose at most the last `flushMs`. `bufferBytes: 0` writes each line at once. A write
+ * still in flight on libuv's pool at a sudden `process.exit` is finished by the pool's shutdown,
+ * after the exit hook has written the rest: every line is written, that chunk last. A planned exit
+ * waits for `flushLogs` first, and keeps the order.
  */
 export function createLogDestination(
   opts: { fd?: number; bufferBytes?: number; flushMs?: number } = {},
-): pino.DestinationStream & { flushSync(): void } {
+): LogDestination {
   const bufferBytes = opts.bufferBytes ?? 4096;
   const dest = pino.destination({
     dest: opts.fd ?? 1,
@@ -84,7 +93,31 @@ export function createLogDestination(
     sync: false,
     ...(bufferBytes > 0 ? { periodicFlush: opts.flushMs ?? 250 } : {}),
   });
-  return dest as unknown as pino.DestinationStream & { flushSync(): void };
+  return dest as unknown as LogDestination;
+}
+
+/**
+ * Writes what the destination holds and waits for its writes, at most `timeoutMs` (a stalled standard
+ * output must not hold a stopping process). For a planned exit: lines keep their order.
+ */
+export function flushLogs(
+  destination: { flush?(cb?: (err?: Error) => void): void },
+  timeoutMs = 2_000,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    timer.unref();
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    try {
+      if (destination.flush) destination.flush(done);
+      else done();
+    } catch {
+      done();
+    }
+  });
 }
 
 /** Creates the root logger; lines written inside a request carry its request id. */
