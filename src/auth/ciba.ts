@@ -58,6 +58,8 @@ export type CibaStartResult =
  * while the store was unreachable, or a poller that died without handing over (its lease expires).
  */
 const WATCH_RECHECK_MS = POLL_LEASE_MS / 3;
+/** First wait before a watcher reads a request again after the store failed (doubling up to the re-check). */
+const WATCH_RETRY_MIN_MS = 500;
 const NATIONAL_ID = /^(8\d{11}|0\d{9})$/;
 
 /** The CIBA service. */
@@ -173,6 +175,44 @@ export function createCiba(deps: {
     if (!rec || rec.clientId !== clientId)
       throw new EproxyError("NOT_FOUND", "unknown or expired CIBA request");
     return rec;
+  }
+
+  /**
+   * Reads a watched request again. Gone from the store means expired (records stay readable well
+   * past their expiry). A store that cannot be read is no final state: the read is retried, backing
+   * off, until the request's own expiry (its poller may approve it meanwhile); past that the failure
+   * is surfaced (STORE_UNAVAILABLE), never reported as EXPIRED.
+   */
+  async function reload(
+    clientId: string,
+    last: CibaRecord,
+    waker: Waker,
+    signal: AbortSignal | undefined,
+  ): Promise<CibaRecord> {
+    for (let delay = WATCH_RETRY_MIN_MS; ; delay = Math.min(delay * 2, WATCH_RECHECK_MS)) {
+      try {
+        return await load(clientId, last.id);
+      } catch (err) {
+        if (err instanceof EproxyError && err.code === "NOT_FOUND") {
+          return { ...last, status: "EXPIRED", errorMessage: "the request expired" };
+        }
+        // The watcher left: the loop ends on its signal.
+        if (signal?.aborted) return last;
+        if (draining) throw shuttingDown();
+        if (clock.now() >= last.expiresAt + WATCH_RECHECK_MS) {
+          throw err instanceof EproxyError
+            ? err
+            : new EproxyError("STORE_UNAVAILABLE", "session store unavailable", { cause: err });
+        }
+        log.warn(
+          { code: (err as { code?: unknown }).code },
+          "CIBA watch could not read the request; retrying",
+        );
+        // A notification (the store is back and the request changed) ends the wait early.
+        await waker.wait(delay, signal);
+        if (draining) throw shuttingDown();
+      }
+    }
   }
 
   async function view(rec: CibaRecord, deliverToken: boolean): Promise<CibaView> {
@@ -349,9 +389,7 @@ export function createCiba(deps: {
           // watcher learns of one whose notification was lost during a Redis reconnect.
           await waker.wait(WATCH_RECHECK_MS, signal);
           if (draining) throw shuttingDown();
-          rec = await load(clientId, authReqId).catch(
-            (): CibaRecord => ({ ...rec, status: "EXPIRED", errorMessage: "the request expired" }),
-          );
+          rec = await reload(clientId, rec, waker, signal);
         }
       } finally {
         watchers.delete(waker);

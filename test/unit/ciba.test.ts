@@ -405,6 +405,58 @@ describe("CIBA service on fake time", () => {
     expect(onB.statuses()).toEqual(["PENDING", "APPROVED"]);
   });
 
+  /** A store seen from one replica that a partition cuts from Redis (reads and leases fail). */
+  function partitionable(base: AuthStore) {
+    const state = { down: false };
+    const unreachable = () =>
+      Promise.reject(new EproxyError("STORE_UNAVAILABLE", "session store unavailable"));
+    const store: AuthStore = {
+      ...base,
+      getTransient: (kind, key) => (state.down ? unreachable() : base.getTransient(kind, key)),
+      tryLease: (name, ttlMs) => (state.down ? unreachable() : base.tryLease(name, ttlMs)),
+    };
+    return { store, state };
+  }
+
+  it("a watcher cut from the store goes on watching (no false EXPIRED) and gets the approval once it is back", async () => {
+    const psc = fakePsc();
+    const base = createMemoryStore();
+    const cut = partitionable(base);
+    const a = replica({ store: base, psc }, "a");
+    const b = replica({ store: cut.store, psc }, "b");
+    const req = await started(a);
+    const w = watching(b.watch(client.id, req.authReqId));
+    await tick(1);
+    cut.state.down = true;
+    // Several re-checks of b's watcher fail meanwhile; a's poller gets the approval at 25 s.
+    await tick(22_000);
+    psc.answer("psc-1", approved);
+    await tick(8_000);
+    expect(w.statuses()).toEqual(["PENDING"]);
+    cut.state.down = false;
+    await tick(10_000);
+    expect(await w.ended).toBeUndefined();
+    expect(w.statuses()).toEqual(["PENDING", "APPROVED"]);
+    expect(w.seen.at(-1)?.session?.token).toBe("eps_token1");
+  });
+
+  it("a watcher cut from the store past the request's expiry ends with STORE_UNAVAILABLE, not EXPIRED", async () => {
+    const psc = fakePsc({ expiresInSeconds: 30 });
+    const base = createMemoryStore();
+    const cut = partitionable(base);
+    replica({ store: base, psc }, "a");
+    const b = replica({ store: cut.store, psc }, "b");
+    const req = await started(replicas[0] as Ciba);
+    const w = watching(b.watch(client.id, req.authReqId));
+    await tick(1);
+    cut.state.down = true;
+    await tick(60_000);
+    const err = await w.ended;
+    expect(err).toBeInstanceOf(EproxyError);
+    expect((err as EproxyError).code).toBe("STORE_UNAVAILABLE");
+    expect(w.statuses()).toEqual(["PENDING"]);
+  });
+
   it("a store unreachable at a lease renewal does not stop the poller", async () => {
     const psc = fakePsc();
     const base = createMemoryStore();
