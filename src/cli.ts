@@ -153,6 +153,9 @@ async function serve(args: string[]): Promise<void> {
   const { serveWithWorkers } = await import("./cluster.ts");
   const destination = createLogDestination({ bufferBytes: config.log.bufferBytes });
   const log = createLogger(config.log.level, destination);
+  // Unhandled rejections are logged and serving goes on; an uncaught exception exits on purpose.
+  const { installProcessPolicy } = await import("./process-policy.ts");
+  installProcessPolicy(log, () => flushLogs(destination));
   // One process, or a primary supervising `server.workers` processes that each run this.
   await serveWithWorkers(config, env, log, async (cfg, workerLog) => {
     const deps = await createDeps(cfg, workerLog, { env });

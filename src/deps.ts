@@ -238,10 +238,11 @@ export async function createDeps(
     {
       name: "traces",
       impact: "degrading",
-      // Events are spooled to disk (MongoDB failing) or were dropped: nothing is lost yet, but say it.
+      // Events are spooled to disk (MongoDB failing), held in memory (the spool failing too), or were
+      // dropped: say it.
       check: async () => {
         const s = writer.stats();
-        return s.spooledBytes > 0 || s.dropped > 0 ? "degraded" : "ok";
+        return s.spooledBytes > 0 || s.dropped > 0 || s.held > 0 || s.spoolFailing ? "degraded" : "ok";
       },
     },
   ]);

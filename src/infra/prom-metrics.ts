@@ -167,6 +167,35 @@ export function createPromMetrics(opts: { defaultMetrics?: boolean } = {}): Prom
     },
   });
 
+  new Counter({
+    name: "eproxy_trace_spool_corrupt_total",
+    help: "Spool records skipped on replay because torn (a crash mid-write) or corrupt.",
+    registers,
+    collect() {
+      if (!sources.traceWriter) return;
+      this.reset();
+      this.inc(sources.traceWriter().corrupt ?? 0);
+    },
+  });
+  new Counter({
+    name: "eproxy_trace_spool_write_errors_total",
+    help: "Spool writes that failed (disk full, read-only volume): the traces are held in memory.",
+    registers,
+    collect() {
+      if (!sources.traceWriter) return;
+      this.reset();
+      this.inc(sources.traceWriter().spoolErrors ?? 0);
+    },
+  });
+  new Gauge({
+    name: "eproxy_trace_held_events",
+    help: "Traces held in memory because neither the trace store nor the spool takes them (bounded).",
+    registers,
+    collect() {
+      if (sources.traceWriter) this.set(sources.traceWriter().held ?? 0);
+    },
+  });
+
   const metrics: Metrics = {
     request: ({ route, protocol, code, seconds }) => requests.observe({ route, protocol, code }, seconds),
     pscCall: ({ operation, outcome, seconds }) => {

@@ -29,7 +29,15 @@ export type PscOperation = keyof typeof PSC_OPERATIONS;
 /** Values read when metrics are scraped (not on the request path). */
 export interface ObservedSources {
   /** The trace writer's counters. */
-  traceWriter: () => { queued: number; spooledBytes: number; written: number; dropped: number };
+  traceWriter: () => {
+    queued: number;
+    spooledBytes: number;
+    written: number;
+    dropped: number;
+    corrupt?: number;
+    held?: number;
+    spoolErrors?: number;
+  };
   /** CIBA requests this process is polling. */
   cibaPending: () => number;
   /** Live sessions in the session store (undefined when the store cannot count cheaply). */
