@@ -33,6 +33,31 @@ export function toUpstreamError(err: unknown, service: string): EproxyError {
   }
 }
 
+/**
+ * The answer's body, whose reading fails with the relay's errors, not undici's: a teleservice that
+ * resets its connection in the middle of its answer is its failure (UPSTREAM_BAD_RESPONSE), a stall
+ * past the body timeout UPSTREAM_TIMEOUT, and our own cancel (the caller hung up) UNAVAILABLE. The
+ * stream is kept (the relay destroys it to drop an answer); only its iterator is wrapped.
+ */
+function failingAsUpstream(body: Readable, service: string): Readable {
+  const iterate = body[Symbol.asyncIterator];
+  const fail = (err: unknown): never => {
+    throw toUpstreamError(err, service);
+  };
+  body[Symbol.asyncIterator] = function iterator(this: Readable) {
+    const it: AsyncIterator<unknown> = iterate.call(this);
+    return {
+      next: () => it.next().then(undefined, fail),
+      return: (value?: unknown) =>
+        it.return ? it.return(value) : Promise.resolve({ done: true as const, value: undefined }),
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    } as ReturnType<Readable[typeof Symbol.asyncIterator]>;
+  };
+  return body;
+}
+
 /** The undici upstream, which also lends its per-(client, teleservice) pools to the token exchange. */
 export interface UndiciUpstream extends Upstream {
   /** The pool that carries `clientId`'s certificate to `t` (and to its authorization server). */
@@ -114,7 +139,11 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
             dispatcher,
             ...(signal ? { signal } : {}),
           });
-          return { status: res.statusCode, headers: res.headers, body: res.body };
+          return {
+            status: res.statusCode,
+            headers: res.headers,
+            body: failingAsUpstream(res.body, teleservice.name),
+          };
         } catch (err) {
           const mapped = toUpstreamError(err, teleservice.name);
           // Only a connection that never opened may be retried, and only once (ITI-41 is not idempotent).

@@ -354,6 +354,9 @@ export function createRelay(deps: {
             try {
               r = await source.next();
             } catch (err) {
+              // The upstream failing mid-answer (a reset, a stall: the adapter's UPSTREAM_* error) is
+              // the teleservice's failure, traced with its code; the caller hanging up stays ABORTED.
+              if (!req.signal?.aborted) outcome = err instanceof EproxyError ? err.code : "INTERNAL";
               finish();
               throw err;
             }

@@ -4,7 +4,7 @@
  */
 import type { Writable } from "node:stream";
 import type { ClientDirectory } from "../auth/callers.ts";
-import { retryAfterHeader, toEproxyError } from "../errors.ts";
+import { EproxyError, retryAfterHeader, toEproxyError } from "../errors.ts";
 import { headersOf, sessionTokenOf } from "../http/credentials.ts";
 import { noteAccess } from "../log.ts";
 import type { Relay } from "../relay/relay.ts";
@@ -127,9 +127,16 @@ export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
           writeHead(res, out.status, out.headers as Record<string, string | string[]>);
           try {
             await streamAnswer(out.body, res as unknown as Writable);
-          } catch {
-            // The answer started: the relay traced the call as ABORTED; cutting it is all that is left.
-            noteAccess({ code: abort.signal.aborted ? "CLIENT_CLOSED" : "UPSTREAM_BAD_RESPONSE" });
+          } catch (err) {
+            // The answer started: the relay traced the call (ABORTED, or the teleservice's failure);
+            // cutting it is all that is left.
+            noteAccess({
+              code: abort.signal.aborted
+                ? "CLIENT_CLOSED"
+                : err instanceof EproxyError
+                  ? err.code
+                  : "UPSTREAM_BAD_RESPONSE",
+            });
             res.destroy();
           }
         } finally {

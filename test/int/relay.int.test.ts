@@ -165,6 +165,41 @@ describe("relay: INSi (SOAP 1.2)", () => {
     expect(noSession.metadata.get("x-eproxy-error")).toBe("SESSION_INVALID");
   });
 
+  it("a teleservice resetting mid-answer: ForwardSoap over gRPC answers unavailable (UPSTREAM_BAD_RESPONSE), the SEND trace says so", async () => {
+    const withKey: Interceptor = (next) => (req) => {
+      req.header.set("x-eproxy-api-key", env.keys["lps-demo"]);
+      return next(req);
+    };
+    const relay = createClient(
+      RelayService,
+      createGrpcTransport({ baseUrl: env.url, nodeOptions: { ca: env.ca }, interceptors: [withKey] }),
+    );
+    const since = Date.now();
+    // The simulator sends the headers and half the answer, then destroys its socket (a real reset).
+    env.tele.faults.resetMidBody = true;
+    const err = (await relay
+      .forwardSoap({
+        sessionToken: token,
+        service: "insi",
+        path: "/rechercherInsAvecTraitsIdentite",
+        contentType: SOAP12,
+        body: Buffer.from(insiSearchRequest("UNIQUE")),
+      })
+      .catch((e: unknown) => e)) as ConnectError;
+    env.tele.faults.resetMidBody = false;
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.metadata.get("x-eproxy-error")).toBe("UPSTREAM_BAD_RESPONSE");
+    expect(err.rawMessage).toMatch(/teleservice insi closed the connection/);
+    const sends = async () => {
+      await env.deps.traces.flush();
+      const all = await env.deps.traceStore.query({ start: since, end: Date.now() + 1_000, limit: 100 });
+      return all.filter((t) => t.type === "SEND");
+    };
+    for (let i = 0; i < 50 && (await sends()).length < 1; i++) await new Promise((r) => setTimeout(r, 100));
+    const [send] = await sends();
+    expect(send).toMatchObject({ service: "insi", outcome: "UPSTREAM_BAD_RESPONSE", upstreamStatus: 200 });
+  });
+
   it("a token used with another client's certificate is rejected by the teleservice", async () => {
     await send("/send/insi", insiSearchRequest("UNIQUE"), { ...authHeaders(), "content-type": SOAP12 });
     const apiToken = String(env.tele.stats.lastHeaders.authorization);
