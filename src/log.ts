@@ -178,6 +178,14 @@ export function protocolOf(contentType: string | undefined, path: string): strin
   return "rest";
 }
 
+/**
+ * The code of a request whose answer did not complete (the caller hung up or reset its stream) and
+ * that no layer named: the access line's and the request metric's (lower-cased) alike.
+ */
+export function notCompletedCode(protocol: string): string {
+  return protocol === "rest" ? "CLIENT_CLOSED" : "canceled";
+}
+
 /** What the server knows of a finished (or abandoned) request. */
 export interface AccessRequest {
   method: string | undefined;
@@ -209,7 +217,7 @@ export function writeAccessLine(
   const protocol = protocolOf(req.contentType, path);
   const code = completed
     ? (a.code ?? (protocol === "rest" && status < 400 ? "OK" : undefined))
-    : (a.code ?? (protocol === "rest" ? "CLIENT_CLOSED" : "canceled"));
+    : (a.code ?? notCompletedCode(protocol));
   const bytesIn = a.bytesIn ?? (req.contentLength !== undefined ? Number(req.contentLength) : undefined);
   const bytesOut =
     a.bytesOut ??

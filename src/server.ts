@@ -21,7 +21,7 @@ import type { Deps } from "./deps.ts";
 import { peerOf } from "./http/credentials.ts";
 import { type InternalListenerOptions, startInternalListener } from "./internal-listener.ts";
 import { type RequestContext, requestContext, writeAccessLine } from "./log.ts";
-import { observeRequest } from "./observe/http.ts";
+import { completedNormally, observeRequest } from "./observe/http.ts";
 import { createAuthRoutes } from "./rest/auth-routes.ts";
 import { createHealthRoutes } from "./rest/health-routes.ts";
 import { createOpenApiRoutes } from "./rest/openapi-routes.ts";
@@ -353,15 +353,6 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       return closing;
     },
   };
-}
-
-/**
- * Whether the answer reached its end without a reset. On HTTP/2 `writableFinished` also reads true
- * for a stream the caller reset (RST_STREAM CANCEL): its `rstCode` tells the two apart (0 = NO_ERROR).
- */
-function completedNormally(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): boolean {
-  if (!res.writableFinished) return false;
-  return req.httpVersionMajor !== 2 || (res.stream?.rstCode ?? 0) === 0;
 }
 
 /**

@@ -33,7 +33,7 @@ describe("access line on HTTP/2", () => {
         done();
       },
     });
-    env = await startAuthEnv({ logDestination });
+    env = await startAuthEnv({ logDestination, extra: { admin: { listenAddress: "127.0.0.1", port: 0 } } });
     token = await cibaLogin(env.authKey(env.keys["lps-demo"]), DOCTOR);
   });
   afterAll(async () => {
@@ -101,4 +101,40 @@ describe("access line on HTTP/2", () => {
       env.tele.faults.slowHeadersMs = 0;
     }
   });
+
+  /** `eproxy_request_duration_seconds_count` of the relay route, by code. */
+  async function relayCounts(): Promise<Record<string, number>> {
+    const scrape = await (await fetch(env.server.metricsUrl as string)).text();
+    const out: Record<string, number> = {};
+    for (const m of scrape.matchAll(/^eproxy_request_duration_seconds_count\{([^}]*)\} (\d+)/gm)) {
+      const labels = m[1] as string;
+      if (!labels.includes('route="POST /send/:service/*"')) continue;
+      const code = /code="([^"]*)"/.exec(labels)?.[1] as string;
+      out[code] = (out[code] ?? 0) + Number(m[2]);
+    }
+    return out;
+  }
+
+  it("counts a caller's RST_STREAM in the request metric as the access line logs it (not ok)", async () => {
+    env.tele.faults.slowHeadersMs = 3_000;
+    try {
+      const before = await relayCounts();
+      await send("access-reset-2", 300);
+      const line = await accessLine("access-reset-2");
+      expect(line.completed).toBe(false);
+      let after = await relayCounts();
+      for (let i = 0; i < 50 && sum(after) === sum(before); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        after = await relayCounts();
+      }
+      const moved = Object.keys(after).filter((c) => (after[c] ?? 0) !== (before[c] ?? 0));
+      expect(moved).toEqual([String(line.code).toLowerCase()]);
+    } finally {
+      env.tele.faults.slowHeadersMs = 0;
+    }
+  });
 });
+
+function sum(counts: Record<string, number>): number {
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}

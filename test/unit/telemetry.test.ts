@@ -207,7 +207,7 @@ describe("labels", () => {
     expect(requestLabels(grpc, 200, false, ctx({ route: "/eproxy.v1.AuthService/StartCiba" }))).toEqual({
       route: "/eproxy.v1.AuthService/StartCiba",
       protocol: "grpc",
-      code: "aborted",
+      code: "canceled",
     });
   });
 
