@@ -71,7 +71,7 @@ Options:
   -h, --help   this help (prints no key)
 `,
   sandbox: `Usage: eproxy sandbox [--port 8443] [--psc-port P] [--teleservices-port P] [--dir certs]
-                      [--approve-after-ms 3000]
+                      [--approve-after-ms 3000] [--strict-misuse-limits]
 
 Development only: a development PKI, the PSC simulator, the teleservice simulators and the proxy, with
 in-memory stores, on one machine with zero configuration. Needs the development dependencies (npm ci).
@@ -82,6 +82,7 @@ Options:
   --teleservices-port N     teleservice simulators port (default: port + 2)
   --dir DIR                 where the development PKI lives (default: certs)
   --approve-after-ms N      delay before the simulator approves a CIBA request
+  --strict-misuse-limits    block as \`serve\` does after repeated failures (default here: alerts only)
   -h, --help                this help
 `,
   certs: `Usage: eproxy certs [--dir certs] [--client ID]...
@@ -187,6 +188,7 @@ async function sandbox(args: string[]): Promise<void> {
       "teleservices-port": { type: "string" },
       dir: { type: "string" },
       "approve-after-ms": { type: "string" },
+      "strict-misuse-limits": { type: "boolean" },
     },
   });
   const num = (name: string, v: string | undefined, max: number): number | undefined => {
@@ -205,6 +207,7 @@ async function sandbox(args: string[]): Promise<void> {
     ...(pscPort !== undefined ? { pscPort } : {}),
     ...(teleservicesPort !== undefined ? { teleservicesPort } : {}),
     ...(approveAfterMs !== undefined ? { approveAfterMs } : {}),
+    ...(values["strict-misuse-limits"] ? { strictMisuseLimits: true } : {}),
     certsDir: path.resolve(values.dir ?? "certs"),
     out: process.stdout,
   });

@@ -5,6 +5,7 @@
  * refresh tokens, PSC-shaped userinfo, a control API and fault switches. Sandbox and tests only.
  */
 import { randomBytes, type X509Certificate } from "node:crypto";
+import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -45,6 +46,12 @@ export interface PscFaults {
   refreshUnavailable: boolean;
   /** Make the code flow end with this error (e.g. `access_denied`). */
   codeFlowError: string | null;
+  /**
+   * Refuse client certificates: a connection that presents one is closed once the handshake is done
+   * (and at its next request), as a TLS 1.3 client sees a server that refuses its certificate
+   * (without the alert). Callers without a certificate (the control API) are still served.
+   */
+  tlsRefusal: boolean;
 }
 
 /** Counters read by tests and by `GET /control/stats`. */
@@ -64,6 +71,32 @@ export interface PscStats {
   /** W3C `traceparent` headers received (tracing tests), oldest first. */
   traceparents: string[];
 }
+
+/** A CIBA request waiting for the professional (the push on the e-CPS app). */
+export interface PendingPush {
+  /** PSC's own auth_req_id. */
+  authReqId: string;
+  nationalId: string;
+  bindingMessage: string;
+  /** MOBILE or CARD. */
+  channel: string;
+  /** The requesting client (eProxy's client id at PSC). */
+  clientId: string;
+  /** When it was sent and when it expires (ms since the epoch). */
+  sentAt: number;
+  expiresAt: number;
+}
+
+/**
+ * What the simulator tells its listeners (`events`): `push` (a PendingPush), `settled`
+ * (`{ authReqId, outcome: "APPROVED" | "DENIED" }`), `interaction` (a code-flow login waiting for a
+ * professional to be chosen: `{ uid, clientId }`).
+ */
+export type PscEvents = {
+  push: [PendingPush];
+  settled: [{ authReqId: string; outcome: "APPROVED" | "DENIED" }];
+  interaction: [{ uid: string; clientId: string }];
+};
 
 /** Options of the simulator. */
 export interface PscSimulatorOptions {
@@ -112,14 +145,39 @@ export interface PscSimulator {
   faults: PscFaults;
   /** Counters. */
   stats: PscStats;
-  /** Mutable settings. */
-  settings: { autoApproveMs: number | null; acr: string; cibaTtlSeconds: number; codeFlowNationalId: string };
-  /** Pending CIBA requests (auth_req_id → national id). */
-  pending(): Array<{ authReqId: string; nationalId: string; bindingMessage: string; channel: string }>;
-  /** Approves a pending CIBA request. */
+  /**
+   * Mutable settings. `loginPageUrl`: when set, a code-flow login is not finished at once: the
+   * browser is sent to `loginPageUrl + uid` (the sandbox console's PSC-like page), which finishes
+   * it with `finishLogin`.
+   */
+  settings: {
+    autoApproveMs: number | null;
+    acr: string;
+    cibaTtlSeconds: number;
+    codeFlowNationalId: string;
+    loginPageUrl: string | null;
+  };
+  /** Pushes, settlements and code-flow logins as they happen. */
+  events: EventEmitter<PscEvents>;
+  /** Pending CIBA requests (the pushes waiting on the professionals' phones). */
+  pending(): PendingPush[];
+  /**
+   * Approves a pending CIBA request, named by PSC's auth_req_id or by the id its client knows
+   * (through `resolveAuthReqId`).
+   */
   approve(authReqId: string): Promise<void>;
-  /** Denies a pending CIBA request (`access_denied`). */
+  /** Denies a pending CIBA request (`access_denied`), named as for `approve`. */
   deny(authReqId: string): Promise<void>;
+  /**
+   * Maps an id PSC does not know (e.g. eProxy's `authReqId`, which its backends see) to PSC's
+   * auth_req_id; set by the sandbox, so that the control API accepts the backend's id.
+   */
+  resolveAuthReqId?: (id: string) => Promise<string | undefined>;
+  /**
+   * Ends a code-flow login waiting on the login page: as `nationalId`, or refused (`access_denied`)
+   * when null. Returns where to send the browser next.
+   */
+  finishLogin(uid: string, nationalId: string | null): Promise<string>;
   /** Resets faults and counters. */
   reset(): void;
   /** Stops the server and its timers. */
@@ -148,6 +206,7 @@ function emptyFaults(): PscFaults {
     refreshInvalidGrant: false,
     refreshUnavailable: false,
     codeFlowError: null,
+    tlsRefusal: false,
   };
 }
 
@@ -187,7 +246,9 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     acr: opts.acr ?? "eidas1",
     cibaTtlSeconds: opts.cibaTtlSeconds ?? 120,
     codeFlowNationalId: opts.codeFlowNationalId ?? "899700218896",
+    loginPageUrl: null as string | null,
   };
+  const events = new EventEmitter<PscEvents>();
   const pending = new Map<
     string,
     { request: InstanceType<Provider["BackchannelAuthenticationRequest"]>; timer?: NodeJS.Timeout }
@@ -200,7 +261,18 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     requestCert: true,
     rejectUnauthorized: false,
   });
-  await new Promise<void>((resolve) => server.listen(opts.port, "127.0.0.1", resolve));
+  const refused = (socket: TLSSocket) =>
+    faults.tlsRefusal && Object.keys(socket.getPeerCertificate?.() ?? {}).length > 0;
+  server.on("secureConnection", (socket: TLSSocket) => {
+    if (refused(socket)) socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
   const port = (server.address() as AddressInfo).port;
   const origin = `https://${host}:${opts.publicPort ?? port}`;
   const issuer = `${origin}${PSC_REALM_PATH}`;
@@ -345,6 +417,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
           stats.cibaRequests++;
           const entry: { request: typeof request; timer?: NodeJS.Timeout } = { request };
           pending.set(request.jti, entry);
+          events.emit("push", pushOf(request.jti, request));
           if (settings.autoApproveMs !== null) {
             entry.timer = setTimeout(() => {
               approve(request.jti).catch(() => {});
@@ -378,9 +451,36 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     }
   });
 
-  async function approve(authReqId: string): Promise<void> {
-    const entry = pending.get(authReqId);
+  type CibaRequest = InstanceType<Provider["BackchannelAuthenticationRequest"]>;
+  function pushOf(authReqId: string, request: CibaRequest): PendingPush {
+    const params = (request.params ?? {}) as Record<string, string>;
+    return {
+      authReqId,
+      nationalId: request.accountId as string,
+      bindingMessage: params.binding_message ?? "",
+      channel: params.channel ?? "",
+      clientId: request.clientId as string,
+      sentAt: (request.iat ?? 0) * 1000,
+      expiresAt: (request.exp ?? 0) * 1000,
+    };
+  }
+
+  /** PSC's auth_req_id of `id`, which may be the id the client knows (resolveAuthReqId). */
+  async function pendingEntry(id: string): Promise<[string, NonNullable<ReturnType<typeof pending.get>>]> {
+    let entry = pending.get(id);
+    if (!entry && sim.resolveAuthReqId) {
+      const resolved = await sim.resolveAuthReqId(id);
+      if (resolved) {
+        id = resolved;
+        entry = pending.get(id);
+      }
+    }
     if (!entry) throw new Error("unknown auth_req_id");
+    return [id, entry];
+  }
+
+  async function approve(given: string): Promise<void> {
+    const [authReqId, entry] = await pendingEntry(given);
     pending.delete(authReqId);
     clearTimeout(entry.timer);
     const { request } = entry;
@@ -391,14 +491,15 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       acr: settings.acr,
       authTime: Math.floor(Date.now() / 1000),
     });
+    events.emit("settled", { authReqId, outcome: "APPROVED" });
   }
 
-  async function deny(authReqId: string): Promise<void> {
-    const entry = pending.get(authReqId);
-    if (!entry) throw new Error("unknown auth_req_id");
+  async function deny(given: string): Promise<void> {
+    const [authReqId, entry] = await pendingEntry(given);
     pending.delete(authReqId);
     clearTimeout(entry.timer);
     await provider.backchannelResult(entry.request, new errors.AccessDenied("the professional refused"));
+    events.emit("settled", { authReqId, outcome: "DENIED" });
   }
 
   const callback = provider.callback();
@@ -415,6 +516,14 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       return;
     }
     const params = details.params as Record<string, string | undefined>;
+    if (settings.loginPageUrl) {
+      // The sandbox console's PSC-like page: a person chooses the professional and approves.
+      const query = new URLSearchParams({ client: params.client_id ?? "", hint: params.login_hint ?? "" });
+      events.emit("interaction", { uid: details.uid, clientId: params.client_id ?? "" });
+      res.writeHead(303, { location: `${settings.loginPageUrl}${encodeURIComponent(details.uid)}?${query}` });
+      res.end();
+      return;
+    }
     const accountId =
       params.login_hint && PROFESSIONALS[params.login_hint] ? params.login_hint : settings.codeFlowNationalId;
     const grant = new provider.Grant({ accountId, clientId: params.client_id as string });
@@ -426,6 +535,26 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       { login: { accountId, acr: settings.acr, amr: ["pop"] }, consent: { grantId } },
       { mergeWithLastSubmission: false },
     );
+  }
+
+  async function finishLogin(uid: string, nationalId: string | null): Promise<string> {
+    const found = await provider.Interaction.find(uid);
+    if (!found) throw new Error("unknown or expired login");
+    const params = found.params as Record<string, string | undefined>;
+    if (nationalId === null) {
+      found.result = { error: "access_denied", error_description: "the professional refused" };
+    } else {
+      if (!PROFESSIONALS[nationalId]) throw new Error("unknown professional");
+      const grant = new provider.Grant({ accountId: nationalId, clientId: params.client_id as string });
+      grant.addOIDCScope(params.scope ?? "openid");
+      const grantId = await grant.save();
+      found.result = {
+        login: { accountId: nationalId, acr: settings.acr, amr: ["pop"] },
+        consent: { grantId },
+      };
+    }
+    await found.save(Math.max(1, (found.exp ?? 0) - Math.floor(Date.now() / 1000)));
+    return found.returnTo;
   }
 
   async function control(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -467,15 +596,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
         pending.delete(id);
       }
     }
-    return [...pending.entries()].map(([authReqId, { request }]) => {
-      const params = (request.params ?? {}) as Record<string, string>;
-      return {
-        authReqId,
-        nationalId: request.accountId as string,
-        bindingMessage: params.binding_message ?? "",
-        channel: params.channel ?? "",
-      };
-    });
+    return [...pending.entries()].map(([authReqId, { request }]) => pushOf(authReqId, request));
   }
 
   function reset(): void {
@@ -487,6 +608,10 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
   server.on(
     "request",
     (req: IncomingMessage & { originalUrl?: string; body?: Buffer }, res: ServerResponse) => {
+      if (refused(req.socket as TLSSocket)) {
+        req.socket.destroy();
+        return;
+      }
       const url = req.url ?? "/";
       const path = url.split("?")[0] ?? "/";
       const traceparent = req.headers.traceparent;
@@ -565,9 +690,11 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
     faults,
     stats,
     settings,
+    events,
     pending: listPending,
     approve,
     deny,
+    finishLogin,
     reset,
     async close() {
       for (const e of pending.values()) clearTimeout(e.timer);

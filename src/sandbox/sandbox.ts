@@ -4,14 +4,18 @@
  * by `serve`.
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
+import { stringify as toYaml } from "yaml";
 import { createApiKey } from "../auth/api-keys.ts";
+import { createCibaStore } from "../auth/ciba-store.ts";
 import { parseConfig } from "../config.ts";
 import { createDeps } from "../deps.ts";
 import { ensureDevPki } from "../infra/dev-pki.ts";
 import { freePort } from "../infra/free-port.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../server.ts";
+import { PROFESSIONALS } from "./professionals.ts";
 import { type PscSimulator, startPscSimulator } from "./psc-simulator.ts";
 import { insiSearchRequest } from "./soap-samples.ts";
 import { startTeleserviceSimulator, type TeleserviceSimulator } from "./teleservices.ts";
@@ -41,6 +45,33 @@ export interface SandboxOptions {
   logLevel?: string;
   /** Delay before the PSC simulator approves a CIBA request (default 3000 ms). */
   approveAfterMs?: number;
+  /**
+   * Keep `serve`'s misuse limits (blocking). By default the sandbox relaxes them to alerts only,
+   * so that a developer who denies a few pushes is not locked out for 15 minutes.
+   */
+  strictMisuseLimits?: boolean;
+}
+
+/** The sandbox's misuse thresholds: `serve`'s defaults, alerting but never blocking. */
+export const SANDBOX_RELAXED_ALERTS = {
+  cibaFailures: { max: 5, windowSeconds: 900, block: false },
+  relaysPerSession: { max: 600, windowSeconds: 60, block: false },
+} as const;
+
+/** Fails with one line naming the option to change when a port is taken (no stack trace). */
+async function ensureFree(port: number, what: string, flag: string): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) => {
+      const why =
+        err.code === "EADDRINUSE" ? "is already in use" : `cannot be used (${err.code ?? err.message})`;
+      reject(
+        new Error(`port ${port} (${what}) ${why}: stop what uses it, or choose another port with ${flag}`),
+      );
+    });
+    probe.listen(port, "127.0.0.1", () => probe.close(() => resolve()));
+  });
 }
 
 /** A running sandbox. */
@@ -74,9 +105,24 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
   const pki = await ensureDevPki(opts.certsDir, SANDBOX_CLIENT_IDS);
   const keys = sandboxApiKeys(opts.certsDir);
   const port = opts.port === 0 ? await freePort() : opts.port;
+  const pscPort = opts.pscPort ?? (opts.port === 0 ? 0 : port + 1);
+  const teleservicesPort = opts.teleservicesPort ?? (opts.port === 0 ? 0 : port + 2);
+  const adminPort = opts.port === 0 ? 0 : port + 3;
+  await ensureFree(port, "proxy", "--port N");
+  await ensureFree(
+    pscPort,
+    "PSC simulator",
+    opts.pscPort === undefined ? "--psc-port N (or --port N)" : "--psc-port N",
+  );
+  await ensureFree(
+    teleservicesPort,
+    "teleservice simulators",
+    opts.teleservicesPort === undefined ? "--teleservices-port N (or --port N)" : "--teleservices-port N",
+  );
+  await ensureFree(adminPort, "metrics, proxy port + 3", "--port N");
   const publicBaseUrl = `https://localhost:${port}`;
   const psc = await startPscSimulator({
-    port: opts.pscPort ?? (opts.port === 0 ? 0 : port + 1),
+    port: pscPort,
     tls: { cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem },
     clients: SANDBOX_CLIENT_IDS.map((id) => ({
       id,
@@ -86,7 +132,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
     introspectionClients: [{ id: "sandbox-teleservice-as", secret: SANDBOX_AS_SECRET }],
   });
   const teleservices = await startTeleserviceSimulator({
-    port: opts.teleservicesPort ?? (opts.port === 0 ? 0 : port + 2),
+    port: teleservicesPort,
     tls: { cert: pki.server.certPem, key: pki.server.keyPem, ca: pki.ca.certPem },
     psc: {
       introspectionEndpoint: `${psc.issuer}/protocol/openid-connect/token/introspect`,
@@ -106,7 +152,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       },
       psc: { discoveryUrl: psc.discoveryUrl, caFile: pki.ca.certFile },
       // Metrics on loopback, beside the simulators' ports.
-      admin: { listenAddress: "127.0.0.1", port: opts.port === 0 ? 0 : port + 3 },
+      admin: { listenAddress: "127.0.0.1", port: adminPort },
       teleservices: [
         {
           name: "insi",
@@ -130,13 +176,37 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
         redirectUris: [SANDBOX_REDIRECT_URI],
         allowedServices: id === "lps-demo" ? ["insi", "dmp", "echo"] : ["insi"],
       })),
+      ...(opts.strictMisuseLimits ? {} : { alerts: SANDBOX_RELAXED_ALERTS }),
       log: { level: opts.logLevel ?? "info" },
     },
     {},
   );
+  const configFile = path.join(opts.certsDir, "sandbox.yaml");
+  writeFileSync(
+    configFile,
+    `# Written by \`eproxy sandbox\` at each start (development only): the configuration it runs with.\n${toYaml(config)}`,
+  );
   const log = createLogger(config.log.level);
   log.warn("SANDBOX: development PKI, in-memory stores and simulators; never use this in production");
+  // Every push, as the professional's phone would show it (sandbox professionals are invented:
+  // their national ids may be logged here, never by `serve`).
+  psc.events.on("push", (p) => {
+    const who = PROFESSIONALS[p.nationalId];
+    log.info(
+      {
+        professional:
+          `${p.nationalId} ${String(who?.given_name ?? "")} ${String(who?.family_name ?? "")}`.trim(),
+        channel: p.channel || "MOBILE",
+        bindingMessage: p.bindingMessage,
+        clientId: p.clientId,
+      },
+      "sandbox: push sent to the professional",
+    );
+  });
   const deps = await createDeps(config, log);
+  // The control API (and the console) accept the authReqId a backend holds: eProxy's, mapped to PSC's.
+  const cibaStore = createCibaStore(deps.store);
+  psc.resolveAuthReqId = async (id) => (await cibaStore.load(id))?.pscAuthReqId;
   const server = await startServer(deps);
   const ca = rel(pki.ca.certFile);
   // A ready-to-send INSi request, written next to the PKI for the curl example.
@@ -154,6 +224,11 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
       `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
       `Metrics (Prometheus) on ${server.metricsUrl ?? "(admin listener off)"}`,
+      `Configuration written to ${rel(configFile)}; check it with: npx eproxy doctor --config ${rel(configFile)} --client-ca ${ca}`,
+      opts.strictMisuseLimits
+        ? "Misuse limits: as in serve (blocking)"
+        : "Misuse limits relaxed: alerts only, nobody is locked out (--strict-misuse-limits keeps serve's)",
+      `Approve or deny a push by the backend's authReqId: curl --cacert ${ca} -X POST ${psc.issuer.replace(/\/auth\/realms\/.*$/, "")}/control/ciba/<authReqId>/approve (or /deny)`,
       `Backend credentials of lps-demo: client certificate ${cert}, or API key ${keys["lps-demo"]?.key}`,
       "",
       "Check it:",

@@ -45,6 +45,28 @@ export interface TeleserviceStats {
   lastExchangeHeaders: Record<string, string | string[] | undefined>;
 }
 
+/**
+ * One request the simulators answered, with both bodies as they crossed the wire (the sandbox
+ * console shows them; nothing outside the sandbox ever keeps a body). `response` is what was sent,
+ * which is half of it when `resetMidBody` cut the answer.
+ */
+export interface ObservedCall {
+  /** Request path (`/as/token` is the token exchange). */
+  path: string;
+  /** When the request arrived and how long it took to answer (ms). */
+  at: number;
+  durationMs: number;
+  /** Request headers (as received). */
+  headers: Record<string, string | string[] | undefined>;
+  request: Buffer;
+  /** The answer's status and content type; undefined status when the connection was cut first. */
+  status?: number;
+  contentType?: string;
+  response: Buffer;
+  /** The fault switches that applied. */
+  faults: TeleserviceFaults;
+}
+
 /** A running set of teleservice simulators. */
 export interface TeleserviceSimulator {
   /** Base URL (https://localhost:port). */
@@ -55,6 +77,8 @@ export interface TeleserviceSimulator {
   stats: TeleserviceStats;
   /** Lifetime of issued API tokens, in seconds (mutable). */
   settings: { apiTokenTtlSeconds: number };
+  /** Told every answered request with its bodies (the sandbox console); unset by default. */
+  onCall?: (call: ObservedCall) => void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -71,15 +95,23 @@ function thumbprintOf(socket: TLSSocket): string | undefined {
   return cert ? createHash("sha256").update(cert.raw).digest("base64url") : undefined;
 }
 
+/** Bodies read and sent, for `onCall`. */
+const received = new WeakMap<IncomingMessage, Buffer>();
+const sent = new WeakMap<ServerResponse, { contentType: string; body: Buffer }>();
+
 async function readAll(req: IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
-  return Buffer.concat(chunks);
+  const body = Buffer.concat(chunks);
+  received.set(req, body);
+  return body;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
-  res.end(JSON.stringify(body));
+  const text = JSON.stringify(body);
+  sent.set(res, { contentType: "application/json", body: Buffer.from(text) });
+  res.end(text);
 }
 
 /** Splits a buffered multipart body into parts (headers and bytes). */
@@ -158,6 +190,7 @@ export async function startTeleserviceSimulator(opts: {
     if (faults.asUnavailable) {
       await readAll(req);
       res.writeHead(503, { "retry-after": "1", "content-type": "text/html" });
+      sent.set(res, { contentType: "text/html", body: Buffer.from("<html><body>maintenance</body></html>") });
       res.end("<html><body>maintenance</body></html>");
       return;
     }
@@ -206,8 +239,10 @@ export async function startTeleserviceSimulator(opts: {
     const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body);
     const send = () => {
       if (faults.html502) {
+        const page = "<html><body><h1>502 Bad Gateway</h1></body></html>";
         res.writeHead(502, { "content-type": "text/html" });
-        res.end("<html><body><h1>502 Bad Gateway</h1></body></html>");
+        sent.set(res, { contentType: "text/html", body: Buffer.from(page) });
+        res.end(page);
         return;
       }
       // Real teleservices answer their own request id: eProxy must not pass it off as its own.
@@ -217,9 +252,12 @@ export async function startTeleserviceSimulator(opts: {
         "x-request-id": `tele-${randomBytes(6).toString("hex")}`,
       });
       if (faults.resetMidBody) {
-        res.write(bytes.subarray(0, Math.floor(bytes.length / 2)), () => res.socket?.destroy());
+        const half = bytes.subarray(0, Math.floor(bytes.length / 2));
+        sent.set(res, { contentType, body: half });
+        res.write(half, () => res.socket?.destroy());
         return;
       }
+      sent.set(res, { contentType, body: bytes });
       res.end(bytes);
     };
     if (faults.slowHeadersMs > 0) setTimeout(send, faults.slowHeadersMs);
@@ -317,6 +355,24 @@ export async function startTeleserviceSimulator(opts: {
     { cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: true },
     (req, res) => {
       const path = (req.url ?? "/").split("?")[0] ?? "/";
+      if (sim.onCall && !path.startsWith("/control/")) {
+        const at = Date.now();
+        const applied = { ...faults };
+        res.once("close", () => {
+          const answer = sent.get(res);
+          sim.onCall?.({
+            path,
+            at,
+            durationMs: Date.now() - at,
+            headers: { ...req.headers },
+            request: received.get(req) ?? Buffer.alloc(0),
+            ...(res.headersSent ? { status: res.statusCode } : {}),
+            ...(answer ? { contentType: answer.contentType } : {}),
+            response: answer?.body ?? Buffer.alloc(0),
+            faults: applied,
+          });
+        });
+      }
       (async () => {
         if (path === "/control/stats") return json(res, 200, stats);
         if (path === "/control/faults" && req.method === "POST") {
@@ -337,10 +393,16 @@ export async function startTeleserviceSimulator(opts: {
       });
     },
   );
-  await new Promise<void>((resolve) => server.listen(opts.port, "127.0.0.1", resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
   const port = (server.address() as AddressInfo).port;
   const url = `https://localhost:${port}`;
-  return {
+  const sim: TeleserviceSimulator = {
     url,
     tokenEndpoint: `${url}/as/token`,
     faults,
@@ -356,4 +418,5 @@ export async function startTeleserviceSimulator(opts: {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+  return sim;
 }
