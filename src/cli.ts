@@ -158,8 +158,8 @@ async function serve(args: string[]): Promise<void> {
   const { installProcessPolicy } = await import("./process-policy.ts");
   installProcessPolicy(log, () => flushLogs(destination));
   // One process, or a primary supervising `server.workers` processes that each run this.
-  await serveWithWorkers(config, env, log, async (cfg, workerLog) => {
-    const deps = await createDeps(cfg, workerLog, { env });
+  await serveWithWorkers(config, env, log, async (cfg, workerLog, overrides) => {
+    const deps = await createDeps(cfg, workerLog, { env, ...overrides });
     closeOnSignals(await startServer(deps), () => flushLogs(destination));
   });
 }

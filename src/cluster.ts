@@ -8,8 +8,10 @@
  * Workers are replicas in one host: sessions, CIBA requests, leases and misuse counters live in the
  * session store, exactly as for replicas on several hosts. The memory store is per process, so with
  * it eProxy runs one process and says so (the sandbox and a default configuration keep working with
- * one command). Each worker writes its own trace spool (`<spoolFile>.worker-<n>`); without MongoDB
- * the JSON-lines trace file is shared (appends) but `GET /traces` sees one worker's memory.
+ * one command). Each worker writes its own trace spool (`<spoolFile>.worker-<n>`). Without MongoDB
+ * the primary keeps the one trace store (memory and the JSON-lines file) and the workers write to
+ * it and query it over the IPC channel (`infra/ipc-traces.ts`): `GET /traces` sees every worker's
+ * traces.
  *
  * Metrics: each worker has its own registry. An admin listener that aggregates belongs in the
  * primary, with prom-client's `AggregatorRegistry.clusterMetrics()` (workers answer it over the
@@ -19,9 +21,18 @@ import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
+import type { TraceStore } from "./trace/traces.ts";
 
 /** Environment variable carrying a worker's stable index (0..workers-1) from the primary. */
 const WORKER_INDEX = "EPROXY_WORKER_INDEX";
+/** Set by the primary when it keeps the trace store for its workers (no MongoDB). */
+const TRACE_HUB = "EPROXY_TRACE_HUB";
+
+/** What the primary hands a worker instead of building it from the configuration. */
+export interface WorkerOverrides {
+  /** The primary's trace store, over IPC. */
+  traceStore?: TraceStore;
+}
 
 /** How many processes serve: `server.workers`, default the number of CPUs, 1 with the memory store. */
 export function workersFor(config: Readonly<Config>, log: Logger): number {
@@ -56,11 +67,16 @@ export async function serveWithWorkers(
   config: Readonly<Config>,
   env: Readonly<Record<string, string | undefined>>,
   log: Logger,
-  start: (config: Readonly<Config>, log: Logger) => Promise<void>,
+  start: (config: Readonly<Config>, log: Logger, overrides?: WorkerOverrides) => Promise<void>,
 ): Promise<void> {
   if (cluster.isWorker) {
     const index = Number(env[WORKER_INDEX] ?? cluster.worker?.id ?? 0);
-    await start(workerConfig(config, index), log.child({ worker: index }));
+    const overrides: WorkerOverrides = {};
+    if (env[TRACE_HUB] === "1") {
+      const { createIpcTraceStore } = await import("./infra/ipc-traces.ts");
+      overrides.traceStore = createIpcTraceStore();
+    }
+    await start(workerConfig(config, index), log.child({ worker: index }), overrides);
     return;
   }
   const workers = workersFor(config, log);
@@ -68,7 +84,10 @@ export async function serveWithWorkers(
     await start(config, log);
     return;
   }
-  superviseWorkers(workers, config, log);
+  // Without MongoDB, one trace store for every worker, in the primary (one record per deployment).
+  const hub = !config.stores.mongodbUrl;
+  if (hub) await serveTraceHub(config, log);
+  superviseWorkers(workers, config, log, hub ? { [TRACE_HUB]: "1" } : {});
   // One /metrics for every worker: the primary aggregates their registries over the IPC channel.
   if (config.admin.port !== undefined) {
     const { startClusterAdmin } = await import("./admin-server.ts");
@@ -76,7 +95,30 @@ export async function serveWithWorkers(
   }
 }
 
-function superviseWorkers(workers: number, config: Readonly<Config>, log: Logger): void {
+/** The primary's trace store (memory and the JSON-lines file), served to the workers over IPC. */
+async function serveTraceHub(config: Readonly<Config>, log: Logger): Promise<void> {
+  const { mkdirSync } = await import("node:fs");
+  const path = await import("node:path");
+  const { createMemoryTraceStore } = await import("./infra/memory-traces.ts");
+  const { serveTracesToWorkers } = await import("./infra/ipc-traces.ts");
+  mkdirSync(path.dirname(config.traces.file), { recursive: true });
+  const store = createMemoryTraceStore({
+    file: config.traces.file,
+    retentionMs: config.traces.retentionDays * 86_400_000,
+  });
+  serveTracesToWorkers(store, log);
+  log.info(
+    { file: config.traces.file },
+    "no MongoDB: the primary keeps every worker's traces (memory and a JSON-lines file)",
+  );
+}
+
+function superviseWorkers(
+  workers: number,
+  config: Readonly<Config>,
+  log: Logger,
+  env: Record<string, string>,
+): void {
   const indexOf = new Map<Worker, number>();
   const startedAt = new Map<number, number>();
   let stopping = false;
@@ -84,7 +126,7 @@ function superviseWorkers(workers: number, config: Readonly<Config>, log: Logger
   let fastFailures = 0;
 
   const fork = (i: number) => {
-    const w = cluster.fork({ [WORKER_INDEX]: String(i) });
+    const w = cluster.fork({ ...env, [WORKER_INDEX]: String(i) });
     indexOf.set(w, i);
     startedAt.set(i, Date.now());
   };

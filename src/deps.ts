@@ -37,6 +37,7 @@ import type { Telemetry } from "./observe/telemetry.ts";
 import { createApiTokens } from "./relay/api-tokens.ts";
 import type { TokenExchange, Upstream } from "./relay/ports.ts";
 import { createRelay, type Relay } from "./relay/relay.ts";
+import { readAfterWrite } from "./trace/query.ts";
 import type { TraceStore } from "./trace/traces.ts";
 import { createTraceWriter, type TraceWriter } from "./trace/writer.ts";
 
@@ -235,6 +236,10 @@ export async function createDeps(
         await psc.reachable();
       },
     },
+    // Sessions shared by replicas, traces not: each replica answers trace queries with its own share.
+    ...(config.stores.sessions.kind !== "memory" && !config.stores.mongodbUrl
+      ? [{ name: "traceRecord", impact: "degrading" as const, check: async () => "degraded" as const }]
+      : []),
     {
       name: "traces",
       impact: "degrading",
@@ -258,7 +263,7 @@ export async function createDeps(
     codeFlow,
     relay,
     traces,
-    traceStore,
+    traceStore: readAfterWrite(traceStore, writer),
     health,
     telemetry,
     ...(observed.scrape ? { scrapeMetrics: observed.scrape } : {}),

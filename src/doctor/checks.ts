@@ -534,7 +534,10 @@ export async function storeChecks(config: Readonly<Config>, opts: DoctorOptions)
     rows.push({
       check: "mongodb",
       verdict: "warn",
-      detail: "no MongoDB: traces in a local file, no client registry",
+      detail:
+        s.kind === "memory"
+          ? "no MongoDB: traces in a local file, no client registry"
+          : "no MongoDB with shared sessions: the trace store is per process (per replica), GET /traces answers one replica's share; set stores.mongodbUrl in production",
     });
   } else {
     const u = new URL(mongo);

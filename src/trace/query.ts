@@ -4,6 +4,22 @@
 import { EproxyError } from "../errors.ts";
 import { pageToken, type TraceEvent, type TraceStore } from "./traces.ts";
 
+/**
+ * The store as queries see it: what this process's writer still queues is written first, so a
+ * query sees every trace recorded before it (a client that reads its traces right after a call).
+ */
+export function readAfterWrite(store: TraceStore, writer: { flush(): Promise<void> }): TraceStore {
+  return {
+    insertMany: (events) => store.insertMany(events),
+    async query(q) {
+      await writer.flush();
+      return store.query(q);
+    },
+    ping: () => store.ping(),
+    close: () => store.close(),
+  };
+}
+
 /** A validated trace query from a transport. */
 export interface ListTracesInput {
   clientId: string;

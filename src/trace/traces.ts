@@ -73,6 +73,11 @@ export interface TraceStore {
   query(q: TraceQuery): Promise<TraceEvent[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Given the writer's flush by the writer over this store: a store shared by several writers (the
+   * workers' primary) flushes them all before it answers a query.
+   */
+  bindWriter?(flush: () => Promise<void>): void;
 }
 
 /** Hash of a session id for traces: lets traces of one session be grouped, reveals nothing else. */

@@ -202,6 +202,12 @@ export function createTraceWriter(store: TraceStore, log: Logger, opts: TraceWri
     return running;
   }
 
+  store.bindWriter?.(() => flush());
+  async function flush(): Promise<void> {
+    await running;
+    await kick();
+  }
+
   const timer = setInterval(() => {
     if (queue.length || held.length || spoolSize() > 0) void kick();
   }, flushMs);
@@ -220,10 +226,7 @@ export function createTraceWriter(store: TraceStore, log: Logger, opts: TraceWri
       queue.push(e);
       if (queue.length >= batchSize) void kick();
     },
-    async flush() {
-      await running;
-      await kick();
-    },
+    flush,
     stats: () => ({
       queued: queue.length,
       spooledBytes: spoolSize(),
