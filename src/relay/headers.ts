@@ -1,6 +1,7 @@
 /**
  * Header rules of the relay (RFC 9110 §7.6.1): hop-by-hop fields, and every field named in
- * `Connection`, never cross the proxy; neither do the caller's credentials or eProxy's own headers.
+ * `Connection`, never cross the proxy; neither do the caller's credentials or eProxy's own headers
+ * (`x-eproxy-*`, in either direction).
  */
 import { EproxyError } from "../errors.ts";
 import type { HeaderMap } from "./ports.ts";
@@ -77,6 +78,8 @@ export function toDownstreamHeaders(
   for (const [k, v] of Object.entries(h)) {
     const name = k.toLowerCase();
     if (v === undefined || name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
+    // eProxy's own headers (`x-eproxy-error` marks eProxy's answers) never come from a teleservice.
+    if (name.startsWith("x-eproxy-")) continue;
     // Correlation ids are for the services, not for the end user's software (trust-space rule).
     if (name === "x-correlation-id" && !exposeCorrelationId) continue;
     out[name === "x-request-id" ? UPSTREAM_REQUEST_ID : name] = v;

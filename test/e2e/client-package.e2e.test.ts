@@ -11,6 +11,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -110,6 +111,7 @@ describe("@eproxy/client, packed and installed in a fresh NodeNext project", () 
     expect(tsconfig).toContain('"module": "nodenext"');
     writeFileSync(path.join(app, "tsconfig.json"), tsconfig.replace('"types": [],', '"types": ["node"],'));
     copyFileSync(path.join(root, "packages/client/test/consumer.ts"), path.join(app, "consumer.ts"));
+    copyFileSync(path.join(root, "packages/client/test/twice.ts"), path.join(app, "twice.ts"));
     await sh(path.join(app, "node_modules/.bin/tsc"), ["-p", "."], app);
     // Also with the package's declarations checked (the stock tsconfig skips library checks).
     await sh(
@@ -138,7 +140,57 @@ describe("@eproxy/client, packed and installed in a fresh NodeNext project", () 
       errorInfoReason: "SESSION_INVALID",
       errorInfoDomain: "eproxy",
     });
-    expect(seen.badSend).toEqual({ status: 401, eproxyError: "SESSION_INVALID" });
+    // eProxy's refusals are thrown as EproxyRelayError; the teleservice's own 500 fault is returned.
+    expect(seen.badSend).toEqual({ code: "SESSION_INVALID", httpStatus: 401, isSessionInvalid: true });
+    expect(seen.badForwardSoap).toEqual({ code: "SESSION_INVALID", isSessionInvalid: true });
+    expect(seen.teleserviceFault).toEqual({ status: 500, fault: true });
     expect(seen.aborted).toBe(1); // Code.Canceled
+
+    // The 20-line program, twice in a row for the professional the consumer just logged in: each run
+    // meets the live session (CibaSessionReusedError, no push), asks for a new one, then relays.
+    const certs = path.join(sandboxDir, "certs");
+    for (const round of [1, 2]) {
+      const twice = JSON.parse(
+        (await sh(process.execPath, ["twice.js", url, certs, "899700218896"], app)).trim(),
+      );
+      expect(twice.reused, `run ${round}`).toMatch(/newSession: true/);
+      expect(twice.insi, `run ${round}`).toEqual([200, "00"]);
+      expect(twice.refused, `run ${round}`).toEqual(["SESSION_INVALID", 401]);
+    }
+  });
+
+  it("is usable from a CommonJS TypeScript project on Node >= 22.12 (require of an ES module)", {
+    timeout: 120_000,
+  }, async () => {
+    const app = path.join(work, "app");
+    const cjs = path.join(work, "cjs");
+    mkdirSync(cjs);
+    // A stock `npm init` project (CommonJS), with the packages installed by the previous test.
+    writeFileSync(path.join(cjs, "package.json"), JSON.stringify({ name: "cjs-app", version: "1.0.0" }));
+    symlinkSync(path.join(app, "node_modules"), path.join(cjs, "node_modules"), "dir");
+    const tsc = path.join(app, "node_modules/.bin/tsc");
+    await sh(tsc, ["--init"], cjs);
+    const tsconfig = readFileSync(path.join(cjs, "tsconfig.json"), "utf8");
+    writeFileSync(path.join(cjs, "tsconfig.json"), tsconfig.replace('"types": [],', '"types": ["node"],'));
+    writeFileSync(
+      path.join(cjs, "app.ts"),
+      [
+        'import eproxy = require("@eproxy/client");',
+        "",
+        'const e = new eproxy.EproxyRelayError({ code: "SESSION_INVALID", message: "", via: "send" });',
+        "console.log(",
+        "  JSON.stringify({",
+        "    create: typeof eproxy.createEproxyClient,",
+        "    reusedError: typeof eproxy.CibaSessionReusedError,",
+        "    code: eproxy.eproxyErrorCode(e),",
+        "  }),",
+        ");",
+        "",
+      ].join("\n"),
+    );
+    await sh(tsc, ["-p", "."], cjs);
+    expect(readFileSync(path.join(cjs, "app.js"), "utf8")).toContain('require("@eproxy/client")');
+    const out = JSON.parse((await sh(process.execPath, ["app.js"], cjs)).trim());
+    expect(out).toEqual({ create: "function", reusedError: "function", code: "SESSION_INVALID" });
   });
 });

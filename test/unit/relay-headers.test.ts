@@ -61,6 +61,15 @@ describe("relay header rules (RFC 9110 §7.6.1)", () => {
     });
     expect(toDownstreamHeaders(answer, true)["x-correlation-id"]).toBe("c1");
   });
+
+  it("never lets a teleservice answer with eProxy's own headers (x-eproxy-error marks eProxy's answers)", () => {
+    const answer = {
+      "content-type": "application/soap+xml",
+      "x-eproxy-error": "SESSION_INVALID",
+      "X-Eproxy-Session": "eps_x",
+    };
+    expect(toDownstreamHeaders(answer, false)).toEqual({ "content-type": "application/soap+xml" });
+  });
 });
 
 describe("upstream path joining", () => {

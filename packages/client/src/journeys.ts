@@ -7,6 +7,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { EproxyClient } from "./client.js";
 import { cibaStatusName, parseChannel } from "./enums.js";
+import { EproxyRelayError, eproxyErrorOf } from "./errors.js";
 import {
   Channel,
   CibaStatus,
@@ -28,6 +29,15 @@ export interface LoginWithCibaOptions {
   bindingMessage?: string;
   /** Scope to request (default: eProxy's configured PSC scope). */
   scope?: string;
+  /**
+   * Do not reuse a live session of this professional for your client: PSC pushes a new request and
+   * a new session (with its token) is created beside the live one (StartCibaRequest.new_session).
+   * Default `false`: a live session is reused and no push is sent, so a backend that restarts does
+   * not push the professional's phone again; it then rejects with CibaSessionReusedError, because
+   * eProxy stores only a hash of session tokens and cannot hand the token out twice. A pending
+   * request is reused either way (no duplicate push).
+   */
+  newSession?: boolean;
   /** Cancels the start and the watch. */
   signal?: AbortSignal;
   /** Called with StartCiba's answer (e.g. to show the binding message). */
@@ -40,15 +50,46 @@ export interface LoginWithCibaOptions {
 export interface CibaLogin {
   /** The session. */
   session: Session;
-  /**
-   * The session token (`eps_…`) to send on later calls. `undefined` when eProxy reused a live session
-   * of this professional for your client: you received its token when that session was created.
-   */
-  sessionToken: string | undefined;
-  /** True when no new push was sent (a live session or a pending request was reused). */
+  /** The session token (`eps_…`) to send on later calls; store it, eProxy gives it out once. */
+  sessionToken: string;
+  /** True when no new push was sent (a pending request of this professional was reused). */
   reused: boolean;
-  /** The CIBA request id ("" when a live session was reused). */
+  /** The CIBA request id. */
   authReqId: string;
+}
+
+/**
+ * `loginWithCiba` found a live session of this professional for your client and eProxy reused it
+ * (no push was sent), but eProxy cannot give its token again: it keeps only a hash of session
+ * tokens, and handed the token out when the session was created. Use the token you stored then,
+ * call `loginWithCiba` again with `newSession: true` (a new push, a new session beside the live one),
+ * or end the live session with Logout (`client.auth.logout`, `DELETE /oauth2/session`) when you still
+ * have its token.
+ */
+export class CibaSessionReusedError extends Error {
+  /** The live session eProxy reused (identity and expiries; no token). */
+  readonly session: Session;
+  /**
+   * "" when a live session was reused at StartCiba; the request id when a pending request was reused
+   * and, once approved, its token had already been handed to whoever watched it first.
+   */
+  readonly authReqId: string;
+
+  constructor(session: Session, authReqId: string) {
+    super(
+      authReqId === ""
+        ? "eProxy reused this professional's live session with your client (no push was sent) and does " +
+            "not hand its session token out again (it keeps only a hash). Use the session token you " +
+            "stored when the session was created, or call loginWithCiba again with newSession: true " +
+            "(a new push and a new session), or end the live session with Logout."
+        : "eProxy reused this professional's pending CIBA request (no new push was sent); it was approved " +
+            "but its session token was already handed to the caller that watched it first (eProxy keeps " +
+            "only a hash). Use that token, or call loginWithCiba again with newSession: true.",
+    );
+    this.name = "CibaSessionReusedError";
+    this.session = session;
+    this.authReqId = authReqId;
+  }
 }
 
 /** A CIBA login that ended in DENIED, EXPIRED or FAILED. */
@@ -73,8 +114,9 @@ function channelOf(c: LoginWithCibaOptions["channel"]): Channel {
 
 /**
  * Signs a professional in: StartCiba, then WatchCiba until a final state. Resolves with the session
- * once APPROVED; rejects with CibaLoginError for DENIED, EXPIRED or FAILED, and with a ConnectError
- * (code Canceled) when `signal` aborts.
+ * and its token once APPROVED; rejects with CibaSessionReusedError when eProxy reused a live session
+ * (see `newSession`), CibaLoginError for DENIED, EXPIRED or FAILED, and a ConnectError (code
+ * Canceled) when `signal` aborts.
  */
 export async function loginWithCiba(client: EproxyClient, options: LoginWithCibaOptions): Promise<CibaLogin> {
   const callOptions = options.signal ? { signal: options.signal } : {};
@@ -85,24 +127,31 @@ export async function loginWithCiba(client: EproxyClient, options: LoginWithCiba
       bindingMessage: options.bindingMessage ?? "",
       channel: channelOf(options.channel),
       ...(options.scope !== undefined ? { scope: options.scope } : {}),
+      newSession: options.newSession === true,
     },
     callOptions,
   );
   options.onStarted?.(started);
   if (started.session) {
-    return {
-      session: started.session,
-      sessionToken: started.session.sessionToken || undefined,
-      reused: true,
-      authReqId: "",
-    };
+    // A live session was reused: eProxy never has its token to give (it keeps a hash). A future
+    // server that did would be honoured.
+    if (started.session.sessionToken) {
+      return {
+        session: started.session,
+        sessionToken: started.session.sessionToken,
+        reused: true,
+        authReqId: "",
+      };
+    }
+    throw new CibaSessionReusedError(started.session, "");
   }
   for await (const event of client.auth.watchCiba({ authReqId: started.authReqId }, callOptions)) {
     options.onStatus?.(event);
     if (event.status === CibaStatus.APPROVED && event.session) {
+      if (!event.session.sessionToken) throw new CibaSessionReusedError(event.session, started.authReqId);
       return {
         session: event.session,
-        sessionToken: event.session.sessionToken || undefined,
+        sessionToken: event.session.sessionToken,
         reused: started.reused,
         authReqId: started.authReqId,
       };
@@ -151,16 +200,17 @@ export interface SendSoapInput extends RelaySoapCommon {
   body: SoapBody;
 }
 
-/** The teleservice's answer through `/send`. */
+/**
+ * The teleservice's answer through `/send`, untouched: a SOAP fault of the teleservice (HTTP 500
+ * included) is an answer too. eProxy's own failures are thrown as EproxyRelayError.
+ */
 export interface SendSoapResponse {
-  /** HTTP status (eProxy's own failures are SOAP faults with a 4xx/5xx status). */
+  /** HTTP status of the teleservice's answer. */
   status: number;
   /** Response headers. */
   headers: IncomingHttpHeaders;
   /** Content-Type of the answer. */
   contentType: string;
-  /** eProxy's error code when eProxy itself failed the call (from `x-eproxy-error`). */
-  eproxyError: string | undefined;
   /** The body, as it arrives. Read it (or destroy it) to release the stream. */
   body: Readable;
   /** Reads the whole body as UTF-8 text. */
@@ -178,7 +228,9 @@ function trimSlashes(p: string): string {
 /**
  * Relays a SOAP call to a teleservice with the session's credentials. `via: "forwardSoap"` uses the
  * RPC and resolves with ForwardSoapResponse; otherwise (`via: "send"`, the default) the body is
- * streamed to `/send/{service}/{path}` and the answer's body is a stream.
+ * streamed to `/send/{service}/{path}` and the answer's body is a stream. Whatever the teleservice
+ * answers (SOAP faults and HTTP 500 included) is returned; eProxy's own refusals and failures
+ * (SESSION_INVALID, TOO_MANY_REQUESTS, UPSTREAM_UNAVAILABLE, ...) reject with EproxyRelayError.
  */
 export function relaySoap(client: EproxyClient, input: ForwardSoapInput): Promise<ForwardSoapResponse>;
 export function relaySoap(client: EproxyClient, input: SendSoapInput): Promise<SendSoapResponse>;
@@ -187,7 +239,14 @@ export async function relaySoap(
   input: ForwardSoapInput | SendSoapInput,
 ): Promise<ForwardSoapResponse | SendSoapResponse> {
   if (input.via === "forwardSoap") {
-    return client.relay.forwardSoap(
+    return forwardSoap(client, input);
+  }
+  return send(client, input);
+}
+
+async function forwardSoap(client: EproxyClient, input: ForwardSoapInput): Promise<ForwardSoapResponse> {
+  try {
+    return await client.relay.forwardSoap(
       {
         sessionToken: input.sessionToken,
         service: input.service,
@@ -199,8 +258,49 @@ export async function relaySoap(
       },
       input.signal ? { signal: input.signal } : {},
     );
+  } catch (err) {
+    const e = eproxyErrorOf(err);
+    if (!e) throw err;
+    throw new EproxyRelayError(
+      {
+        code: e.code,
+        message: e.message,
+        via: "forwardSoap",
+        ...(e.retryAfterSeconds !== undefined ? { retryAfterSeconds: e.retryAfterSeconds } : {}),
+      },
+      { cause: err },
+    );
   }
-  return send(client, input);
+}
+
+/** eProxy's SOAP faults are small; a larger body is not read further. */
+const MAX_FAULT_BYTES = 64 * 1024;
+
+/** The fault's reason (SOAP 1.2 Reason/Text, SOAP 1.1 faultstring) or a problem document's detail. */
+function faultReason(body: string): string {
+  const soap = /<(?:[\w-]+:)?(?:Text|faultstring)\b[^>]*>([^<]*)</.exec(body)?.[1];
+  if (soap !== undefined) {
+    return soap.replace(/&(lt|gt|amp|quot|apos);/g, (_, n: string) =>
+      n === "lt" ? "<" : n === "gt" ? ">" : n === "amp" ? "&" : n === "quot" ? '"' : "'",
+    );
+  }
+  try {
+    const problem = JSON.parse(body) as { detail?: unknown };
+    return typeof problem.detail === "string" ? problem.detail : "";
+  } catch {
+    return "";
+  }
+}
+
+async function readBounded(stream: AsyncIterable<Buffer>, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    chunks.push(c);
+    size += c.length;
+    if (size >= max) break;
+  }
+  return Buffer.concat(chunks).subarray(0, max).toString("utf8");
 }
 
 async function send(client: EproxyClient, input: SendSoapInput): Promise<SendSoapResponse> {
@@ -228,13 +328,26 @@ async function send(client: EproxyClient, input: SendSoapInput): Promise<SendSoa
       );
     });
     void uploaded;
+    const status = Number(headers[":status"]);
     const contentType = String(headers["content-type"] ?? "");
     const eproxyError = headers["x-eproxy-error"];
+    if (typeof eproxyError === "string" && eproxyError !== "") {
+      // eProxy's own answer (a teleservice's x-eproxy-* headers never reach the caller).
+      const text = await readBounded(stream as AsyncIterable<Buffer>, MAX_FAULT_BYTES).catch(() => "");
+      if (!stream.destroyed) stream.close(0x8 /* NGHTTP2_CANCEL */);
+      const retry = Number(headers["retry-after"] ?? Number.NaN);
+      throw new EproxyRelayError({
+        code: eproxyError,
+        message: faultReason(text),
+        via: "send",
+        httpStatus: status,
+        ...(Number.isFinite(retry) ? { retryAfterSeconds: retry } : {}),
+      });
+    }
     return {
-      status: Number(headers[":status"]),
+      status,
       headers,
       contentType,
-      eproxyError: typeof eproxyError === "string" ? eproxyError : undefined,
       body: stream,
       async text() {
         const chunks: Buffer[] = [];

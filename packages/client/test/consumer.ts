@@ -14,6 +14,7 @@ import {
   cibaStatusName,
   createEproxyClient,
   EPROXY_ERROR_DOMAIN,
+  EproxyRelayError,
   ErrorInfoSchema,
   eproxyErrorOf,
   isEproxyError,
@@ -44,8 +45,8 @@ const login = await loginWithCiba(grpc, {
 });
 seen.statuses = statuses;
 seen.familyName = login.session.professional?.familyName;
-seen.tokenPrefix = login.sessionToken?.slice(0, 4);
-const token = login.sessionToken ?? "";
+seen.tokenPrefix = login.sessionToken.slice(0, 4);
+const token = login.sessionToken;
 
 const forwarded = await relaySoap(grpc, {
   via: "forwardSoap",
@@ -69,14 +70,37 @@ const sent = await relaySoap(grpc, {
 const sentText = await sent.text();
 seen.send = { status: sent.status, codeCr: /CodeCR>(\d+)</.exec(sentText)?.[1] };
 
-const badSend = await relaySoap(grpc, {
+// eProxy's own refusal is thrown (typed, with eProxy's code), by both relay paths.
+const refusal = async (call: () => Promise<unknown>) => {
+  try {
+    await call();
+    return "no error";
+  } catch (err) {
+    if (!(err instanceof EproxyRelayError)) return String(err);
+    return {
+      code: err.code,
+      httpStatus: err.httpStatus,
+      isSessionInvalid: isEproxyError(err, "SESSION_INVALID"),
+    };
+  }
+};
+const unknownSession = {
   sessionToken: "eps_unknown",
   service: "insi",
   contentType: "application/soap+xml; charset=utf-8",
   body: "<x/>",
+};
+seen.badSend = await refusal(() => relaySoap(grpc, unknownSession));
+seen.badForwardSoap = await refusal(() => relaySoap(grpc, { ...unknownSession, via: "forwardSoap" }));
+
+// A teleservice's own SOAP fault (HTTP 500) is its answer: returned untouched, not thrown.
+const siram = await relaySoap(grpc, {
+  sessionToken: token,
+  service: "insi",
+  contentType: "application/soap+xml; charset=utf-8",
+  body: readFileSync(soapRequest, "utf8").replace(/<insi:NomNaissance>[^<]*</, "<insi:NomNaissance>SIRAM<"),
 });
-await badSend.text();
-seen.badSend = { status: badSend.status, eproxyError: badSend.eproxyError };
+seen.teleserviceFault = { status: siram.status, fault: /siram_40/.test(await siram.text()) };
 
 // 2. Connect protocol with the API key: the same session, then eProxy's error code from ErrorInfo.
 const connect = createEproxyClient({
