@@ -109,6 +109,8 @@ export interface PscSimulatorOptions {
   publicPort?: number;
   /** Host name used in the issuer (must match the server certificate). */
   host?: string;
+  /** Address the simulator listens on (default 127.0.0.1; the multi-host rig uses its namespace's). */
+  listenAddress?: string;
   /** Server TLS material and the CA that issued client certificates. */
   tls: { cert: string; key: string; ca: string };
   /** Registered clients. */
@@ -268,7 +270,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port, "127.0.0.1", () => {
+    server.listen(opts.port, opts.listenAddress ?? "127.0.0.1", () => {
       server.off("error", reject);
       resolve();
     });

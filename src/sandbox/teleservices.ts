@@ -145,6 +145,10 @@ export async function startTeleserviceSimulator(opts: {
   /** PSC introspection endpoint and the credentials of this authorization server there. */
   psc: { introspectionEndpoint: string; clientId: string; clientSecret: string; ca: string };
   apiTokenTtlSeconds?: number;
+  /** Host name in its URLs (must match the server certificate; default localhost). */
+  host?: string;
+  /** Address it listens on (default 127.0.0.1; the multi-host rig uses its namespace's). */
+  listenAddress?: string;
 }): Promise<TeleserviceSimulator> {
   const faults: TeleserviceFaults = { slowHeadersMs: 0, resetMidBody: false, html502: false };
   const stats: TeleserviceStats = { exchanges: 0, requests: 0, lastHeaders: {}, lastExchangeHeaders: {} };
@@ -395,13 +399,13 @@ export async function startTeleserviceSimulator(opts: {
   );
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(opts.port, "127.0.0.1", () => {
+    server.listen(opts.port, opts.listenAddress ?? "127.0.0.1", () => {
       server.off("error", reject);
       resolve();
     });
   });
   const port = (server.address() as AddressInfo).port;
-  const url = `https://localhost:${port}`;
+  const url = `https://${opts.host ?? "localhost"}:${port}`;
   const sim: TeleserviceSimulator = {
     url,
     tokenEndpoint: `${url}/as/token`,
