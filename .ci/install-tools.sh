@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers and checkers the test tiers and CI steps use, each only when missing:
-# Debian: redis-server, nginx, wrk, openssl; Go module proxy: Toxiproxy, promtool, helm, kubeconform,
+# Debian: redis-server, nginx, wrk, openssl, jq (the documentation's examples, run by doc-blocks.e2e); Go module proxy: Toxiproxy, promtool, helm, kubeconform,
 # grpc-health-probe, vegeta, grpcurl, Jaeger (all-in-one, OTLP receiver). Binaries land in ~/go/bin.
 # Usage: .ci/install-tools.sh [tool...]   (no argument: every tool)
 set -uo pipefail
@@ -35,13 +35,14 @@ build_jaeger() {
 
 want() { [ $# -eq 0 ] && return 0; }
 tools=("$@")
-[ ${#tools[@]} -eq 0 ] && tools=(redis-server nginx wrk openssl toxiproxy-server promtool helm kubeconform grpc-health-probe vegeta grpcurl jaeger)
+[ ${#tools[@]} -eq 0 ] && tools=(redis-server nginx wrk openssl jq toxiproxy-server promtool helm kubeconform grpc-health-probe vegeta grpcurl jaeger)
 for t in "${tools[@]}"; do
   case "$t" in
     redis-server) apt_pkg redis-server redis-server ;;
     nginx) apt_pkg nginx nginx ;;
     wrk) apt_pkg wrk wrk ;;
     openssl) apt_pkg openssl openssl ;;
+    jq) apt_pkg jq jq ;;
     toxiproxy-server)
       go_tool server github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0
       [ -x "$GOBIN/server" ] && [ ! -e "$GOBIN/toxiproxy-server" ] && mv "$GOBIN/server" "$GOBIN/toxiproxy-server" ;;

@@ -8,7 +8,7 @@
  * (the request body failing on abort), `peek` (the body read whole first), `generator` (the answer
  * through an async generator stage), `iterator` (the same stage as a plain iterator object). It is
  * how the async generator stages were found to make ~14 % of each call's allocations survive
- * young-generation collections (README, "Benchmark against nginx").
+ * young-generation collections (bench/README.md).
  */
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";

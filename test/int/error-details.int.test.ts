@@ -1,7 +1,7 @@
 /**
  * Every code of the error table reaches a Connect and a gRPC client as a google.rpc.ErrorInfo
  * (reason = the code, domain eproxy.fr), through the real error interceptor on a real HTTP/2
- * server; the REST problem document carries the same code; the README's table lists exactly the
+ * server; the REST problem document carries the same code; the error code reference (docs/reference/error-codes.md) lists exactly the
  * codes eProxy has, with the statuses the boundaries use; and @eproxy/client knows every code.
  */
 import { readFileSync } from "node:fs";
@@ -103,11 +103,7 @@ describe("ErrorInfo for every error code", () => {
 });
 
 describe("the documented error table", () => {
-  const readme = readFileSync("README.md", "utf8");
-  const section = readme.slice(
-    readme.indexOf("### Errors"),
-    readme.indexOf("\n## ", readme.indexOf("### Errors")),
-  );
+  const section = readFileSync("docs/reference/error-codes.md", "utf8");
   const rows = [...section.matchAll(/^\| `([A-Z_]+)` \| ([a-z_]+) \| (\d{3}) \|/gm)].map((m) => ({
     code: m[1] as string,
     connect: m[2] as string,

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { PSC_AUTH_METHOD_NAMES, PSC_AUTH_METHODS, requirementOf } from "../../src/auth/psc-client-auth.ts";
 import { ConfigError, parseConfig } from "../../src/config.ts";
+import { allDocText } from "../support/docs.ts";
 
 /** Names in a text that look like OAuth client authentication methods (RFC 7591 §2 style). */
 function methodNamesIn(text: string): string[] {
@@ -42,9 +43,9 @@ describe("PSC client authentication methods: one table", () => {
     );
   });
 
-  it("the README and the example configuration name exactly the methods of the table", () => {
+  it("the documentation and the example configuration name exactly the methods of the table", () => {
     const table = Object.keys(PSC_AUTH_METHODS).sort();
-    expect(methodNamesIn(readFileSync("README.md", "utf8"))).toEqual(table);
+    expect(methodNamesIn(allDocText())).toEqual(table);
     expect(methodNamesIn(readFileSync("eproxy.example.yaml", "utf8"))).toEqual(table);
   });
 

@@ -1,0 +1,132 @@
+/**
+ * The documentation runs: every block fenced as `bash doctest` in the README and under docs/ is run
+ * against a sandbox started by the CLI, page by page in reading order, the blocks of a page in one
+ * shell (so a page's variables carry from block to block), and the whole sequence twice in a row.
+ *
+ * Before the first run, the three sandbox professionals are signed in the way the sandbox's printed
+ * commands do (no `newSession`), so live sessions exist as they do for an integrator who tried those
+ * commands first: a page whose CIBA login would be reused without a token fails here, on the first
+ * run as on the second.
+ */
+import { execFile } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+import { docBlocks, type SandboxPorts, withPorts } from "../support/doc-blocks.ts";
+import { docFiles } from "../support/docs.ts";
+
+const root = path.resolve(".");
+/** Reading order: the quick start, then the getting-started pages, then the guides; then the rest. */
+const READING_ORDER = [
+  "README.md",
+  "docs/start/sandbox.md",
+  "docs/start/curl.md",
+  "docs/guides/ciba.md",
+  "docs/guides/code-flow.md",
+  "docs/guides/sessions.md",
+  "docs/guides/soap-relay.md",
+  "docs/guides/errors.md",
+  "docs/guides/traces.md",
+];
+const pages = [
+  ...READING_ORDER,
+  ...docFiles().filter((f) => !READING_ORDER.includes(f) && f !== "CONTRIBUTING.md"),
+].filter((f) => docBlocks(readFileSync(f, "utf8")).some((b) => b.lang === "bash"));
+
+const work = mkdtempSync(path.join(tmpdir(), "eproxy-doc-blocks-"));
+let sandbox: CliProcess | undefined;
+let ports: SandboxPorts;
+
+/** Runs a bash script in the work directory (where `certs/` is the sandbox's), as a reader would. */
+function bash(
+  script: string,
+  timeoutMs = 120_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      "bash",
+      ["-c", script],
+      {
+        cwd: work,
+        timeout: timeoutMs,
+        maxBuffer: 16 * 1024 * 1024,
+        // node_modules/.bin first: `npx buf` and `node` resolve to the repository's pinned ones.
+        env: { ...process.env, PATH: `${path.join(root, "node_modules/.bin")}:${process.env.PATH}` },
+      },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+beforeAll(async () => {
+  ports = { proxy: await freePort(), psc: await freePort(), teleservices: await freePort() };
+  // The blocks run from the repository's root in the docs: here `certs/` and `node_modules` stand in.
+  mkdirSync(path.join(work, "certs"));
+  symlinkSync(path.join(root, "node_modules"), path.join(work, "node_modules"));
+  sandbox = startCli([
+    "sandbox",
+    "--port",
+    String(ports.proxy),
+    "--psc-port",
+    String(ports.psc),
+    "--teleservices-port",
+    String(ports.teleservices),
+    "--dir",
+    path.join(work, "certs"),
+    "--approve-after-ms",
+    "300",
+  ]);
+  await sandbox.waitFor(/Ctrl-C stops it/, 60_000);
+  // The sandbox's printed commands, as a new integrator runs them first: live sessions, no newSession.
+  const prelude = await bash(
+    withPorts(
+      `set -euo pipefail
+KEY=$(node -p 'require("./certs/sandbox-api-keys.json")["lps-demo"].key')
+for id in 899700218896 899700366240 899700412375; do
+  curl -sS --fail-with-body --cacert certs/ca.pem -H "x-eproxy-api-key: $KEY" -H 'content-type: application/json' \\
+    https://localhost:8443/oauth2/ciba -d "{\\"nationalId\\":\\"$id\\",\\"channel\\":\\"MOBILE\\"}" > "certs/prelude-$id.json" &
+done
+wait
+grep -h -o '"reused":false' certs/prelude-*.json | wc -l | grep -qx 3`,
+      ports,
+    ),
+  );
+  expect(prelude, prelude.stderr).toMatchObject({ code: 0 });
+}, 120_000);
+
+afterAll(async () => {
+  if (sandbox && sandbox.child.exitCode === null) {
+    sandbox.child.kill("SIGTERM");
+    await sandbox.exited;
+  }
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe("documentation blocks against the sandbox", () => {
+  it("finds the quick start and the guides' blocks", () => {
+    expect(pages.slice(0, 3)).toEqual(["README.md", "docs/start/sandbox.md", "docs/start/curl.md"]);
+    expect(pages).toContain("docs/guides/ciba.md");
+    expect(pages).toContain("docs/guides/soap-relay.md");
+  });
+
+  for (const run of [1, 2]) {
+    for (const page of pages) {
+      it(`run ${run}: ${page}`, { timeout: 180_000 }, async () => {
+        const blocks = docBlocks(readFileSync(page, "utf8")).filter((b) => b.lang === "bash");
+        // One shell per page: `set -e` stops at the first failing command, naming its block.
+        const script = [
+          "set -euo pipefail",
+          ...blocks.map((b) => `echo "::: ${page}:${b.line}" >&2\n${withPorts(b.code, ports)}`),
+        ].join("\n");
+        const r = await bash(script, 170_000);
+        expect(
+          r.code,
+          `${page} failed (run ${run}); the last ::: line names the block\n${r.stdout}\n${r.stderr}`,
+        ).toBe(0);
+      });
+    }
+  }
+});
