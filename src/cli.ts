@@ -72,6 +72,7 @@ Options:
 `,
   sandbox: `Usage: eproxy sandbox [--port 8443] [--psc-port P] [--teleservices-port P] [--dir certs]
                       [--approve-after-ms 3000] [--strict-misuse-limits]
+                      [--withhold-traces TYPE,...]
 
 Development only: a development PKI, the PSC simulator, the teleservice simulators and the proxy, with
 in-memory stores, on one machine with zero configuration. Needs the development dependencies (npm ci).
@@ -83,6 +84,8 @@ Options:
   --dir DIR                 where the development PKI lives (default: certs)
   --approve-after-ms N      delay before the simulator approves a CIBA request
   --strict-misuse-limits    block as \`serve\` does after repeated failures (default here: alerts only)
+  --withhold-traces TYPES   drop these trace types (e.g. DISCONNECT): rehearses a proxy that fails
+                            the conformity test's trace check (eproxy conformity)
   -h, --help                this help
 `,
   certs: `Usage: eproxy certs [--dir certs] [--client ID]...
@@ -189,6 +192,7 @@ async function sandbox(args: string[]): Promise<void> {
       dir: { type: "string" },
       "approve-after-ms": { type: "string" },
       "strict-misuse-limits": { type: "boolean" },
+      "withhold-traces": { type: "string" },
     },
   });
   const num = (name: string, v: string | undefined, max: number): number | undefined => {
@@ -208,6 +212,7 @@ async function sandbox(args: string[]): Promise<void> {
     ...(teleservicesPort !== undefined ? { teleservicesPort } : {}),
     ...(approveAfterMs !== undefined ? { approveAfterMs } : {}),
     ...(values["strict-misuse-limits"] ? { strictMisuseLimits: true } : {}),
+    ...(values["withhold-traces"] ? { withholdTraces: values["withhold-traces"].split(",") } : {}),
     certsDir: path.resolve(values.dir ?? "certs"),
     out: process.stdout,
   });

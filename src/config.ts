@@ -127,6 +127,11 @@ const teleserviceSchema = z
       .default(64 * 1024 * 1024),
     maxConnectionsPerOrigin: z.number().int().positive().default(32),
     exposeCorrelationId: z.boolean().default(false),
+    /**
+     * Also relay `application/json` answers (a JSON teleservice, such as the agency's conformity mock
+     * `signsessiondata`); otherwise only SOAP, XML and MTOM answers pass.
+     */
+    jsonAnswers: z.boolean().default(false),
     /** Send eProxy's W3C `traceparent` to this teleservice (a header; the SOAP body is never touched). */
     propagateTraceContext: z.boolean().default(false),
   })

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { ClientConfig, Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Metrics } from "../observe/telemetry.ts";
-import type { Traces } from "../trace/traces.ts";
+import { sessionHashOf, type Traces } from "../trace/traces.ts";
 import type { ClientRegistry } from "./clients.ts";
 import { createReportedPeerGuard, type PeerGuard, PeerOpenError } from "./peer-guard.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
@@ -56,6 +56,10 @@ export interface SessionView {
   reused: boolean;
   /** Raw PSC tokens, only for clients with `exposePscTokens`. */
   psc?: PscTokens;
+  /** Public identifier of the session (its traces' `sessionHash`): `proxy_session_id`. */
+  proxySessionId: string;
+  /** PSC `session_state`, when PSC gave one (opaque, not a credential). */
+  sessionState?: string;
 }
 
 /** SHA-256 (hex) of a bearer: the only form in which tokens are used as store keys. */
@@ -382,6 +386,8 @@ export function createSessions(deps: {
         idleExpiresAt: idle,
         reused: extra.reused ?? false,
         ...(client?.exposePscTokens ? { psc: rec.psc } : {}),
+        proxySessionId: sessionHashOf(rec.id),
+        ...(rec.psc.sessionState ? { sessionState: rec.psc.sessionState } : {}),
       };
     },
 

@@ -26,6 +26,8 @@ export function toSessionProto(v: SessionView): Session {
     clientId: v.clientId,
     reused: v.reused,
     acr: v.acr,
+    proxySessionId: v.proxySessionId,
+    sessionState: v.sessionState ?? "",
     professional: {
       nationalId: v.professional.nationalId,
       givenName: v.professional.givenName,

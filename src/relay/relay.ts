@@ -53,6 +53,7 @@ export interface RelayResponse {
 
 const SOAP_TYPES =
   /^(application\/soap\+xml|text\/xml|application\/xml|multipart\/related|application\/xop\+xml)\b/i;
+const JSON_TYPES = /^application\/(?:[\w.+-]+\+)?json\b/i;
 const SAFE_ID = /^[\w.:@-]{1,128}$/;
 
 /** What a SEND trace says of a call the teleservice answered. */
@@ -239,6 +240,7 @@ export function createRelay(deps: {
           clientId: req.caller.id,
           nationalId: rec.professional.nationalId,
           sessionId: rec.id,
+          ...(rec.psc.sessionState ? { sessionState: rec.psc.sessionState } : {}),
           service: t.name,
           method: "POST",
           path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
@@ -313,7 +315,10 @@ export function createRelay(deps: {
         const rct = res.headers["content-type"];
         const resType = Array.isArray(rct) ? rct[0] : rct;
         // Answers that are not SOAP (an HTML error page from a load balancer) are not passed off as SOAP.
-        if (resType ? !SOAP_TYPES.test(resType) : res.status >= 300) {
+        const accepted = resType
+          ? SOAP_TYPES.test(resType) || (t.jsonAnswers && JSON_TYPES.test(resType))
+          : res.status < 300;
+        if (!accepted) {
           discard(res.body);
           log.warn(
             { teleservice: t.name, status: res.status, contentType: resType },

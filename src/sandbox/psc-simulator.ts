@@ -4,7 +4,7 @@
  * with the `channel` parameter, tls_client_auth with the sandbox PKI, 120 s access tokens, 30 min
  * refresh tokens, PSC-shaped userinfo, a control API and fault switches. Sandbox and tests only.
  */
-import { randomBytes, type X509Certificate } from "node:crypto";
+import { createHash, randomBytes, type X509Certificate } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import https from "node:https";
@@ -450,6 +450,21 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       typeof ctx.body === "object"
     ) {
       (ctx.body as Record<string, unknown>).interval = opts.cibaIntervalSeconds ?? 5;
+    }
+    // Keycloak (PSC's engine) adds its SSO session id, `session_state`, to every token answer; the
+    // same for the whole session (its refreshes too). Opaque to eProxy.
+    const grantId = ctx.oidc?.entities.Grant?.jti;
+    if (
+      ctx.oidc?.route === "token" &&
+      ctx.status === 200 &&
+      grantId &&
+      ctx.body &&
+      typeof ctx.body === "object"
+    ) {
+      (ctx.body as Record<string, unknown>).session_state = createHash("sha256")
+        .update(`session_state\n${grantId}`)
+        .digest("base64url")
+        .slice(0, 32);
     }
   });
 

@@ -13,6 +13,7 @@ import { parseConfig } from "../config.ts";
 import { createDeps } from "../deps.ts";
 import { ensureDevPki } from "../infra/dev-pki.ts";
 import { freePort } from "../infra/free-port.ts";
+import { createMemoryTraceStore } from "../infra/memory-traces.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../server.ts";
 import { PROFESSIONALS } from "./professionals.ts";
@@ -50,6 +51,11 @@ export interface SandboxOptions {
    * so that a developer who denies a few pushes is not locked out for 15 minutes.
    */
   strictMisuseLimits?: boolean;
+  /**
+   * Trace types the sandbox drops instead of storing (e.g. `DISCONNECT`): a rehearsal of a proxy
+   * that fails the conformity test's trace check. Never in `serve`.
+   */
+  withholdTraces?: readonly string[];
 }
 
 /** The sandbox's misuse thresholds: `serve`'s defaults, alerting but never blocking. */
@@ -98,6 +104,20 @@ function sandboxApiKeys(dir: string): Record<string, { key: string; hash: string
   const keys = Object.fromEntries(SANDBOX_CLIENT_IDS.map((id) => [id, createApiKey()]));
   writeFileSync(file, JSON.stringify(keys, null, 2), { mode: 0o600 });
   return keys;
+}
+
+/** The sandbox's trace store, dropping the withheld types (a rehearsal of a failing conformity test). */
+function withholding(
+  config: ReturnType<typeof parseConfig>,
+  types: ReadonlySet<string>,
+  log: { warn(msg: string): void },
+): ReturnType<typeof createMemoryTraceStore> {
+  log.warn(`SANDBOX: traces of type ${[...types].join(", ")} are withheld (dropped, never stored)`);
+  const store = createMemoryTraceStore({
+    file: config.traces.file,
+    retentionMs: config.traces.retentionDays * 86_400_000,
+  });
+  return { ...store, insertMany: (events) => store.insertMany(events.filter((e) => !types.has(e.type))) };
 }
 
 /** Starts the sandbox and prints how to call it. */
@@ -167,6 +187,14 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
           tokenExchange: { endpoint: teleservices.tokenEndpoint, scope: "dmp" },
         },
         { name: "echo", upstreamUrl: `${teleservices.url}/mtls-only`, caFile: pki.ca.certFile },
+        {
+          // The agency's conformity mock: JSON, behind its own token-exchange realm.
+          name: "signsessiondata",
+          upstreamUrl: teleservices.mockServiceUrl,
+          caFile: pki.ca.certFile,
+          tokenExchange: { endpoint: teleservices.signSessionDataTokenEndpoint, scope: "signsessiondata" },
+          jsonAnswers: true,
+        },
       ],
       clients: SANDBOX_CLIENT_IDS.map((id) => ({
         id,
@@ -174,7 +202,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
         keyFile: pki.clients[id]?.keyFile,
         apiKeyHashes: [keys[id]?.hash],
         redirectUris: [SANDBOX_REDIRECT_URI],
-        allowedServices: id === "lps-demo" ? ["insi", "dmp", "echo"] : ["insi"],
+        allowedServices: id === "lps-demo" ? ["insi", "dmp", "echo", "signsessiondata"] : ["insi"],
       })),
       ...(opts.strictMisuseLimits ? {} : { alerts: SANDBOX_RELAXED_ALERTS }),
       log: { level: opts.logLevel ?? "info" },
@@ -203,7 +231,12 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       "sandbox: push sent to the professional",
     );
   });
-  const deps = await createDeps(config, log);
+  const withheld = new Set(opts.withholdTraces ?? []);
+  const deps = await createDeps(
+    config,
+    log,
+    withheld.size > 0 ? { traceStore: withholding(config, withheld, log) } : {},
+  );
   // The control API (and the console) accept the authReqId a backend holds: eProxy's, mapped to PSC's.
   const cibaStore = createCibaStore(deps.store);
   psc.resolveAuthReqId = async (id) => (await cibaStore.load(id))?.pscAuthReqId;
@@ -223,6 +256,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       `eProxy sandbox ready on ${url}  (CA: ${ca})`,
       `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
       `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
+      `Conformity mock relayed as /send/signsessiondata/apipsc/signsessiondata (JWKS ${teleservices.mockJwksUrl}): eproxy conformity`,
       `Metrics (Prometheus) on ${server.metricsUrl ?? "(admin listener off)"}`,
       `Configuration written to ${rel(configFile)}; check it with: npx eproxy doctor --config ${rel(configFile)} --client-ca ${ca}`,
       opts.strictMisuseLimits

@@ -2,13 +2,15 @@
  * Teleservice simulators over mTLS: a target authorization server doing RFC 8693 token exchange
  * (validating the PSC subject token by introspection at the PSC simulator, issuing API tokens bound
  * to the client certificate), an INSi service, a DMP registry/repository (ITI-18, ITI-41 MTOM,
- * ITI-43 MTOM), an mTLS-only echo service, and fault switches. Sandbox and tests only.
+ * ITI-43 MTOM), an mTLS-only echo service, the conformity mock of the agency's test platform
+ * (`signsessiondata`, behind its own token-exchange realm), and fault switches. Sandbox and tests only.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
+import { CompactSign, exportJWK, generateKeyPair } from "jose";
 import {
   ACTIONS,
   insiSearchResponse,
@@ -73,6 +75,12 @@ export interface TeleserviceSimulator {
   url: string;
   /** Token-exchange endpoint. */
   tokenEndpoint: string;
+  /** Token-exchange endpoint of the conformity mock's own realm (`signsessiondata`). */
+  signSessionDataTokenEndpoint: string;
+  /** Base of the conformity mock (`POST {base}/apipsc/signsessiondata`). */
+  mockServiceUrl: string;
+  /** Public key set of the conformity mock's signatures (JWKS, GET). */
+  mockJwksUrl: string;
   faults: TeleserviceFaults;
   stats: TeleserviceStats;
   /** Lifetime of issued API tokens, in seconds (mutable). */
@@ -83,8 +91,18 @@ export interface TeleserviceSimulator {
   close(): Promise<void>;
 }
 
+/** Realm of the conformity mock at the authorization server (the agency's test platform has its own). */
+export const SIGN_SESSION_DATA_REALM = "signsessiondata";
+
+/** The session data the conformity mock signs, in the agency's field names and order. */
+export const SESSION_DATA_FIELDS = ["nationalId", "clientID", "proxy_session_id", "session_state"] as const;
+
 interface ApiToken {
+  /** `teleservices` (INSi, DMP) or the conformity mock's realm: a token is good in its realm only. */
+  realm: string;
   sub: string;
+  /** The PSC client the subject token was issued to (introspection `client_id`). */
+  pscClientId: string;
   scope: string;
   thumbprint: string;
   expiresAt: number;
@@ -155,6 +173,12 @@ export async function startTeleserviceSimulator(opts: {
   const settings = { apiTokenTtlSeconds: opts.apiTokenTtlSeconds ?? 3600 };
   const tokens = new Map<string, ApiToken>();
   const pscAgent = new https.Agent({ ca: opts.psc.ca, keepAlive: true });
+  // The conformity mock signs with a key of its own, published as a JWKS so a signature can be checked.
+  const signing = await generateKeyPair("ES256", { extractable: true });
+  const signingKid = `mock-${randomBytes(4).toString("hex")}`;
+  const jwks = {
+    keys: [{ ...(await exportJWK(signing.publicKey)), kid: signingKid, alg: "ES256", use: "sig" }],
+  };
 
   function introspect(token: string): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
@@ -188,7 +212,7 @@ export async function startTeleserviceSimulator(opts: {
     });
   }
 
-  async function tokenExchange(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function tokenExchange(req: IncomingMessage, res: ServerResponse, realm: string): Promise<void> {
     stats.lastExchangeHeaders = { ...req.headers };
     stats.exchangeRequests = (stats.exchangeRequests ?? 0) + 1;
     if (faults.asUnavailable) {
@@ -220,7 +244,9 @@ export async function startTeleserviceSimulator(opts: {
     const token = randomBytes(32).toString("base64url");
     const scope = form.get("scope") ?? "";
     tokens.set(token, {
+      realm,
       sub: String(info.sub),
+      pscClientId: String(info.client_id ?? ""),
       scope,
       thumbprint,
       expiresAt: Date.now() + settings.apiTokenTtlSeconds * 1000,
@@ -269,12 +295,52 @@ export async function startTeleserviceSimulator(opts: {
   }
 
   /** Checks `Authorization: Bearer <API token>` and its binding to the client certificate. */
-  function checkBearer(req: IncomingMessage): string | undefined {
+  function checkBearer(req: IncomingMessage, realm = "teleservices"): string | undefined {
+    return bearerOf(req, realm).denied;
+  }
+
+  function bearerOf(req: IncomingMessage, realm: string): { token?: ApiToken; denied?: string } {
     const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "");
     const t = m ? tokens.get(m[1] as string) : undefined;
-    if (!t || t.expiresAt <= Date.now()) return "InvalidToken";
-    if (t.thumbprint !== thumbprintOf(req.socket as TLSSocket)) return "TokenNotBoundToCertificate";
-    return undefined;
+    if (!t || t.expiresAt <= Date.now()) return { denied: "InvalidToken" };
+    if (t.realm !== realm) return { denied: "WrongRealm" };
+    if (t.thumbprint !== thumbprintOf(req.socket as TLSSocket))
+      return { denied: "TokenNotBoundToCertificate" };
+    return { token: t };
+  }
+
+  /**
+   * The conformity mock (`POST …/mockservice/apipsc/signsessiondata`): takes the session data the
+   * user software read from the proxy, checks it against the API token's subject, and answers the
+   * same data with a compact JWS (ES256) over it, verifiable with the published JWKS.
+   */
+  async function signSessionData(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const { token, denied } = bearerOf(req, SIGN_SESSION_DATA_REALM);
+    if (!token) return json(res, 401, { error: "invalid_token", error_description: denied });
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse((await readAll(req)).toString()) as Record<string, unknown>;
+    } catch {
+      return json(res, 400, { error: "invalid_request", error_description: "a JSON body is expected" });
+    }
+    const data: Record<string, string> = {};
+    for (const field of SESSION_DATA_FIELDS) {
+      const v = body?.[field];
+      if (typeof v !== "string" || v === "") {
+        return json(res, 400, { error: "invalid_request", error_description: `${field} missing` });
+      }
+      data[field] = v;
+    }
+    if (data.nationalId !== token.sub || (token.pscClientId && data.clientID !== token.pscClientId)) {
+      return json(res, 403, {
+        error: "access_denied",
+        error_description: "nationalId or clientID is not the API token's subject",
+      });
+    }
+    const signature = await new CompactSign(Buffer.from(JSON.stringify(data)))
+      .setProtectedHeader({ alg: "ES256", kid: signingKid })
+      .sign(signing.privateKey);
+    json(res, 200, { ...data, signature });
   }
 
   async function insi(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -379,17 +445,22 @@ export async function startTeleserviceSimulator(opts: {
       }
       (async () => {
         if (path === "/control/stats") return json(res, 200, stats);
+        if (path === "/mockservice/jwks.json") return json(res, 200, jwks);
         if (path === "/control/faults" && req.method === "POST") {
           Object.assign(faults, JSON.parse((await readAll(req)).toString() || "{}"));
           return json(res, 200, faults);
         }
         if (req.method !== "POST") return json(res, 405, { error: "method not allowed" });
-        if (path === "/as/token") return tokenExchange(req, res);
+        if (path === "/as/token") return tokenExchange(req, res, "teleservices");
+        if (path === `/realms/${SIGN_SESSION_DATA_REALM}/protocol/openid-connect/token`) {
+          return tokenExchange(req, res, SIGN_SESSION_DATA_REALM);
+        }
         stats.requests++;
         stats.lastHeaders = { ...req.headers };
         if (path.startsWith("/insi")) return insi(req, res);
         if (path.startsWith("/dmp/")) return dmp(req, res, path);
         if (path === "/mtls-only" || path.startsWith("/mtls-only/")) return echo(req, res);
+        if (path === "/mockservice/apipsc/signsessiondata") return signSessionData(req, res);
         json(res, 404, { error: "not found" });
       })().catch(() => {
         if (!res.headersSent) json(res, 500, { error: "server_error" });
@@ -409,6 +480,9 @@ export async function startTeleserviceSimulator(opts: {
   const sim: TeleserviceSimulator = {
     url,
     tokenEndpoint: `${url}/as/token`,
+    signSessionDataTokenEndpoint: `${url}/realms/${SIGN_SESSION_DATA_REALM}/protocol/openid-connect/token`,
+    mockServiceUrl: `${url}/mockservice`,
+    mockJwksUrl: `${url}/mockservice/jwks.json`,
     faults,
     stats,
     settings,

@@ -64,6 +64,7 @@ function fakeSessions() {
       return {
         token: `eps_token${n}`,
         sessionId: `s${n}`,
+        proxySessionId: `p${n}`,
         clientId: c.id,
         professional: {
           nationalId: NURSE,

@@ -23,6 +23,7 @@ const session = {
   id: "s-1",
   clientId: "lps-demo",
   professional: { nationalId: "899700218896" },
+  psc: { sessionState: "ss-psc-1" },
 } as SessionRecord;
 const SOAP = '<S:Envelope xmlns:S="http://www.w3.org/2003/05/soap-envelope"><S:Body/></S:Envelope>';
 
@@ -79,6 +80,8 @@ describe("the relay records one SEND per call, whatever the transport", () => {
       clientId: "lps-demo",
       nationalId: "899700218896",
       sessionId: "s-1",
+      // The conformity test reads PSC's session_state on the SEND, as on the login and the logout.
+      sessionState: "ss-psc-1",
       service: "insi",
       method: "POST",
       path: "/rechercherIns",

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file eproxy/v1/session.proto.
  */
 export const file_eproxy_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("ChdlcHJveHkvdjEvc2Vzc2lvbi5wcm90bxIJZXByb3h5LnYxIo4CCgdTZXNzaW9uEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPaWRsZV9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgxwcm9mZXNzaW9uYWwYBCABKAsyFy5lcHJveHkudjEuUHJvZmVzc2lvbmFsEhEKCWNsaWVudF9pZBgFIAEoCRIOCgZyZXVzZWQYBiABKAgSCwoDYWNyGAcgASgJEigKCnBzY190b2tlbnMYCCABKAsyFC5lcHJveHkudjEuUHNjVG9rZW5zIocBCgxQcm9mZXNzaW9uYWwSEwoLbmF0aW9uYWxfaWQYASABKAkSEgoKZ2l2ZW5fbmFtZRgCIAEoCRITCgtmYW1pbHlfbmFtZRgDIAEoCRImCglleGVyY2lzZXMYBCADKAsyEy5lcHJveHkudjEuRXhlcmNpc2USEQoJYXV0aF9tb2RlGAUgASgJIn4KCEV4ZXJjaXNlEhcKD3Byb2Zlc3Npb25fY29kZRgBIAEoCRIVCg1jYXRlZ29yeV9jb2RlGAIgASgJEhkKEXNhdm9pcl9mYWlyZV9jb2RlGAMgASgJEicKCmFjdGl2aXRpZXMYBCADKAsyEy5lcHJveHkudjEuQWN0aXZpdHkiTQoIQWN0aXZpdHkSFAoMc3RydWN0dXJlX2lkGAEgASgJEhMKC3NlY3Rvcl9jb2RlGAIgASgJEhYKDnN0cnVjdHVyZV9uYW1lGAMgASgJItgBCglQc2NUb2tlbnMSFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSEAoIaWRfdG9rZW4YAyABKAkSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNgoScmVmcmVzaF9leHBpcmVzX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVzY29wZRgGIAEoCRIVCg1zZXNzaW9uX3N0YXRlGAcgASgJYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChdlcHJveHkvdjEvc2Vzc2lvbi5wcm90bxIJZXByb3h5LnYxIr8CCgdTZXNzaW9uEhUKDXNlc3Npb25fdG9rZW4YASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMwoPaWRsZV9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgxwcm9mZXNzaW9uYWwYBCABKAsyFy5lcHJveHkudjEuUHJvZmVzc2lvbmFsEhEKCWNsaWVudF9pZBgFIAEoCRIOCgZyZXVzZWQYBiABKAgSCwoDYWNyGAcgASgJEigKCnBzY190b2tlbnMYCCABKAsyFC5lcHJveHkudjEuUHNjVG9rZW5zEhgKEHByb3h5X3Nlc3Npb25faWQYCSABKAkSFQoNc2Vzc2lvbl9zdGF0ZRgKIAEoCSKHAQoMUHJvZmVzc2lvbmFsEhMKC25hdGlvbmFsX2lkGAEgASgJEhIKCmdpdmVuX25hbWUYAiABKAkSEwoLZmFtaWx5X25hbWUYAyABKAkSJgoJZXhlcmNpc2VzGAQgAygLMhMuZXByb3h5LnYxLkV4ZXJjaXNlEhEKCWF1dGhfbW9kZRgFIAEoCSJ+CghFeGVyY2lzZRIXCg9wcm9mZXNzaW9uX2NvZGUYASABKAkSFQoNY2F0ZWdvcnlfY29kZRgCIAEoCRIZChFzYXZvaXJfZmFpcmVfY29kZRgDIAEoCRInCgphY3Rpdml0aWVzGAQgAygLMhMuZXByb3h5LnYxLkFjdGl2aXR5Ik0KCEFjdGl2aXR5EhQKDHN0cnVjdHVyZV9pZBgBIAEoCRITCgtzZWN0b3JfY29kZRgCIAEoCRIWCg5zdHJ1Y3R1cmVfbmFtZRgDIAEoCSLYAQoJUHNjVG9rZW5zEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhAKCGlkX3Rva2VuGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEnJlZnJlc2hfZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFc2NvcGUYBiABKAkSFQoNc2Vzc2lvbl9zdGF0ZRgHIAEoCWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Session is what a backend receives once a health professional is authenticated.
@@ -77,6 +77,21 @@ export type Session = Message<"eproxy.v1.Session"> & {
    * @generated from field: eproxy.v1.PscTokens psc_tokens = 8;
    */
   pscTokens?: PscTokens | undefined;
+
+  /**
+   * The session's public identifier (not a credential): the `sessionHash` of its traces, what the
+   * agency's conformity test calls `proxy_session_id`. Stable for the session's whole life.
+   *
+   * @generated from field: string proxy_session_id = 9;
+   */
+  proxySessionId: string;
+
+  /**
+   * PSC `session_state` (Keycloak's SSO session id, opaque), when PSC gave one; not a credential.
+   *
+   * @generated from field: string session_state = 10;
+   */
+  sessionState: string;
 };
 
 /**
