@@ -92,11 +92,15 @@ function isTlsCode(code: string): boolean {
 
 /**
  * TLS alerts a server sends when it refuses the client's certificate in the handshake (unknown
- * CA, bad, revoked, expired or missing certificate, access denied): OpenSSL reports them as
- * `ERR_SSL_<version>_ALERT_<name>`. Keycloak behind PSC does this with an untrusted certificate.
+ * CA, bad, revoked, expired or missing certificate, access denied): Node names them after
+ * OpenSSL's reason string, `ERR_SSL_<prefix>_ALERT_<name>`. The prefix depends on the OpenSSL
+ * release: `SSLV3` for the alerts SSL 3 defined until OpenSSL 3.2, `SSL/TLS` for the same alerts
+ * since (Node 24 ships OpenSSL 3.5: Keycloak refusing an untrusted certificate arrives as
+ * `ERR_SSL_SSL/TLS_ALERT_CERTIFICATE_UNKNOWN`), `TLSV1` and `TLSV13` for the later ones. Keycloak
+ * behind PSC does this with an untrusted certificate.
  */
 const CERT_REFUSAL_ALERT =
-  /^ERR_SSL_(?:SSLV3|TLSV1|TLSV13)_ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_REQUIRED|ACCESS_DENIED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE|HANDSHAKE_FAILURE)$/;
+  /^ERR_SSL_(?:SSLV3|SSL\/TLS|TLS|TLSV1|TLSV13)_ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_REQUIRED|ACCESS_DENIED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|UNSUPPORTED_CERTIFICATE|HANDSHAKE_FAILURE|NO_CERTIFICATE)$/;
 
 /**
  * The alert by which the peer refused our client certificate (e.g. `UNKNOWN_CA`), when that is

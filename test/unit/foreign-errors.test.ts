@@ -6,6 +6,7 @@ import {
   isNonConformingAnswer,
   oauthErrorOf,
   ownError,
+  peerRefusedCertificate,
   retryAfterMs,
   transportFailureOf,
 } from "../../src/infra/foreign-errors.ts";
@@ -77,6 +78,28 @@ describe("foreign error classification", () => {
     expect(
       isNonConformingAnswer(new oidc.ClientError("fetch", { cause: new TypeError("fetch failed") })),
     ).toBe(false);
+  });
+
+  it("reads a refused client certificate in every OpenSSL spelling of the alert, and only that", () => {
+    // OpenSSL <= 3.1 (SSLV3_ALERT_*), >= 3.2 as in Node 24's 3.5 (SSL/TLS_ALERT_*), TLS 1.x/1.3 alerts.
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN"))).toBe(
+      "CERTIFICATE_UNKNOWN",
+    );
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_SSL/TLS_ALERT_CERTIFICATE_UNKNOWN"))).toBe(
+      "CERTIFICATE_UNKNOWN",
+    );
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_SSL/TLS_ALERT_BAD_CERTIFICATE"))).toBe("BAD_CERTIFICATE");
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE"))).toBe(
+      "HANDSHAKE_FAILURE",
+    );
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_TLSV1_ALERT_UNKNOWN_CA"))).toBe("UNKNOWN_CA");
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED"))).toBe(
+      "CERTIFICATE_REQUIRED",
+    );
+    // Not a refusal of our certificate: the peer's own certificate, or an unrelated alert.
+    expect(peerRefusedCertificate(wrapped("UNABLE_TO_VERIFY_LEAF_SIGNATURE"))).toBeUndefined();
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_SSL/TLS_ALERT_BAD_RECORD_MAC"))).toBeUndefined();
+    expect(peerRefusedCertificate(wrapped("ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION"))).toBeUndefined();
   });
 
   it("reads Retry-After in seconds or as an HTTP date", () => {
