@@ -14,10 +14,13 @@ import eproxy.v1.Relay.ForwardSoapRequest;
 import eproxy.v1.Relay.ForwardSoapResponse;
 import eproxy.v1.RelayServiceGrpc;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.shaded.io.grpc.netty.GrpcSslContexts;
 import io.grpc.netty.shaded.io.grpc.netty.NettyChannelBuilder;
+import io.grpc.netty.shaded.io.netty.handler.ssl.SslContextBuilder;
 import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.MetadataUtils;
 import java.io.File;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -31,28 +34,46 @@ import java.util.concurrent.TimeUnit;
  * with ForwardSoap, and shows how to read eProxy's error code (google.rpc.ErrorInfo).
  *
  * <p>Usage: Main HOST:PORT CA_PEM CLIENT_CERT_PEM CLIENT_KEY_PEM NATIONAL_ID SOAP_REQUEST_FILE
+ *
+ * <p>or, authenticated by an API key read from the environment variable EPROXY_API_KEY (not from the
+ * command line, which other users of the machine can read): Main HOST:PORT CA_PEM --api-key
+ * NATIONAL_ID SOAP_REQUEST_FILE
  */
 public final class Main {
   private Main() {}
 
+  private static final String USAGE =
+      "usage: Main HOST:PORT CA_PEM (CLIENT_CERT_PEM CLIENT_KEY_PEM | --api-key) NATIONAL_ID SOAP_REQUEST_FILE";
+
   public static void main(String[] args) throws Exception {
-    if (args.length != 6) {
-      System.err.println(
-          "usage: Main HOST:PORT CA_PEM CLIENT_CERT_PEM CLIENT_KEY_PEM NATIONAL_ID SOAP_REQUEST_FILE");
+    boolean apiKey = args.length == 5 && args[2].equals("--api-key");
+    if (args.length != 6 && !apiKey) {
+      System.err.println(USAGE);
       System.exit(2);
     }
     String[] target = args[0].split(":");
-    ManagedChannel channel =
-        NettyChannelBuilder.forAddress(target[0], Integer.parseInt(target[1]))
-            .sslContext(
-                GrpcSslContexts.forClient()
-                    .trustManager(new File(args[1]))
-                    // The certificate's CN is the client id: no API key needed.
-                    .keyManager(new File(args[2]), new File(args[3]))
-                    .build())
-            .build();
+    SslContextBuilder tls = GrpcSslContexts.forClient().trustManager(new File(args[1]));
+    NettyChannelBuilder builder = NettyChannelBuilder.forAddress(target[0], Integer.parseInt(target[1]));
+    if (apiKey) {
+      String key = System.getenv("EPROXY_API_KEY");
+      if (key == null || key.isBlank()) {
+        System.err.println("--api-key: set EPROXY_API_KEY to the client's API key (epk_...)");
+        System.exit(2);
+      }
+      // Every call carries the key as metadata; TLS only verifies the server.
+      Metadata headers = new Metadata();
+      headers.put(Metadata.Key.of("x-eproxy-api-key", Metadata.ASCII_STRING_MARSHALLER), key);
+      builder.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
+      System.out.println("eProxy at " + args[0] + ", authenticated by API key");
+    } else {
+      // The certificate's CN is the client id: no API key needed.
+      tls.keyManager(new File(args[2]), new File(args[3]));
+      System.out.println("eProxy at " + args[0] + ", authenticated by client certificate");
+    }
+    ManagedChannel channel = builder.sslContext(tls.build()).build();
+    int rest = apiKey ? 3 : 4;
     try {
-      run(channel, args[4], Files.readAllBytes(Path.of(args[5])));
+      run(channel, args[rest], Files.readAllBytes(Path.of(args[rest + 1])));
     } finally {
       channel.shutdown().awaitTermination(5, TimeUnit.SECONDS);
     }
@@ -62,17 +83,16 @@ public final class Main {
     AuthServiceGrpc.AuthServiceBlockingStub auth = AuthServiceGrpc.newBlockingStub(channel);
     RelayServiceGrpc.RelayServiceBlockingStub relay = RelayServiceGrpc.newBlockingStub(channel);
 
-    StartCibaResponse started =
-        auth.withDeadlineAfter(30, TimeUnit.SECONDS)
-            .startCiba(
-                StartCibaRequest.newBuilder()
-                    .setNationalId(nationalId)
-                    .setChannel(Channel.CHANNEL_MOBILE)
-                    .setBindingMessage("42")
-                    .build());
-    System.out.println(
-        "StartCiba: authReqId=" + started.getAuthReqId() + " reused=" + started.getReused()
-            + " bindingMessage=" + started.getBindingMessage());
+    StartCibaResponse started = startCiba(auth, nationalId, false);
+    if (started.hasSession() && started.getSession().getSessionToken().isEmpty()) {
+      // The session-reuse trap: this professional already has a live session with this client (the
+      // sandbox's printed commands, or this program's previous run, created it). eProxy keeps only a
+      // hash of its token and handed the token to whoever created the session, so the answer has
+      // none. A backend that kept that token uses it; this program did not, so it asks for a new
+      // session (a new push). Not by default: a restarted backend would push on every start.
+      System.out.println("StartCiba: live session reused without its token: asking again with new_session=true");
+      started = startCiba(auth, nationalId, true);
+    }
 
     String sessionToken = started.hasSession() ? started.getSession().getSessionToken() : "";
     if (!started.hasSession()) {
@@ -96,7 +116,7 @@ public final class Main {
       }
     }
     if (sessionToken.isEmpty()) {
-      System.out.println("No session token (a live session was reused: use the token you received then)");
+      System.out.println("No session token (the approval went to another caller)");
       System.exit(1);
     }
 
@@ -138,5 +158,22 @@ public final class Main {
       }
       System.out.println("GetSession with a bad token: " + e.getStatus().getCode() + " ErrorInfo.reason=" + reason);
     }
+  }
+
+  private static StartCibaResponse startCiba(
+      AuthServiceGrpc.AuthServiceBlockingStub auth, String nationalId, boolean newSession) {
+    StartCibaResponse started =
+        auth.withDeadlineAfter(30, TimeUnit.SECONDS)
+            .startCiba(
+                StartCibaRequest.newBuilder()
+                    .setNationalId(nationalId)
+                    .setChannel(Channel.CHANNEL_MOBILE)
+                    .setBindingMessage("42")
+                    .setNewSession(newSession)
+                    .build());
+    System.out.println(
+        "StartCiba: authReqId=" + started.getAuthReqId() + " reused=" + started.getReused()
+            + " newSession=" + newSession + " bindingMessage=" + started.getBindingMessage());
+    return started;
   }
 }
