@@ -296,6 +296,13 @@ export function createRelay(deps: {
           ),
           SNIFF_BYTES,
         );
+        // Nothing to relay (a chunked body that turned out empty, an empty ForwardSoap body).
+        if (complete && head.length === 0) {
+          throw new EproxyError(
+            "INVALID_ARGUMENT",
+            "empty body: a SOAP envelope (or an MTOM package) is expected",
+          );
+        }
         const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
 
         const given = req.headers["x-correlation-id"];

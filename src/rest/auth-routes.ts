@@ -113,6 +113,11 @@ export function createAuthRoutes(deps: AuthRoutesDeps): Route[] {
 
   async function startCiba({ req, res, url }: RestContext): Promise<void> {
     const caller = restCaller(deps.clients, req);
+    // `mode` is the OpenAPI document's enum: `async`, or absent (blocking). A typo must not block.
+    const mode = url.searchParams.get("mode");
+    if (mode !== null && mode !== "async") {
+      throw new EproxyError("INVALID_ARGUMENT", 'mode must be "async" (or absent for a blocking call)');
+    }
     const body = await readJsonObject(req, max);
     assertSameClient(caller, optionalString(body, "clientId"));
     const channel = channelOf(optionalString(body, "channel"));
@@ -136,8 +141,7 @@ export function createAuthRoutes(deps: AuthRoutesDeps): Route[] {
       });
       return;
     }
-    const asyncMode =
-      url.searchParams.get("mode") === "async" || /\brespond-async\b/i.test(String(req.headers.prefer ?? ""));
+    const asyncMode = mode === "async" || /\brespond-async\b/i.test(String(req.headers.prefer ?? ""));
     const location = `/oauth2/ciba/${encodeURIComponent(started.request.authReqId)}`;
     if (asyncMode) {
       sendJson(res, 202, cibaJson(started.request, started.reused), {

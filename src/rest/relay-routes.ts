@@ -10,7 +10,7 @@ import { noteAccess } from "../log.ts";
 import type { Relay } from "../relay/relay.ts";
 import { soapVersionOf, toSoapFault } from "../relay/soap-fault.ts";
 import { restCaller } from "./caller.ts";
-import { writeHead } from "./respond.ts";
+import { type NodeRequest, writeHead } from "./respond.ts";
 import type { RestContext, Route } from "./router.ts";
 
 /** What the relay routes use. */
@@ -36,6 +36,19 @@ function soapFaultAnswer({ req, res }: RestContext, err: unknown): void {
     "cache-control": "no-store",
   });
   res.end(fault.body);
+}
+
+/**
+ * A request that announces no body: `Content-Length: 0`, HTTP/1.x with neither Content-Length nor
+ * Transfer-Encoding (RFC 9112 §6.3), or an HTTP/2 stream that ended with its headers. Relaying it
+ * would only get the teleservice's own confusion back; the relay refuses a body that turns out empty
+ * too (a chunked one).
+ */
+function hasNoBody(req: NodeRequest): boolean {
+  const h = req.headers;
+  if (h["content-length"] === "0") return true;
+  if ("stream" in req) return (req.stream as { endAfterHeaders?: boolean }).endAfterHeaders === true;
+  return h["content-length"] === undefined && h["transfer-encoding"] === undefined;
 }
 
 function prematureClose(): Error {
@@ -98,6 +111,12 @@ export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
       onError: soapFaultAnswer,
       handler: async ({ req, res, params, url }) => {
         const caller = restCaller(deps.clients, req);
+        if (hasNoBody(req)) {
+          throw new EproxyError(
+            "INVALID_ARGUMENT",
+            "empty body: a SOAP envelope (or an MTOM package) is expected",
+          );
+        }
         // The caller hanging up cancels the upstream call; once the answer is done, nothing to cancel.
         const abort = new AbortController();
         const onClose = () => {

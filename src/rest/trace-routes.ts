@@ -4,11 +4,45 @@
  * next page's token comes in `x-next-page-token`.
  */
 import type { ClientDirectory } from "../auth/callers.ts";
+import { EproxyError } from "../errors.ts";
 import { listTraces } from "../trace/query.ts";
-import type { TraceStore } from "../trace/traces.ts";
+import type { TraceStore, TraceType } from "../trace/traces.ts";
 import { restCaller } from "./caller.ts";
 import { sendJson } from "./respond.ts";
 import type { Route } from "./router.ts";
+
+/**
+ * The trace types a query may name: the OpenAPI document's `TraceType` enum (a unit test keeps the
+ * two equal), checked at compile time against the store's `TraceType`.
+ */
+export const TRACE_TYPES = [
+  "CONNECT_SUCCESS",
+  "CONNECT_REPLAY",
+  "CONNECT_FAILURE",
+  "REFRESH",
+  "REFRESH_FAILURE",
+  "EXCHANGE",
+  "SEND",
+  "DISCONNECT",
+  "REJECTED",
+  "FAILED",
+  "ALERT",
+] as const satisfies readonly TraceType[];
+// Every TraceType is listed (a new type added to the store without its name here fails typecheck).
+const everyType: Record<Exclude<TraceType, (typeof TRACE_TYPES)[number]>, never> = {};
+void everyType;
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** `pageSize`: absent (100), or an integer from 1 to 1000 as the document says. */
+function pageSizeOf(v: string | null): number {
+  if (v === null) return 100;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < 1 || n > 1000) {
+    throw new EproxyError("INVALID_ARGUMENT", "pageSize must be an integer from 1 to 1000");
+  }
+  return n;
+}
 
 /** What the trace route uses. */
 export interface TraceRoutesDeps {
@@ -25,13 +59,17 @@ export function createTraceRoutes(deps: TraceRoutesDeps): Route[] {
       handler: async ({ req, res, url }) => {
         const caller = restCaller(deps.clients, req);
         const p = url.searchParams;
+        // RFC 3339 date-time as the document says (Date.parse alone takes "0" or "May 1").
         const time = (name: string) => {
           const v = p.get(name);
-          return v ? Date.parse(v) : undefined;
+          return v ? (RFC3339.test(v) ? Date.parse(v) : Number.NaN) : undefined;
         };
         const start = time("start");
         const end = time("end");
         const type = p.get("type");
+        if (type !== null && !(TRACE_TYPES as readonly string[]).includes(type)) {
+          throw new EproxyError("INVALID_ARGUMENT", `type must be one of ${TRACE_TYPES.join(", ")}`);
+        }
         const nationalId = p.get("nationalId");
         const token = p.get("pageToken");
         const { traces, nextPageToken } = await listTraces(deps.traceStore, {
@@ -40,7 +78,7 @@ export function createTraceRoutes(deps: TraceRoutesDeps): Route[] {
           ...(end !== undefined ? { end } : {}),
           ...(type ? { type } : {}),
           ...(nationalId ? { nationalId } : {}),
-          pageSize: Number(p.get("pageSize") ?? 100),
+          pageSize: pageSizeOf(p.get("pageSize")),
           ...(token ? { pageToken: token } : {}),
         });
         sendJson(

@@ -11,7 +11,7 @@ import { createHealthRoutes } from "../../src/rest/health-routes.ts";
 import document from "../../src/rest/openapi.json" with { type: "json" };
 import { createOpenApiRoutes } from "../../src/rest/openapi-routes.ts";
 import { createRelayRoutes } from "../../src/rest/relay-routes.ts";
-import { createTraceRoutes } from "../../src/rest/trace-routes.ts";
+import { createTraceRoutes, TRACE_TYPES } from "../../src/rest/trace-routes.ts";
 import { documentExamples, expectMatchesSchema } from "../support/openapi.ts";
 
 const doc = document as Record<string, any>;
@@ -50,6 +50,32 @@ describe("openapi.json", () => {
       for (const method of Object.keys(item)) documented.add(`${method.toUpperCase()} ${path}`);
     }
     expect([...documented].sort()).toEqual([...served].sort());
+  });
+
+  it("gives every operation explicit responses: no catch-all `default`", () => {
+    for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, any>>)) {
+      for (const [method, op] of Object.entries(item)) {
+        const statuses = Object.keys(op.responses);
+        expect(statuses, `${method} ${path}`).not.toContain("default");
+        for (const s of statuses) expect(s, `${method} ${path}`).toMatch(/^[1-5](\d\d|XX)$/);
+        // An unexpected failure is a documented answer too (a problem or a SOAP fault, INTERNAL).
+        expect(statuses, `${method} ${path}`).toContain("500");
+      }
+    }
+  });
+
+  it("has the trace types the query route enforces (TraceType enum, used by the query and the trace)", () => {
+    expect(doc.components.schemas.TraceType.enum).toEqual([...TRACE_TYPES]);
+    expect(doc.components.schemas.Trace.properties.type).toEqual({ $ref: "#/components/schemas/TraceType" });
+    const type = doc.paths["/traces"].get.parameters.find((p: { name: string }) => p.name === "type");
+    expect(type.schema).toEqual({ $ref: "#/components/schemas/TraceType" });
+  });
+
+  it("marks as required what the server requires, and gives the enums it enforces", () => {
+    const callback = doc.paths["/oauth2/codeflow/{clientId}/callback"].get.parameters;
+    expect(callback.find((p: { name: string }) => p.name === "state").required).toBe(true);
+    const mode = doc.paths["/oauth2/ciba"].post.parameters.find((p: { name: string }) => p.name === "mode");
+    expect(mode.schema.enum).toEqual(["async"]);
   });
 
   it("lists eProxy's error codes", () => {
