@@ -30,7 +30,8 @@ const AUTH_METHOD_HELP = AUTH_METHODS.map(
 const SUBCOMMAND_USAGE: Record<string, string> = {
   list: `Usage: eproxy clients list --config FILE [--json]
 
-Every client, from the configuration file and from MongoDB, without secrets.
+Every client, from the configuration file and from MongoDB (when stores.mongodbUrl is set), without
+secrets. Without MongoDB it lists the configuration's clients and says so.
 `,
   add: `Usage: eproxy clients add --config FILE --id ID
          (--cert-file F --key-file F | --pkcs12-file F [--pkcs12-passphrase-file F]) [--store-cert]
@@ -68,9 +69,13 @@ rotation).
 `,
 };
 
+/** The `clients` subcommands, in the order of the help. */
+export const CLIENTS_SUBCOMMANDS: readonly string[] = Object.keys(SUBCOMMAND_USAGE);
+
+/** `eproxy clients --help`. */
 export const CLIENTS_USAGE = `Usage: eproxy clients <command> --config FILE [options]
 
-  list        [--json]           every client: configuration and MongoDB (no secrets)
+  list        [--json]           every client: configuration, and MongoDB when set (no secrets)
   add         --id ID (--cert-file F --key-file F | --pkcs12-file F [--pkcs12-passphrase-file F])
               [--store-cert] [--service NAME]... [--redirect-uri URL]...
               [--auth-method ${AUTH_METHODS.join("|")}]
@@ -131,7 +136,11 @@ export async function runClients(argv: string[], out: Out = process.stdout): Pro
   const { values } = parseArgs({ args: rest, options: OPTIONS, strict: true });
   const env = processEnv();
   const config = loadConfig(values.config, env);
-  if (!config.stores.mongodbUrl) throw new ConfigError("the client registry needs stores.mongodbUrl");
+  if (!config.stores.mongodbUrl) {
+    // The configuration's clients exist without MongoDB: list them; changes need the registry.
+    if (command === "list") return list(config, undefined, out, values.json === true);
+    throw new ConfigError("the client registry needs stores.mongodbUrl");
+  }
   const source = createMongoClientSource(config.stores.mongodbUrl, { timeoutMs: 5_000 });
   try {
     const id = () => {
@@ -156,8 +165,13 @@ export async function runClients(argv: string[], out: Out = process.stdout): Pro
   }
 }
 
-async function list(config: Readonly<Config>, source: ClientSource, out: Out, json: boolean): Promise<void> {
-  const stored = await source.list();
+async function list(
+  config: Readonly<Config>,
+  source: ClientSource | undefined,
+  out: Out,
+  json: boolean,
+): Promise<void> {
+  const stored = source ? await source.list() : [];
   const configured = new Set(config.clients.map((c) => c.id));
   const rows = [
     ...config.clients.map((c) => row(c, "config", "enabled")),
@@ -175,6 +189,7 @@ async function list(config: Readonly<Config>, source: ClientSource, out: Out, js
   const line = (r: readonly string[]) =>
     `${r.map((v, i) => v.padEnd(widths[i] as number)).join("  ")}`.trimEnd();
   out.write(`${[line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join("\n")}\n`);
+  if (!source) out.write("(no stores.mongodbUrl: the configuration's clients only)\n");
 }
 
 function row(c: ClientConfig, origin: "config" | "mongodb", status: string, s?: StoredClient) {

@@ -7,6 +7,7 @@ import path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { DEFAULT_PSC_AUTH_METHOD, PSC_AUTH_METHOD_NAMES, requirementOf } from "./auth/psc-client-auth.ts";
+import { CONFIG_FILE_VARIABLE, ENV_VARIABLES } from "./config-env.ts";
 
 const port = z.number().int().min(0).max(65535);
 const positiveMs = z.number().int().positive();
@@ -426,22 +427,10 @@ export class ConfigError extends Error {
   }
 }
 
-/** Environment variables that override keys of the file (secrets and URLs). */
-export const ENV_OVERRIDES: Record<string, string[]> = {
-  EPROXY_PORT: ["server", "port"],
-  EPROXY_LISTEN_ADDRESS: ["server", "listenAddress"],
-  EPROXY_INTERNAL_LISTEN_ADDRESS: ["server", "internalListener", "listenAddress"],
-  EPROXY_PUBLIC_BASE_URL: ["server", "publicBaseUrl"],
-  EPROXY_TLS_CERT_FILE: ["server", "tls", "certFile"],
-  EPROXY_TLS_KEY_FILE: ["server", "tls", "keyFile"],
-  EPROXY_PSC_DISCOVERY_URL: ["psc", "discoveryUrl"],
-  EPROXY_REDIS_URL: ["stores", "sessions"],
-  EPROXY_MONGODB_URL: ["stores", "mongodbUrl"],
-  EPROXY_LOG_LEVEL: ["log", "level"],
-  EPROXY_STATE_DIR: ["stateDir"],
-  EPROXY_ADMIN_PORT: ["admin", "port"],
-  EPROXY_OTLP_ENDPOINT: ["tracing", "otlpEndpoint"],
-};
+/** Environment variables that override keys of the file (secrets and URLs), from `config-env.ts`. */
+export const ENV_OVERRIDES: Record<string, string[]> = Object.fromEntries(
+  ENV_VARIABLES.map((v) => [v.name, [...v.path]]),
+);
 
 function setPath(obj: Record<string, unknown>, keys: string[], value: unknown): void {
   let cur = obj;
@@ -533,8 +522,9 @@ export function parseConfig(
 
 /** Reads, validates and freezes the configuration file named by `file` or `EPROXY_CONFIG`. */
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
-  const name = file ?? env.EPROXY_CONFIG;
-  if (!name) throw new ConfigError("no configuration file: pass --config FILE or set EPROXY_CONFIG");
+  const name = file ?? env[CONFIG_FILE_VARIABLE];
+  if (!name)
+    throw new ConfigError(`no configuration file: pass --config FILE or set ${CONFIG_FILE_VARIABLE}`);
   let text: string;
   try {
     text = readFileSync(name, "utf8");
