@@ -11,6 +11,8 @@ import eproxy.v1.SessionOuterClass.Session;
 import io.grpc.StatusRuntimeException;
 import java.util.Iterator;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
@@ -36,8 +38,12 @@ public class ProfessionalLoginService {
   private static final Logger log = LoggerFactory.getLogger(ProfessionalLoginService.class);
 
   private final AuthServiceBlockingStub auth;
-  /** National id -> session token. In memory here; a real backend persists it. */
-  private final Map<String, String> tokens = new ConcurrentHashMap<>();
+  /**
+   * National id -> session token, or the login under way (concurrent callers wait for one login
+   * instead of each watching the same request: only the first watcher of an approval gets the token).
+   * In memory here; a real backend persists the tokens.
+   */
+  private final Map<String, CompletableFuture<String>> tokens = new ConcurrentHashMap<>();
 
   public ProfessionalLoginService(AuthServiceBlockingStub auth) {
     this.auth = auth;
@@ -45,12 +51,31 @@ public class ProfessionalLoginService {
 
   /** The professional's session token: the one held, or a new login (which may push to the phone). */
   public String sessionToken(String nationalId) {
-    return tokens.computeIfAbsent(nationalId, this::login);
+    CompletableFuture<String> mine = new CompletableFuture<>();
+    CompletableFuture<String> held = tokens.putIfAbsent(nationalId, mine);
+    if (held != null) {
+      try {
+        return held.join();
+      } catch (CompletionException e) {
+        throw e.getCause() instanceof RuntimeException cause ? cause : e;
+      }
+    }
+    try {
+      String token = login(nationalId);
+      mine.complete(token);
+      return token;
+    } catch (RuntimeException e) {
+      tokens.remove(nationalId, mine);
+      mine.completeExceptionally(e);
+      throw e;
+    }
   }
 
   /** Drops a token eProxy refused (expired, logged out): the next call logs in again. */
-  public void forget(String nationalId) {
-    tokens.remove(nationalId);
+  public void forget(String nationalId, String refusedToken) {
+    // Only that token: another thread may already hold a new one.
+    tokens.computeIfPresent(
+        nationalId, (id, held) -> refusedToken.equals(held.getNow(null)) ? null : held);
   }
 
   private String login(String nationalId) {

@@ -51,11 +51,12 @@ public class TeleserviceRelay {
    * login when eProxy says the session is gone (expired, logged out).
    */
   public SoapAnswer send(String nationalId, String service, String path, byte[] body) {
+    String token = logins.sessionToken(nationalId);
     try {
-      return sendWithToken(logins.sessionToken(nationalId), service, path, body);
+      return sendWithToken(token, service, path, body);
     } catch (SessionInvalidException e) {
       log.info("Relay refused with {}: logging in again", e.code());
-      logins.forget(nationalId);
+      logins.forget(nationalId, token);
       return sendWithToken(logins.sessionToken(nationalId), service, path, body);
     }
   }
