@@ -84,6 +84,47 @@ Exit status: 0 nothing failed (warnings allowed), 1 a check failed, 2 usage erro
 `,
   },
   {
+    name: "conformity",
+    synopsis: "--url URL --client-id ID --national-id ID ...",
+    summary: [
+      "rehearse the agency's conformity test against a running eProxy: CIBA",
+      "login, signsessiondata relay, signature, logout, traces (a report, exit 0/1)",
+    ],
+    development: false,
+    help: `Usage: eproxy conformity --url URL --client-id ID --national-id ID [options]
+
+Rehearses the agency's conformity test (CIBA only) against a running eProxy, as the user software:
+  1. CIBA login of the professional (the push must be approved: the sandbox approves by itself);
+  2. the session's proxy_session_id and PSC session_state relayed to the mock teleservice
+     (POST /send/<service>/<path>, JSON {nationalId, clientID, proxy_session_id, session_state});
+  3. the mock's signature over the session data checked (with --jwks-url or --jwks-file);
+  4. logout (DELETE /oauth2/session);
+  5. GET /traces over the window shows the login, the SEND and the logout, each with session_state,
+     client id and certificate DN, and the SEND's request path.
+
+Options:
+  --url URL               eProxy's base URL (e.g. https://localhost:8443)
+  --client-id ID          the client (certificate CN) the user software is
+  --national-id ID        the professional to log in (a test professional of the platform)
+  --ca FILE               CA certificate(s) of eProxy's listener (default: the system's)
+  --cert FILE --key FILE  the client's certificate to authenticate to eProxy (mTLS)
+  --api-key-file FILE     or its API key, read from FILE (or the EPROXY_API_KEY environment variable)
+  --service NAME          teleservice name of the mock in eProxy's configuration (default signsessiondata)
+  --path PATH             path after the teleservice name (default apipsc/signsessiondata)
+  --jwks-url URL          the mock's public keys (JWKS), to verify its signature (a compact JWS)
+  --jwks-ca FILE          CA of the JWKS server (default: --ca); --cert/--key are presented to it too
+  --jwks-file FILE        the mock's public keys from a file instead
+  --channel MOBILE|CARD   CIBA channel (default MOBILE)
+  --binding-message NN    two digits shown to the professional (default: random)
+  --timeout-ms N          time limit of each call, the CIBA login included (default 180000)
+  --traces-wait-ms N      how long the traces may take to appear after the logout (default 15000)
+  --json                  one JSON object instead of the table
+  -h, --help              this help
+
+Exit status: 0 every step passed (warnings allowed), 1 a step failed, 2 usage error.
+`,
+  },
+  {
     name: "clients",
     synopsis: "add|list|disable|enable|rotate-key --config FILE ...",
     summary: ["manage the clients registered in MongoDB (list: with the configuration's)"],

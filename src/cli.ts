@@ -1,5 +1,5 @@
 /**
- * The `eproxy` command: `serve`, `doctor`, `clients`, `api-key`, and the development commands
+ * The `eproxy` command: `serve`, `doctor`, `conformity`, `clients`, `api-key`, and the development commands
  * `sandbox` and `certs`. Each command's code is imported when the command runs, so `eproxy --help`
  * and `eproxy serve` never load the sandbox, its simulators or their packages (oidc-provider, koa,
  * the X.509 generator), which are development dependencies absent from the production image.
@@ -179,6 +179,12 @@ async function main(argv: string[]): Promise<void> {
       // `clients` has subcommands, each with its own help: it handles --help itself.
       const { runClients } = await import("./clients-cli.ts");
       return runClients(rest);
+    }
+    case "conformity": {
+      if (wantsHelp(rest)) break;
+      const { runConformity } = await import("./conformity/conformity.ts");
+      process.exitCode = await runConformity(rest, process.stdout);
+      return;
     }
     case "doctor": {
       if (wantsHelp(rest)) break;

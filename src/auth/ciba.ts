@@ -146,7 +146,8 @@ export function createCiba(deps: {
         nationalId: rec.nationalId,
         method: "CIBA",
         ...(rec.session?.sessionId ? { sessionId: rec.session.sessionId } : {}),
-        ...(rec.session?.psc?.sessionState ? { sessionState: rec.session.psc.sessionState } : {}),
+        // From the session itself: its `psc` tokens are there only for clients that receive them.
+        ...(rec.session?.sessionState ? { sessionState: rec.session.sessionState } : {}),
         outcome: rec.status,
       });
       if (rec.status !== "APPROVED") void deps.misuse?.cibaFailed(rec.nationalId, rec.clientId);

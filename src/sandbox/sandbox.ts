@@ -256,7 +256,6 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       `eProxy sandbox ready on ${url}  (CA: ${ca})`,
       `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
       `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
-      `Conformity mock relayed as /send/signsessiondata/apipsc/signsessiondata (JWKS ${teleservices.mockJwksUrl}): eproxy conformity`,
       `Metrics (Prometheus) on ${server.metricsUrl ?? "(admin listener off)"}`,
       `Configuration written to ${rel(configFile)}; check it with: npx eproxy doctor --config ${rel(configFile)} --client-ca ${ca}`,
       opts.strictMisuseLimits
@@ -278,6 +277,8 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       "Then relay an INSi search with the session token (eps_…) from either answer:",
       `  curl --cacert ${ca} -H 'x-eproxy-api-key: ${keys["lps-demo"]?.key}' -H 'authorization: Bearer <sessionToken>' -H 'content-type: application/soap+xml; charset=utf-8' ${url}/send/insi/rechercherInsAvecTraitsIdentite --data-binary @${rel(samplePath)}`,
       `  ${bufCurl} ${url}/eproxy.v1.RelayService/ForwardSoap -d '{"sessionToken":"<sessionToken>","service":"insi","contentType":"application/soap+xml; charset=utf-8","body":"${Buffer.from(insiSample).toString("base64")}"}'`,
+      "Rehearse the agency's conformity test (CIBA login, its signsessiondata mock, signature, logout, traces):",
+      `  npx eproxy conformity --url ${url} --ca ${ca} --cert ${cert} --key ${key} --client-id lps-demo --national-id 899700218896 --jwks-url ${teleservices.mockJwksUrl}`,
       "",
       "Ctrl-C stops it.",
       "",

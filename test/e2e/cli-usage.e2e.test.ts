@@ -56,6 +56,7 @@ describe("eproxy --help and --version", () => {
   it.each([
     ["serve", /^Usage: eproxy serve/],
     ["doctor", /^Usage: eproxy doctor/],
+    ["conformity", /^Usage: eproxy conformity/],
     ["api-key", /^Usage: eproxy api-key/],
     ["sandbox", /^Usage: eproxy sandbox/],
     ["certs", /^Usage: eproxy certs/],
