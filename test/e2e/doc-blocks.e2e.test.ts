@@ -2,6 +2,9 @@
  * The documentation runs: every block fenced as `bash doctest` in the README and under docs/ is run
  * against a sandbox started by the CLI, page by page in reading order, the blocks of a page in one
  * shell (so a page's variables carry from block to block), and the whole sequence twice in a row.
+ * Blocks fenced as `ts doctest` are type-checked (strict, NodeNext, as the client package's README
+ * recommends) against @eproxy/client built from packages/client, then run with Node after the page's
+ * shell blocks.
  *
  * Before the first run, the three sandbox professionals are signed in the way the sandbox's printed
  * commands do (no `newSession`), so live sessions exist as they do for an integrator who tried those
@@ -9,7 +12,7 @@
  * run as on the second.
  */
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,6 +26,7 @@ const READING_ORDER = [
   "README.md",
   "docs/start/sandbox.md",
   "docs/start/curl.md",
+  "docs/start/typescript.md",
   "docs/guides/ciba.md",
   "docs/guides/code-flow.md",
   "docs/guides/sessions.md",
@@ -33,11 +37,54 @@ const READING_ORDER = [
 const pages = [
   ...READING_ORDER,
   ...docFiles().filter((f) => !READING_ORDER.includes(f) && f !== "CONTRIBUTING.md"),
-].filter((f) => docBlocks(readFileSync(f, "utf8")).some((b) => b.lang === "bash"));
+].filter((f) => docBlocks(readFileSync(f, "utf8")).length > 0);
 
 const work = mkdtempSync(path.join(tmpdir(), "eproxy-doc-blocks-"));
 let sandbox: CliProcess | undefined;
 let ports: SandboxPorts;
+/** Where the `ts doctest` blocks are written: its node_modules holds the built @eproxy/client. */
+const tsDir = path.join(work, "ts");
+
+/**
+ * Builds @eproxy/client into a copy of its package (buf generate, then tsc), beside the repository's
+ * node_modules, so that a concurrent `npm pack` of packages/client is not disturbed.
+ */
+async function buildClient(): Promise<void> {
+  const build = path.join(work, "client-build");
+  const pkg = path.join(build, "packages/client");
+  for (const f of ["package.json", "tsconfig.json", "buf.gen.yaml", "src"]) {
+    cpSync(path.join(root, "packages/client", f), path.join(pkg, f), {
+      recursive: true,
+      filter: (src) => !src.includes(`${path.sep}gen`),
+    });
+  }
+  cpSync(path.join(root, "proto"), path.join(build, "proto"), { recursive: true });
+  symlinkSync(path.join(root, "node_modules"), path.join(build, "node_modules"));
+  const r = await bash(
+    `set -e; cd ${JSON.stringify(pkg)} && buf generate --template buf.gen.yaml && tsc -p tsconfig.json`,
+  );
+  expect(r, `building @eproxy/client failed\n${r.stdout}\n${r.stderr}`).toMatchObject({ code: 0 });
+  mkdirSync(path.join(tsDir, "node_modules/@eproxy"), { recursive: true });
+  symlinkSync(pkg, path.join(tsDir, "node_modules/@eproxy/client"));
+  writeFileSync(path.join(tsDir, "package.json"), '{ "type": "module" }\n');
+  // The client package README's recommended settings (what `tsc --init` writes, plus Node's types).
+  writeFileSync(
+    path.join(tsDir, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: {
+        module: "nodenext",
+        target: "esnext",
+        types: ["node"],
+        strict: true,
+        verbatimModuleSyntax: true,
+        skipLibCheck: true,
+        noEmit: true,
+        allowImportingTsExtensions: true,
+      },
+      include: ["*.ts"],
+    }),
+  );
+}
 
 /** Runs a bash script in the work directory (where `certs/` is the sandbox's), as a reader would. */
 function bash(
@@ -79,7 +126,7 @@ beforeAll(async () => {
     "--approve-after-ms",
     "300",
   ]);
-  await sandbox.waitFor(/Ctrl-C stops it/, 60_000);
+  await Promise.all([sandbox.waitFor(/Ctrl-C stops it/, 60_000), buildClient()]);
   // The sandbox's printed commands, as a new integrator runs them first: live sessions, no newSession.
   const prelude = await bash(
     withPorts(
@@ -95,7 +142,7 @@ grep -h -o '"reused":false' certs/prelude-*.json | wc -l | grep -qx 3`,
     ),
   );
   expect(prelude, prelude.stderr).toMatchObject({ code: 0 });
-}, 120_000);
+}, 240_000);
 
 afterAll(async () => {
   if (sandbox && sandbox.child.exitCode === null) {
@@ -110,12 +157,14 @@ describe("documentation blocks against the sandbox", () => {
     expect(pages.slice(0, 3)).toEqual(["README.md", "docs/start/sandbox.md", "docs/start/curl.md"]);
     expect(pages).toContain("docs/guides/ciba.md");
     expect(pages).toContain("docs/guides/soap-relay.md");
+    expect(pages).toContain("docs/start/typescript.md");
   });
 
   for (const run of [1, 2]) {
     for (const page of pages) {
-      it(`run ${run}: ${page}`, { timeout: 180_000 }, async () => {
-        const blocks = docBlocks(readFileSync(page, "utf8")).filter((b) => b.lang === "bash");
+      it(`run ${run}: ${page}`, { timeout: 240_000 }, async () => {
+        const all = docBlocks(readFileSync(page, "utf8"));
+        const blocks = all.filter((b) => b.lang === "bash");
         // One shell per page: `set -e` stops at the first failing command, naming its block.
         const script = [
           "set -euo pipefail",
@@ -126,6 +175,19 @@ describe("documentation blocks against the sandbox", () => {
           r.code,
           `${page} failed (run ${run}); the last ::: line names the block\n${r.stdout}\n${r.stderr}`,
         ).toBe(0);
+        for (const b of all.filter((x) => x.lang === "ts")) {
+          const name = `${page.replaceAll(/[^\w]/g, "_")}_${b.line}.ts`;
+          writeFileSync(path.join(tsDir, name), withPorts(b.code, ports));
+          if (run === 1) {
+            const checked = await bash(`tsc -p ${JSON.stringify(tsDir)}`);
+            expect(
+              checked.code,
+              `${page}:${b.line} does not compile\n${checked.stdout}${checked.stderr}`,
+            ).toBe(0);
+          }
+          const ran = await bash(`node ${JSON.stringify(path.join(tsDir, name))}`, 170_000);
+          expect(ran.code, `${page}:${b.line} failed (run ${run})\n${ran.stdout}\n${ran.stderr}`).toBe(0);
+        }
       });
     }
   }
