@@ -132,6 +132,28 @@ Exit status: 0 every step passed (warnings allowed), 1 a step failed, 2 usage er
     help: "",
   },
   {
+    name: "traces",
+    synopsis: "verify --config FILE [--from T] [--to T]",
+    summary: ["check the trace record in MongoDB: missing, edited or reordered traces"],
+    development: false,
+    help: `Usage: eproxy traces verify [--config FILE] [--from TIME] [--to TIME] [--json]
+
+Checks the trace record in MongoDB: each writer (one per eProxy process start) chains its traces with
+a sequence number and the hash of the previous trace. Reports every trace missing between two stored
+ones, edited (its hash or its successor's link does not match) or reordered, by id. A chain that ends
+(a stop, a crash) is not a finding.
+
+Options:
+  -c, --config FILE   configuration file (default: ${CONFIG_FILE_VARIABLE}); needs stores.mongodbUrl
+  --from TIME         start of the range, ISO 8601 (default: the retention period ago)
+  --to TIME           end of the range, ISO 8601 (default: now)
+  --json              the report as one JSON object
+  -h, --help          this help
+
+Exit status: 0 the range is clean, 1 a finding (or MongoDB unreachable), 2 usage or configuration error.
+`,
+  },
+  {
     name: "api-key",
     synopsis: "",
     summary: ["print a new API key and the hash to put in the configuration"],

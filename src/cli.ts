@@ -186,6 +186,12 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await runConformity(rest, process.stdout);
       return;
     }
+    case "traces": {
+      if (wantsHelp(rest) || rest.length === 0) break;
+      const { runTraces } = await import("./traces-cli.ts");
+      process.exitCode = await runTraces(rest);
+      return;
+    }
     case "doctor": {
       if (wantsHelp(rest)) break;
       const { runDoctor } = await import("./doctor/doctor.ts");
@@ -220,7 +226,8 @@ main(process.argv.slice(2)).catch(async (err: unknown) => {
     process.stderr.write(`eproxy: ${err.message}\n`);
     process.exit(2);
   }
-  const what = process.argv[2] === "clients" ? "clients" : "failed to start";
+  const command = process.argv[2];
+  const what = command === "clients" || command === "traces" ? command : "failed to start";
   process.stderr.write(`eproxy: ${what}: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 });

@@ -321,9 +321,11 @@ export const configSchema = z
         /** JSON-lines file of every trace when there is no MongoDB. */
         /** Default: `<stateDir>/traces.jsonl`. */
         file: filePath.optional(),
+        /** Clients that may verify the whole trace record (`GET /traces/verify`, `VerifyTraces`). */
+        auditors: z.array(z.string()).default([]),
       })
       .strict()
-      .default({ retentionDays: 365, spoolMaxBytes: 256 * 1024 * 1024 }),
+      .default({ retentionDays: 365, spoolMaxBytes: 256 * 1024 * 1024, auditors: [] }),
     /**
      * Writable directory for the state kept on disk (the trace spool, the JSON-lines traces):
      * `/var/lib/eproxy` in the image (EPROXY_STATE_DIR); relative paths are against the config file.

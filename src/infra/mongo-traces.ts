@@ -5,7 +5,7 @@
  * monitors (FerretDB does not).
  */
 import { type Collection, MongoBulkWriteError, MongoClient, MongoServerError } from "mongodb";
-import type { TraceEvent, TraceQuery, TraceStore } from "../trace/traces.ts";
+import type { ChainSource, TraceEvent, TraceQuery, TraceStore } from "../trace/traces.ts";
 
 interface TraceDoc extends Omit<TraceEvent, "id" | "at"> {
   _id: string;
@@ -34,6 +34,8 @@ export function createMongoTraceStore(
         { key: { at: 1, _id: 1 }, name: "at" },
         { key: { clientId: 1, at: 1 }, name: "client_at" },
         { key: { nationalId: 1, at: 1 }, name: "professional_at" },
+        // Verification walks each writer's chain in order (`eproxy traces verify`).
+        { key: { writerId: 1, seq: 1 }, name: "chain" },
       ]);
       // TTL index for real MongoDB; queries apply the same cut-off for servers without TTL monitors.
       await c
@@ -86,13 +88,63 @@ export function createMongoTraceStore(
         filter.$or = [{ at: { $gt: at } }, { at, _id: { $gt: q.after.id } }];
       }
       const docs = await c.find(filter).sort({ at: 1, _id: 1 }).limit(q.limit).toArray();
-      return docs.map(({ _id, at, ...rest }) => ({ id: _id, at: at.getTime(), ...rest }) as TraceEvent);
+      return docs.map(fromDoc);
     },
     async ping() {
       await (await traces()).db.command({ ping: 1 });
     },
+    chains: () => mongoChains(traces, opts.retentionMs),
     async close() {
       await client.close().catch(() => undefined);
+    },
+  };
+}
+
+const fromDoc = ({ _id, at, ...rest }: TraceDoc): TraceEvent =>
+  ({ id: _id, at: at.getTime(), ...rest }) as TraceEvent;
+
+/** The writers' chains in the collection, read in seq order through the `chain` index. */
+function mongoChains(traces: () => Promise<Collection<TraceDoc>>, retentionMs: number): ChainSource {
+  const range = (start: number, end: number) => ({
+    $gte: new Date(Math.max(start, Date.now() - retentionMs)),
+    $lt: new Date(end),
+  });
+  return {
+    async chainsIn(start, end) {
+      const c = await traces();
+      const at = range(start, end);
+      // distinct + two index reads a writer: $group's $min/$max are not on every MongoDB-wire server.
+      const writers = (await c.distinct("writerId", { at })).filter(
+        (w): w is string => typeof w === "string",
+      );
+      return Promise.all(
+        writers.map(async (writerId) => {
+          const edge = (dir: 1 | -1) =>
+            c.findOne({ writerId, at }, { sort: { seq: dir }, projection: { seq: 1 } });
+          const [first, last] = await Promise.all([edge(1), edge(-1)]);
+          return { writerId, first: first?.seq ?? 0, last: last?.seq ?? 0 };
+        }),
+      );
+    },
+    async unchainedIn(start, end) {
+      return (await traces()).countDocuments({ at: range(start, end), writerId: { $exists: false } });
+    },
+    async *chain(writerId, first, last) {
+      const c = await traces();
+      const cursor = c.find({ writerId, seq: { $gte: first, $lte: last } }).sort({ seq: 1, _id: 1 });
+      try {
+        for await (const d of cursor) yield fromDoc(d);
+      } finally {
+        await cursor.close();
+      }
+    },
+    async neighbour(writerId, seq, dir) {
+      const c = await traces();
+      const d = await c.findOne(
+        { writerId, seq: dir < 0 ? { $lt: seq } : { $gt: seq } },
+        { sort: { seq: dir, _id: dir } },
+      );
+      return d ? fromDoc(d) : undefined;
     },
   };
 }

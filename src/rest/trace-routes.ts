@@ -1,11 +1,13 @@
 /**
  * `GET /traces?start=&end=` (ISO 8601), the shape conformity tooling reads: a JSON array of the
  * caller's traces, oldest first; `pageSize`, `pageToken`, `type` and `nationalId` narrow it, and the
- * next page's token comes in `x-next-page-token`.
+ * next page's token comes in `x-next-page-token`. `GET /traces/verify?start=&end=`: the trace record's
+ * verification over a range, for the clients listed in `traces.auditors`.
  */
 import type { ClientDirectory } from "../auth/callers.ts";
+import type { Config } from "../config.ts";
 import { EproxyError } from "../errors.ts";
-import { listTraces } from "../trace/query.ts";
+import { listTraces, verifyRecord } from "../trace/query.ts";
 import type { TraceStore, TraceType } from "../trace/traces.ts";
 import { restCaller } from "./caller.ts";
 import { sendJson } from "./respond.ts";
@@ -48,6 +50,7 @@ function pageSizeOf(v: string | null): number {
 export interface TraceRoutesDeps {
   clients: ClientDirectory;
   traceStore: TraceStore;
+  config: { traces: Pick<Config["traces"], "auditors"> };
 }
 
 /** The trace query route. */
@@ -87,6 +90,30 @@ export function createTraceRoutes(deps: TraceRoutesDeps): Route[] {
           traces.map(({ at, ...rest }) => ({ ...rest, timestamp: new Date(at).toISOString() })),
           nextPageToken ? { "x-next-page-token": nextPageToken } : {},
         );
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/traces/verify",
+      handler: async ({ req, res, url }) => {
+        const caller = restCaller(deps.clients, req);
+        const time = (name: string) => {
+          const v = url.searchParams.get(name);
+          return v ? (RFC3339.test(v) ? Date.parse(v) : Number.NaN) : undefined;
+        };
+        const start = time("start");
+        const end = time("end");
+        const r = await verifyRecord(deps.traceStore, {
+          clientId: caller.id,
+          auditors: deps.config.traces.auditors,
+          ...(start !== undefined ? { start } : {}),
+          ...(end !== undefined ? { end } : {}),
+        });
+        sendJson(res, 200, {
+          ...r,
+          start: new Date(r.start).toISOString(),
+          end: new Date(r.end).toISOString(),
+        });
       },
     },
   ];

@@ -5,7 +5,8 @@ import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { TraceService } from "../../gen/eproxy/v1/trace_pb.ts";
 import type { ClientDirectory } from "../auth/callers.ts";
-import { listTraces } from "../trace/query.ts";
+import type { Config } from "../config.ts";
+import { listTraces, verifyRecord } from "../trace/query.ts";
 import type { TraceStore } from "../trace/traces.ts";
 import { callerOf } from "./caller.ts";
 
@@ -13,6 +14,7 @@ import { callerOf } from "./caller.ts";
 export interface TraceServiceDeps {
   clients: ClientDirectory;
   traceStore: TraceStore;
+  config: { traces: Pick<Config["traces"], "auditors"> };
 }
 
 /** Creates the TraceService implementation. */
@@ -52,6 +54,35 @@ export function createTraceService(deps: TraceServiceDeps): ServiceImpl<typeof T
           bytesIn: BigInt(t.bytesIn ?? 0),
           bytesOut: BigInt(t.bytesOut ?? 0),
           outcome: t.outcome ?? "",
+          writerId: t.writerId ?? "",
+          seq: BigInt(t.seq ?? 0),
+          prevHash: t.prevHash ?? "",
+          hash: t.hash ?? "",
+        })),
+      };
+    },
+    async verifyTraces(req, ctx) {
+      const caller = callerOf(deps.clients, ctx);
+      const r = await verifyRecord(deps.traceStore, {
+        clientId: caller.id,
+        auditors: deps.config.traces.auditors,
+        ...(req.startTime ? { start: timestampDate(req.startTime).getTime() } : {}),
+        ...(req.endTime ? { end: timestampDate(req.endTime).getTime() } : {}),
+      });
+      return {
+        clean: r.clean,
+        traces: BigInt(r.traces),
+        chains: r.chains,
+        unchained: BigInt(r.unchained),
+        findings: r.problems.map((p) => ({
+          kind: p.kind,
+          writerId: p.writerId,
+          seq: BigInt(p.seq),
+          id: p.id ?? "",
+          count: BigInt(p.count ?? 0),
+          afterId: p.afterId ?? "",
+          beforeId: p.beforeId ?? "",
+          detail: p.detail,
         })),
       };
     },

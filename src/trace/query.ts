@@ -2,7 +2,8 @@
  * Reading traces: a client reads its own traces only, in a bounded time range, page by page.
  */
 import { EproxyError } from "../errors.ts";
-import { pageToken, type TraceEvent, type TraceStore } from "./traces.ts";
+import { type ChainSource, pageToken, type TraceEvent, type TraceStore } from "./traces.ts";
+import { chainsFromQuery, type VerifyReport, verifyTraces } from "./verify.ts";
 
 /**
  * The store as queries see it: what this process's writer still queues is written first, so a
@@ -17,6 +18,7 @@ export function readAfterWrite(store: TraceStore, writer: { flush(): Promise<voi
     },
     ping: () => store.ping(),
     close: () => store.close(),
+    ...(store.chains ? { chains: () => (store.chains as () => ChainSource)() } : {}),
   };
 }
 
@@ -66,4 +68,38 @@ export async function listTraces(
   }
   const last = traces.at(-1);
   return { traces, nextPageToken: traces.length === limit && last ? pageToken.encode(last) : "" };
+}
+
+/** A validated request to verify the trace record. */
+export interface VerifyRecordInput {
+  clientId: string;
+  /** The clients allowed to verify (`traces.auditors`). */
+  auditors: readonly string[];
+  start?: number;
+  end?: number;
+}
+
+/**
+ * Verifies the trace record over a range, for an auditor. The chains hold every client's traces, so
+ * only the clients named in `traces.auditors` may ask; the answer carries ids and positions, never a
+ * trace's content.
+ */
+export async function verifyRecord(store: TraceStore, q: VerifyRecordInput): Promise<VerifyReport> {
+  if (!q.auditors.includes(q.clientId)) {
+    throw new EproxyError(
+      "PERMISSION_DENIED",
+      "only the clients listed in traces.auditors may verify the trace record",
+    );
+  }
+  if (q.start === undefined || q.end === undefined || Number.isNaN(q.start) || Number.isNaN(q.end)) {
+    throw new EproxyError("INVALID_ARGUMENT", "start and end are required ISO 8601 instants");
+  }
+  if (q.end <= q.start) throw new EproxyError("INVALID_ARGUMENT", "end must be after start");
+  if (q.end - q.start > MAX_RANGE_MS)
+    throw new EproxyError("INVALID_ARGUMENT", "the range may not exceed 366 days");
+  try {
+    return await verifyTraces(store.chains ? store.chains() : chainsFromQuery(store), q.start, q.end);
+  } catch (err) {
+    throw new EproxyError("UNAVAILABLE", "trace store unavailable", { cause: err });
+  }
 }

@@ -43,10 +43,20 @@ export interface TraceEvent {
   bytesIn?: number;
   bytesOut?: number;
   outcome?: string;
+  /** The writer (one per process start) whose chain holds this trace (`chain.ts`). */
+  writerId?: string;
+  /** Position in the writer's chain, from 1. */
+  seq?: number;
+  /** Hash of the previous trace of the chain; empty for the first. */
+  prevHash?: string;
+  /** Hash of this trace's canonical encoding (every field but this one). */
+  hash?: string;
 }
 
-/** What callers give; id and time are filled in. */
-export type TraceInput = Omit<TraceEvent, "id" | "at"> & { sessionId?: string };
+/** What callers give; id and time are filled in, the chain fields by the writer. */
+export type TraceInput = Omit<TraceEvent, "id" | "at" | "writerId" | "seq" | "prevHash" | "hash"> & {
+  sessionId?: string;
+};
 
 /** Records traces (never blocks, never throws). */
 export interface Traces {
@@ -78,6 +88,20 @@ export interface TraceStore {
    * workers' primary) flushes them all before it answers a query.
    */
   bindWriter?(flush: () => Promise<void>): void;
+  /** The writers' chains, for verification (stores that keep every trace: MongoDB). */
+  chains?(): ChainSource;
+}
+
+/** Where the chains are read (the trace store's adapter). */
+export interface ChainSource {
+  /** The writers with traces in [start, end), with the lowest and highest seq there. */
+  chainsIn(start: number, end: number): Promise<Array<{ writerId: string; first: number; last: number }>>;
+  /** Traces in [start, end) that carry no chain (written before chaining existed). */
+  unchainedIn(start: number, end: number): Promise<number>;
+  /** The writer's traces with first <= seq <= last, in seq order (whatever their time). */
+  chain(writerId: string, first: number, last: number): AsyncIterable<TraceEvent>;
+  /** The writer's nearest trace before `seq` (`dir` -1) or after it (+1), if any. */
+  neighbour(writerId: string, seq: number, dir: -1 | 1): Promise<TraceEvent | undefined>;
 }
 
 /** Hash of a session id for traces: lets traces of one session be grouped, reveals nothing else. */

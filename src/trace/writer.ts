@@ -10,6 +10,7 @@
 import { existsSync, statSync, truncateSync } from "node:fs";
 import type { Logger } from "pino";
 import { requestContext } from "../log.ts";
+import { createTraceChain } from "./chain.ts";
 import { appendRecords, frameRecord, readSpool } from "./spool.ts";
 import { type TraceEvent, type TraceInput, type TraceStore, type Traces, toEvent } from "./traces.ts";
 
@@ -24,6 +25,8 @@ export interface TraceWriterOptions {
   /** Batch size and delay. */
   batchSize?: number;
   flushMs?: number;
+  /** This writer's chain id (default: a fresh random one: one chain per process start). */
+  writerId?: string;
   /** Fills fields from the client's configuration (certificate DN). */
   enrich?: (e: TraceEvent) => TraceEvent;
 }
@@ -169,6 +172,8 @@ export function createTraceWriter(store: TraceStore, log: Logger, opts: TraceWri
 
   async function drain(): Promise<void> {
     if (queue.length) {
+      // Chained in recording order, before the first attempt: a spooled trace keeps its place.
+      chain.seal(queue);
       held = held.length ? held.concat(queue) : queue;
       queue = [];
     }
@@ -202,6 +207,8 @@ export function createTraceWriter(store: TraceStore, log: Logger, opts: TraceWri
     return running;
   }
 
+  const chain = createTraceChain(opts.writerId);
+  log.info({ writerId: chain.writerId }, "trace chain started");
   store.bindWriter?.(() => flush());
   async function flush(): Promise<void> {
     await running;
@@ -245,6 +252,8 @@ export function createTraceWriter(store: TraceStore, log: Logger, opts: TraceWri
       if (held.length) {
         log.error({ lost: held.length }, "trace writer closed with traces neither stored nor spooled");
       }
+      // The chain's end, outside the trace store: a verifier can tell a deleted tail from a stop.
+      log.info(chain.head(), "trace chain closed");
       await store.close();
     },
   };

@@ -12,7 +12,154 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file eproxy/v1/trace.proto.
  */
 export const file_eproxy_v1_trace: GenFile = /*@__PURE__*/
-  fileDesc("ChVlcHJveHkvdjEvdHJhY2UucHJvdG8SCWVwcm94eS52MSK7AQoRTGlzdFRyYWNlc1JlcXVlc3QSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHR5cGUYAyABKAkSEwoLbmF0aW9uYWxfaWQYBCABKAkSEQoJcGFnZV9zaXplGAUgASgNEhIKCnBhZ2VfdG9rZW4YBiABKAkiTwoSTGlzdFRyYWNlc1Jlc3BvbnNlEiAKBnRyYWNlcxgBIAMoCzIQLmVwcm94eS52MS5UcmFjZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkinwMKBVRyYWNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY2xpZW50X2lkGAQgASgJEhMKC25hdGlvbmFsX2lkGAUgASgJEhEKCWNhbGxlcl9pcBgGIAEoCRIUCgxzZXNzaW9uX2hhc2gYByABKAkSFQoNc2Vzc2lvbl9zdGF0ZRgIIAEoCRIWCg5jZXJ0aWZpY2F0ZV9kbhgJIAEoCRIWCg5jb3JyZWxhdGlvbl9pZBgKIAEoCRISCgpyZXF1ZXN0X2lkGAsgASgJEg8KB3NlcnZpY2UYDCABKAkSDgoGbWV0aG9kGA0gASgJEgwKBHBhdGgYDiABKAkSEwoLc29hcF9hY3Rpb24YDyABKAkSFwoPdXBzdHJlYW1fc3RhdHVzGBAgASgNEhMKC2R1cmF0aW9uX21zGBEgASgNEhAKCGJ5dGVzX2luGBIgASgEEhEKCWJ5dGVzX291dBgTIAEoBBIPCgdvdXRjb21lGBQgASgJMlkKDFRyYWNlU2VydmljZRJJCgpMaXN0VHJhY2VzEhwuZXByb3h5LnYxLkxpc3RUcmFjZXNSZXF1ZXN0Gh0uZXByb3h5LnYxLkxpc3RUcmFjZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChVlcHJveHkvdjEvdHJhY2UucHJvdG8SCWVwcm94eS52MSJzChNWZXJpZnlUcmFjZXNSZXF1ZXN0Ei4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKDAQoUVmVyaWZ5VHJhY2VzUmVzcG9uc2USDQoFY2xlYW4YASABKAgSDgoGdHJhY2VzGAIgASgEEg4KBmNoYWlucxgDIAEoDRIRCgl1bmNoYWluZWQYBCABKAQSKQoIZmluZGluZ3MYBSADKAsyFy5lcHJveHkudjEuVHJhY2VGaW5kaW5nIowBCgxUcmFjZUZpbmRpbmcSDAoEa2luZBgBIAEoCRIRCgl3cml0ZXJfaWQYAiABKAkSCwoDc2VxGAMgASgEEgoKAmlkGAQgASgJEg0KBWNvdW50GAUgASgEEhAKCGFmdGVyX2lkGAYgASgJEhEKCWJlZm9yZV9pZBgHIAEoCRIOCgZkZXRhaWwYCCABKAkiuwEKEUxpc3RUcmFjZXNSZXF1ZXN0Ei4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAMgASgJEhMKC25hdGlvbmFsX2lkGAQgASgJEhEKCXBhZ2Vfc2l6ZRgFIAEoDRISCgpwYWdlX3Rva2VuGAYgASgJIk8KEkxpc3RUcmFjZXNSZXNwb25zZRIgCgZ0cmFjZXMYASADKAsyEC5lcHJveHkudjEuVHJhY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIuADCgVUcmFjZRIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWNsaWVudF9pZBgEIAEoCRITCgtuYXRpb25hbF9pZBgFIAEoCRIRCgljYWxsZXJfaXAYBiABKAkSFAoMc2Vzc2lvbl9oYXNoGAcgASgJEhUKDXNlc3Npb25fc3RhdGUYCCABKAkSFgoOY2VydGlmaWNhdGVfZG4YCSABKAkSFgoOY29ycmVsYXRpb25faWQYCiABKAkSEgoKcmVxdWVzdF9pZBgLIAEoCRIPCgdzZXJ2aWNlGAwgASgJEg4KBm1ldGhvZBgNIAEoCRIMCgRwYXRoGA4gASgJEhMKC3NvYXBfYWN0aW9uGA8gASgJEhcKD3Vwc3RyZWFtX3N0YXR1cxgQIAEoDRITCgtkdXJhdGlvbl9tcxgRIAEoDRIQCghieXRlc19pbhgSIAEoBBIRCglieXRlc19vdXQYEyABKAQSDwoHb3V0Y29tZRgUIAEoCRIRCgl3cml0ZXJfaWQYFSABKAkSCwoDc2VxGBYgASgEEhEKCXByZXZfaGFzaBgXIAEoCRIMCgRoYXNoGBggASgJMqoBCgxUcmFjZVNlcnZpY2USSQoKTGlzdFRyYWNlcxIcLmVwcm94eS52MS5MaXN0VHJhY2VzUmVxdWVzdBodLmVwcm94eS52MS5MaXN0VHJhY2VzUmVzcG9uc2USTwoMVmVyaWZ5VHJhY2VzEh4uZXByb3h5LnYxLlZlcmlmeVRyYWNlc1JlcXVlc3QaHy5lcHJveHkudjEuVmVyaWZ5VHJhY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+
+/**
+ * VerifyTracesRequest is the range to verify.
+ *
+ * @generated from message eproxy.v1.VerifyTracesRequest
+ */
+export type VerifyTracesRequest = Message<"eproxy.v1.VerifyTracesRequest"> & {
+  /**
+   * Start of the range (inclusive); required.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 1;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the range (exclusive); required, at most 366 days after start_time.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 2;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message eproxy.v1.VerifyTracesRequest.
+ * Use `create(VerifyTracesRequestSchema)` to create a new message.
+ */
+export const VerifyTracesRequestSchema: GenMessage<VerifyTracesRequest> = /*@__PURE__*/
+  messageDesc(file_eproxy_v1_trace, 0);
+
+/**
+ * VerifyTracesResponse is the verification of a range.
+ *
+ * @generated from message eproxy.v1.VerifyTracesResponse
+ */
+export type VerifyTracesResponse = Message<"eproxy.v1.VerifyTracesResponse"> & {
+  /**
+   * No trace missing, edited or reordered.
+   *
+   * @generated from field: bool clean = 1;
+   */
+  clean: boolean;
+
+  /**
+   * Chained traces checked.
+   *
+   * @generated from field: uint64 traces = 2;
+   */
+  traces: bigint;
+
+  /**
+   * Writers' chains in the range (one per eProxy process start).
+   *
+   * @generated from field: uint32 chains = 3;
+   */
+  chains: number;
+
+  /**
+   * Traces without a chain (written before chaining existed): not checked.
+   *
+   * @generated from field: uint64 unchained = 4;
+   */
+  unchained: bigint;
+
+  /**
+   * What was found, at most 1,000.
+   *
+   * @generated from field: repeated eproxy.v1.TraceFinding findings = 5;
+   */
+  findings: TraceFinding[];
+};
+
+/**
+ * Describes the message eproxy.v1.VerifyTracesResponse.
+ * Use `create(VerifyTracesResponseSchema)` to create a new message.
+ */
+export const VerifyTracesResponseSchema: GenMessage<VerifyTracesResponse> = /*@__PURE__*/
+  messageDesc(file_eproxy_v1_trace, 1);
+
+/**
+ * TraceFinding is one missing, edited or reordered trace.
+ *
+ * @generated from message eproxy.v1.TraceFinding
+ */
+export type TraceFinding = Message<"eproxy.v1.TraceFinding"> & {
+  /**
+   * "missing", "edited" or "reordered".
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * The writer whose chain it is in.
+   *
+   * @generated from field: string writer_id = 2;
+   */
+  writerId: string;
+
+  /**
+   * The trace's sequence number; for missing, the first missing one.
+   *
+   * @generated from field: uint64 seq = 3;
+   */
+  seq: bigint;
+
+  /**
+   * The trace's id (edited, reordered); empty for missing.
+   *
+   * @generated from field: string id = 4;
+   */
+  id: string;
+
+  /**
+   * For missing: how many traces.
+   *
+   * @generated from field: uint64 count = 5;
+   */
+  count: bigint;
+
+  /**
+   * For missing: the stored trace before the gap.
+   *
+   * @generated from field: string after_id = 6;
+   */
+  afterId: string;
+
+  /**
+   * For missing: the stored trace after the gap.
+   *
+   * @generated from field: string before_id = 7;
+   */
+  beforeId: string;
+
+  /**
+   * What was found, in words.
+   *
+   * @generated from field: string detail = 8;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message eproxy.v1.TraceFinding.
+ * Use `create(TraceFindingSchema)` to create a new message.
+ */
+export const TraceFindingSchema: GenMessage<TraceFinding> = /*@__PURE__*/
+  messageDesc(file_eproxy_v1_trace, 2);
 
 /**
  * ListTracesRequest filters and pages traces.
@@ -68,7 +215,7 @@ export type ListTracesRequest = Message<"eproxy.v1.ListTracesRequest"> & {
  * Use `create(ListTracesRequestSchema)` to create a new message.
  */
 export const ListTracesRequestSchema: GenMessage<ListTracesRequest> = /*@__PURE__*/
-  messageDesc(file_eproxy_v1_trace, 0);
+  messageDesc(file_eproxy_v1_trace, 3);
 
 /**
  * ListTracesResponse is one page of traces.
@@ -96,7 +243,7 @@ export type ListTracesResponse = Message<"eproxy.v1.ListTracesResponse"> & {
  * Use `create(ListTracesResponseSchema)` to create a new message.
  */
 export const ListTracesResponseSchema: GenMessage<ListTracesResponse> = /*@__PURE__*/
-  messageDesc(file_eproxy_v1_trace, 1);
+  messageDesc(file_eproxy_v1_trace, 4);
 
 /**
  * Trace is one access event. It never holds a token, a SOAP body or patient data.
@@ -244,6 +391,34 @@ export type Trace = Message<"eproxy.v1.Trace"> & {
    * @generated from field: string outcome = 20;
    */
   outcome: string;
+
+  /**
+   * The writer (one per eProxy process start) whose chain holds this trace.
+   *
+   * @generated from field: string writer_id = 21;
+   */
+  writerId: string;
+
+  /**
+   * Position in the writer's chain, from 1.
+   *
+   * @generated from field: uint64 seq = 22;
+   */
+  seq: bigint;
+
+  /**
+   * Hash of the previous trace in the chain; empty for the first.
+   *
+   * @generated from field: string prev_hash = 23;
+   */
+  prevHash: string;
+
+  /**
+   * Hash of this trace's canonical encoding (every field but this one).
+   *
+   * @generated from field: string hash = 24;
+   */
+  hash: string;
 };
 
 /**
@@ -251,7 +426,7 @@ export type Trace = Message<"eproxy.v1.Trace"> & {
  * Use `create(TraceSchema)` to create a new message.
  */
 export const TraceSchema: GenMessage<Trace> = /*@__PURE__*/
-  messageDesc(file_eproxy_v1_trace, 2);
+  messageDesc(file_eproxy_v1_trace, 5);
 
 /**
  * TraceService gives a client the access traces of its own calls (the trust space's traceability).
@@ -268,6 +443,18 @@ export const TraceService: GenService<{
     methodKind: "unary";
     input: typeof ListTracesRequestSchema;
     output: typeof ListTracesResponseSchema;
+  },
+  /**
+   * VerifyTraces checks the trace record in a time range: each writer's chain (sequence numbers and
+   * hashes), every trace missing, edited or reordered reported by id. For auditors only: the clients
+   * listed in the configuration's traces.auditors (PERMISSION_DENIED for the others).
+   *
+   * @generated from rpc eproxy.v1.TraceService.VerifyTraces
+   */
+  verifyTraces: {
+    methodKind: "unary";
+    input: typeof VerifyTracesRequestSchema;
+    output: typeof VerifyTracesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_eproxy_v1_trace, 0);
