@@ -139,6 +139,8 @@ export const CONFIG_KEY_DOCS: Readonly<Record<string, string>> = {
     "The spool never grows beyond this; past it, new traces are dropped with an error log.",
   "traces.file":
     "Without MongoDB every trace is appended to this JSON-lines file. Default `<stateDir>/traces.jsonl`.",
+  "traces.auditors":
+    "Clients that may verify the whole trace record (`GET /traces/verify`, `TraceService.VerifyTraces`): its chains hold every client's traces. Default none.",
   stateDir:
     "Writable directory for what eProxy keeps on disk (the trace spool, the traces file); relative to the configuration file. eProxy refuses to start when it cannot write there.",
   alerts:
