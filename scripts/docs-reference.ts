@@ -346,6 +346,40 @@ ${rows.join("\n")}
 `;
 }
 
+/** The parts of an OpenAPI document read here. */
+interface OpenApi {
+  info: { title: string; version: string };
+  paths: Record<string, Record<string, { summary?: string; responses?: Record<string, unknown> } | unknown>>;
+}
+
+/** docs/reference/rest.md, from the OpenAPI document eProxy serves at `/openapi.json`. */
+export function restPage(doc: OpenApi): string {
+  const methods = ["get", "post", "put", "patch", "delete"];
+  const rows: string[] = [];
+  for (const [route, ops] of Object.entries(doc.paths)) {
+    for (const m of methods) {
+      const op = ops[m] as { summary?: string; responses?: Record<string, unknown> } | undefined;
+      if (!op) continue;
+      const codes = Object.keys(op.responses ?? {}).join(", ");
+      rows.push(`| \`${m.toUpperCase()}\` | \`${route}\` | ${escapeCell(op.summary ?? "")} | ${codes} |`);
+    }
+  }
+  return `${GENERATED}
+<!-- Source: src/rest/openapi.json (served at GET /openapi.json; the REST facade is tested against it). -->
+
+# REST routes
+
+The REST facade's routes, as the OpenAPI ${"3.1"} document eProxy serves at \`GET /openapi.json\` describes
+them (request and answer schemas, examples and every error document are there). Errors are RFC 9457
+problem documents (\`/send\`: SOAP faults), see [error codes](error-codes.md); who may call is in the
+[API reference](api.md#who-may-call).
+
+| method | path | what | answers |
+|---|---|---|---|
+${rows.join("\n")}
+`;
+}
+
 /** Every generated page: repository path → content. */
 export async function generatedReferences(): Promise<Record<string, string>> {
   return {
@@ -354,6 +388,7 @@ export async function generatedReferences(): Promise<Record<string, string>> {
     "docs/reference/cli.md": cliPage(),
     "docs/reference/error-codes.md": errorCodesPage(),
     "docs/reference/metrics.md": await metricsPage(),
+    "docs/reference/rest.md": restPage(JSON.parse(readFileSync("src/rest/openapi.json", "utf8")) as OpenApi),
     "docs/reference/proto.md": protoPage(
       Object.fromEntries(
         readdirSync("proto/eproxy/v1")
