@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { diagramSourceHash } from "../../scripts/diagram-hash.ts";
 import { docFiles } from "../support/docs.ts";
 
 /** GitHub's heading anchor: lower case, punctuation dropped, spaces to dashes. */
@@ -109,5 +110,15 @@ describe("the README", () => {
     expect(readme).not.toMatch(/\b(first|second|third|fourth|fifth|sixth|seventh) pass\b/i);
     expect(readme).not.toMatch(/load average/i);
     expect(readme).not.toMatch(/\b20\d\d-\d\d-\d\d\b/);
+  });
+});
+
+describe("the architecture picture", () => {
+  it("docs/architecture.svg was rendered from the current docs/architecture.dot (npm run docs:diagram)", () => {
+    const svg = readFileSync("docs/architecture.svg", "utf8");
+    const recorded = /<!-- source docs\/architecture\.dot sha256:([0-9a-f]{64}) -->/.exec(svg)?.[1];
+    expect(recorded, "run npm run docs:diagram").toBe(
+      diagramSourceHash(readFileSync("docs/architecture.dot")),
+    );
   });
 });
