@@ -66,6 +66,20 @@ export const REUSED_SESSION_DETAIL =
   'token (DELETE /oauth2/session ends it), or start again with "newSession": true (a new push and a new ' +
   "session beside the live one).";
 
+/**
+ * Refuses members the operation does not know (the document's `additionalProperties: false`): a
+ * misspelt `newSession` must not be ignored silently.
+ */
+function onlyMembers(body: Record<string, unknown>, known: readonly string[]): void {
+  const unknown = Object.keys(body).find((k) => !known.includes(k));
+  if (unknown !== undefined) {
+    throw new EproxyError(
+      "INVALID_ARGUMENT",
+      `unknown member ${JSON.stringify(unknown.slice(0, 64))} (known: ${known.join(", ")})`,
+    );
+  }
+}
+
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
   const v = body[key];
   if (v === undefined || v === null) return undefined;
@@ -81,7 +95,7 @@ function optionalBoolean(body: Record<string, unknown>, key: string): boolean | 
 }
 
 function channelOf(v: string | undefined): "CARD" | "MOBILE" | undefined {
-  if (v === undefined || v === "") return undefined;
+  if (v === undefined) return undefined;
   if (v === "CARD" || v === "MOBILE") return v;
   throw new EproxyError("INVALID_ARGUMENT", "channel must be CARD or MOBILE");
 }
@@ -119,6 +133,7 @@ export function createAuthRoutes(deps: AuthRoutesDeps): Route[] {
       throw new EproxyError("INVALID_ARGUMENT", 'mode must be "async" (or absent for a blocking call)');
     }
     const body = await readJsonObject(req, max);
+    onlyMembers(body, ["clientId", "nationalId", "bindingMessage", "channel", "scope", "newSession"]);
     assertSameClient(caller, optionalString(body, "clientId"));
     const channel = channelOf(optionalString(body, "channel"));
     const bindingMessage = optionalString(body, "bindingMessage");
@@ -198,6 +213,7 @@ export function createAuthRoutes(deps: AuthRoutesDeps): Route[] {
       handler: async ({ req, res }) => {
         const caller = restCaller(deps.clients, req);
         const body = await readJsonObject(req, max);
+        onlyMembers(body, ["clientId", "code"]);
         assertSameClient(caller, optionalString(body, "clientId"));
         const session = await codeFlow.redeem(caller, optionalString(body, "code") ?? "");
         sendJson(res, 200, sessionJson(session));

@@ -61,7 +61,12 @@ export function createRestRouter(
   log: Logger,
   traces: Traces = { record() {} },
 ): (req: NodeRequest, res: NodeResponse) => void {
-  const compiled = routes.map((r) => ({ ...r, parts: r.pattern.split("/").slice(1) }));
+  const compiled = routes.map((r) => {
+    const parts = r.pattern.split("/").slice(1);
+    // A literal segment beats a parameter: `/oauth2/codeflow/token` is not `/oauth2/codeflow/:clientId`.
+    const literal = parts.map((p) => (p.startsWith(":") || p === "*" ? "0" : "1")).join("");
+    return { ...r, parts, literal };
+  });
   return (req, res) => {
     const requestId = requestContext.getStore()?.requestId ?? "";
     let url: URL;
@@ -72,7 +77,8 @@ export function createRestRouter(
       return;
     }
     const segments = url.pathname.split("/").slice(1);
-    const allowed: string[] = [];
+    // The routes this path matches, keeping only the most literal pattern (and all its methods).
+    let found: Array<{ route: (typeof compiled)[number]; params: Record<string, string> }> = [];
     for (const route of compiled) {
       let params: Record<string, string> | undefined;
       try {
@@ -82,6 +88,12 @@ export function createRestRouter(
         return;
       }
       if (!params) continue;
+      const best = found[0]?.route.literal;
+      if (best === undefined || route.literal > best) found = [{ route, params }];
+      else if (route.literal === best) found.push({ route, params });
+    }
+    const allowed: string[] = [];
+    for (const { route, params } of found) {
       if (route.method !== req.method) {
         allowed.push(route.method);
         continue;

@@ -92,6 +92,41 @@ describe("REST contract enforcement", () => {
     expect(ok.status).toBe(200);
   });
 
+  it("refuses unknown JSON members and off-enum values; null stands for an absent member", async () => {
+    const typo = await env.http("POST", "/oauth2/ciba?mode=async", {
+      headers: key(),
+      body: { nationalId: DOCTOR, newsession: true },
+    });
+    expect(typo.status).toBe(400);
+    expect(typo.json().detail).toMatch(/unknown member "newsession"/);
+    const token = await env.http("POST", "/oauth2/codeflow/token", {
+      headers: key(),
+      body: { code: "x", extra: 1 },
+    });
+    expect(token.status).toBe(400);
+    expect(token.json().detail).toMatch(/unknown member "extra"/);
+    const channel = await env.http("POST", "/oauth2/ciba?mode=async", {
+      headers: key(),
+      body: { nationalId: DOCTOR, channel: "" },
+    });
+    expect(channel.status).toBe(400);
+    // The doctor has a live session (beforeAll): reused, whatever the null members.
+    const nulls = await env.http("POST", "/oauth2/ciba?mode=async", {
+      headers: key(),
+      body: { nationalId: DOCTOR, newSession: null, scope: null, channel: null, bindingMessage: "" },
+    });
+    expect(nulls.status).toBe(200);
+    expect(nulls.json().reused).toBe(true);
+  });
+
+  it("routes a literal segment before a parameter: /oauth2/codeflow/token is POST only", async () => {
+    for (const method of ["GET", "OPTIONS"]) {
+      const r = await env.http(method, "/oauth2/codeflow/token", { headers: key() });
+      expect(r.status, method).toBe(405);
+      expect(r.headers.allow, method).toBe("POST");
+    }
+  });
+
   it("requires the code-flow callback's state", async () => {
     const r = await env.http("GET", "/oauth2/codeflow/lps-demo/callback?code=x");
     expect(r.status).toBe(400);
