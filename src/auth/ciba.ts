@@ -58,6 +58,9 @@ export type CibaStartResult =
  * while the store was unreachable, or a poller that died without handing over (its lease expires).
  */
 const WATCH_RECHECK_MS = POLL_LEASE_MS / 3;
+/** Backoff of the writes that follow a push (0.25 + 0.5 + ... + 4 s: a Redis failover takes 2–5 s). */
+const PUSH_WRITE_RETRY_MIN_MS = 250;
+const PUSH_WRITE_RETRY_MAX_MS = 4_000;
 /** First wait before a watcher reads a request again after the store failed (doubling up to the re-check). */
 const WATCH_RETRY_MIN_MS = 500;
 const NATIONAL_ID = /^(8\d{11}|0\d{9})$/;
@@ -258,6 +261,22 @@ export function createCiba(deps: {
     if (rec) await adopt(rec);
   }
 
+  /** A store write after PSC's push, retried while the store is unavailable (a failover), backing off. */
+  async function afterPush<T>(write: () => Promise<T>): Promise<T> {
+    for (let delay = PUSH_WRITE_RETRY_MIN_MS; ; delay *= 2) {
+      try {
+        return await write();
+      } catch (err) {
+        if (
+          !(err instanceof EproxyError && err.code === "STORE_UNAVAILABLE") ||
+          delay > PUSH_WRITE_RETRY_MAX_MS
+        )
+          throw err;
+        await new Promise<void>((resolve) => clock.setTimeout(resolve, delay));
+      }
+    }
+  }
+
   async function startGated(
     client: ClientConfig,
     nationalId: string,
@@ -320,11 +339,18 @@ export function createCiba(deps: {
       // CIBA §7.3: 5 seconds when PSC gives no interval.
       intervalMs: (started.intervalSeconds ?? 5) * 1000,
     };
-    const lease = await store.tryPollLease(rec.id, POLL_LEASE_MS);
-    if (!lease) throw new EproxyError("INTERNAL", "could not take the lease of a new CIBA request");
-    await store.save(rec);
-    await store.setPending(rec);
-    poller.own(rec, lease, rec.intervalMs);
+    // PSC has pushed: from here a failure would make the caller's retry push again. The writes are
+    // retried through a store failover; without the lease the request is still saved, and the
+    // replica a watcher or a poll reaches takes it over once nobody holds its lease.
+    const lease = await afterPush(() => store.tryPollLease(rec.id, POLL_LEASE_MS)).catch(() => undefined);
+    await afterPush(() => store.save(rec));
+    await afterPush(() => store.setPending(rec));
+    if (lease) poller.own(rec, lease, rec.intervalMs);
+    else
+      log.warn(
+        { clientId: client.id },
+        "CIBA request saved without its poll lease: taken over when asked about",
+      );
     return { reused: false, request: await view(rec, false) };
   }
 

@@ -458,6 +458,44 @@ describe("CIBA service on fake time", () => {
     expect(w.statuses()).toEqual(["PENDING"]);
   });
 
+  it("a store failing over right after PSC's push: the request is still saved, the caller's retry does not push again", async () => {
+    const psc = fakePsc();
+    const base = createMemoryStore();
+    // Redis fails over just after the push: the next four store writes fail, then it is back.
+    let failing = 0;
+    const unreachable = () =>
+      Promise.reject(new EproxyError("STORE_UNAVAILABLE", "session store unavailable"));
+    const store: AuthStore = {
+      ...base,
+      tryLease: (name, ttl) => (failing > 0 && failing-- ? unreachable() : base.tryLease(name, ttl)),
+      putTransient: (kind, key, value, ttl) =>
+        failing > 0 && failing-- ? unreachable() : base.putTransient(kind, key, value, ttl),
+    };
+    const pushing = psc.startCiba.bind(psc);
+    psc.startCiba = async (...args: Parameters<typeof pushing>) => {
+      const r = await pushing(...args);
+      failing = 4;
+      return r;
+    };
+    const a = replica({ store, psc }, "a");
+    const b = replica({ store: base, psc }, "b");
+    const first = a.start(client, { nationalId: NURSE, bindingMessage: "42", newSession: true });
+    await tick(10_000);
+    const r1 = await first;
+    expect("request" in r1 && r1.reused).toBe(false);
+    // The caller retries (its answer was slow): the pending request is reused, nothing pushed again.
+    const r2 = await b.start(client, { nationalId: NURSE, bindingMessage: "42", newSession: true });
+    expect(r2.reused).toBe(true);
+    expect("request" in r2 && "request" in r1 && r2.request.authReqId).toBe(
+      "request" in r1 && r1.request.authReqId,
+    );
+    expect(psc.pushes).toHaveLength(1);
+    psc.answer("psc-1", approved);
+    const w = watching(b.watch(client.id, "request" in r1 ? r1.request.authReqId : ""));
+    await tick(40_000);
+    expect(w.statuses().at(-1)).toBe("APPROVED");
+  });
+
   it("a store unreachable at a lease renewal does not stop the poller", async () => {
     const psc = fakePsc();
     const base = createMemoryStore();
