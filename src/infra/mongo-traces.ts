@@ -30,13 +30,18 @@ export function createMongoTraceStore(
     collection ??= (async () => {
       await client.connect();
       const c = client.db().collection<TraceDoc>("traces");
-      await c.createIndexes([
+      // One index a command: FerretDB 1.24 drops the connection when a createIndexes of several
+      // indexes meets some that exist (every restart of eProxy), which left the store unusable.
+      const indexes: Array<{ key: Record<string, 1>; name: string }> = [
         { key: { at: 1, _id: 1 }, name: "at" },
         { key: { clientId: 1, at: 1 }, name: "client_at" },
         { key: { nationalId: 1, at: 1 }, name: "professional_at" },
         // Verification walks each writer's chain in order (`eproxy traces verify`).
         { key: { writerId: 1, seq: 1 }, name: "chain" },
-      ]);
+      ];
+      for (const index of indexes) {
+        await c.createIndex(index.key, { name: index.name });
+      }
       // TTL index for real MongoDB; queries apply the same cut-off for servers without TTL monitors.
       await c
         .createIndex(

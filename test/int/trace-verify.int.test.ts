@@ -69,6 +69,22 @@ const swapChainPlaces = async (traces: Collection<Doc>, a: Doc, b: Doc) => {
   await traces.updateOne({ _id: b._id }, { $set: { seq: a.seq, prevHash: a.prevHash, hash: a.hash } });
 };
 
+describe.skipIf(!mongoUrl)("MongoDB trace store after a restart", () => {
+  it("a second process opens the existing collection and writes (FerretDB refused the indexes again)", async () => {
+    const url = `${mongoUrl}restart_${randomBytes(4).toString("hex")}`;
+    const first = createMongoTraceStore(url, { retentionMs: DAY });
+    await first.insertMany([{ id: "a", type: "SEND", at: Date.now() }]);
+    await first.close();
+    const second = createMongoTraceStore(url, { retentionMs: DAY, timeoutMs: 2_000 });
+    stores.push(second);
+    await second.insertMany([{ id: "b", type: "SEND", at: Date.now() }]);
+    expect((await second.query({ start: 0, end: Date.now() + 1, limit: 10 })).map((e) => e.id)).toEqual([
+      "a",
+      "b",
+    ]);
+  });
+});
+
 describe.skipIf(!mongoUrl)("trace chains", () => {
   it("an untouched range is clean: several writers, chains ending without a stop", async () => {
     const { verify, bySeq } = await recorded(40, 3);
