@@ -79,6 +79,9 @@ const RATE_HTTP = process.env.BENCH_RATE_HTTP === "2" ? "2" : "1.1";
 const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
+/** BENCH_PARTS (comma list of `wrk`, `rate`, `mtom`, `proto`): the parts run (default all). */
+const PARTS = new Set((process.env.BENCH_PARTS ?? "wrk,rate,mtom,proto").split(","));
+
 type FrontName = "direct" | "nginx" | "eProxy";
 /** BENCH_FRONTS (comma list, for profiling runs): the fronts measured; eProxy is always one of them (it sets the rate). */
 const FRONTS: FrontName[] = (["direct", "nginx", "eProxy"] as const).filter(
@@ -585,6 +588,7 @@ async function main(): Promise<void> {
           tele,
           insiUrl,
           dmpMaxBodyBytes: 2 * MTOM_MB * MiB,
+          shape: process.env.BENCH_SHAPE === "operator" ? "operator" : "bench",
           relaysPerSessionMax: 1_000_000_000,
           logLevel: LOG_LEVEL,
           server: {
@@ -611,9 +615,13 @@ async function main(): Promise<void> {
     );
     const eproxyLog = path.join(dir, "eproxy.log");
     const logFd = openSync(eproxyLog, "w");
+    // BENCH_WRAP: a command eProxy's node runs under (e.g. `valgrind --tool=callgrind`: instruction
+    // counts per call, repeatable on a busy machine).
+    const wrap = (process.env.BENCH_WRAP ?? "").split(" ").filter((w) => w);
     const eproxy = spawn(
-      process.execPath,
+      wrap[0] ?? process.execPath,
       [
+        ...(wrap.length ? [...wrap.slice(1), process.execPath] : []),
         "--trace-gc",
         // BENCH_NODE_FLAGS: extra V8/Node flags for eProxy (e.g. --max-semi-space-size=8).
         ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
@@ -627,7 +635,7 @@ async function main(): Promise<void> {
     );
     children.push(eproxy);
 
-    await waitFor(`https://localhost:${port}/healthz`, tls.ca);
+    await waitFor(`https://localhost:${port}/healthz`, tls.ca, wrap.length ? 600_000 : 20_000);
     await waitFor(`https://localhost:${upDirectPort}/`, tls.ca);
     await waitFor(`https://localhost:${frontPort}/`, tls.ca);
 
@@ -725,7 +733,7 @@ async function main(): Promise<void> {
     const cpu: Record<FrontName, number[]> = { direct: [], nginx: [], eProxy: [] };
     // Per front: only eProxy's failures fail the command; the others' are reported.
     const errors: Record<FrontName, number> = { direct: 0, nginx: 0, eProxy: 0 };
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < (PARTS.has("wrk") ? ROUNDS : 0); r++) {
       for (const name of FRONTS) {
         const f = fronts[name];
         const c0 = f.pid ? cpuMs(f.pid) : 0;
@@ -749,7 +757,7 @@ async function main(): Promise<void> {
       eProxy: { p50: [], p99: [], p99Steady: [], conns: [] },
     };
     const gcPauses: number[] = [];
-    if (vbin) {
+    if (vbin && PARTS.has("rate")) {
       for (let r = 0; r < ROUNDS; r++) {
         for (const name of FRONTS) {
           const logStart = readFileSync(eproxyLog).length;
@@ -802,7 +810,7 @@ async function main(): Promise<void> {
       nginx: { ms: [], growthMb: [], exact: true },
       eProxy: { ms: [], growthMb: [], exact: true },
     };
-    for (let r = 0; r < MTOM_ROUNDS; r++) {
+    for (let r = 0; r < (PARTS.has("mtom") ? MTOM_ROUNDS : 0); r++) {
       for (const name of FRONTS) {
         const f = fronts[name];
         const before = f.pid ? rssKb(f.pid) : 0;
@@ -839,7 +847,7 @@ async function main(): Promise<void> {
       http: "1.1" | "2";
     }> = [];
     const h2 = h2loadBin();
-    if (h2 && FRONTS.includes("eProxy")) {
+    if (h2 && FRONTS.includes("eProxy") && PARTS.has("proto")) {
       const soapType = "application/soap+xml; charset=utf-8";
       const rpcUrl = `${new URL(fronts.eProxy.soapUrl).origin}/eproxy.v1.RelayService/ForwardSoap`;
       const message = create(ForwardSoapRequestSchema, {

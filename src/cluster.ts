@@ -21,6 +21,7 @@ import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
+import { childLogger } from "./log.ts";
 import type { TraceStore } from "./trace/traces.ts";
 
 /** Environment variable carrying a worker's stable index (0..workers-1) from the primary. */
@@ -76,7 +77,7 @@ export async function serveWithWorkers(
       const { createIpcTraceStore } = await import("./infra/ipc-traces.ts");
       overrides.traceStore = createIpcTraceStore();
     }
-    await start(workerConfig(config, index), log.child({ worker: index }), overrides);
+    await start(workerConfig(config, index), childLogger(log, { worker: index }), overrides);
     return;
   }
   const workers = workersFor(config, log);

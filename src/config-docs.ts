@@ -31,7 +31,7 @@ export const CONFIG_KEY_DOCS: Readonly<Record<string, string>> = {
   "server.http2.streamWindowBytes": "Window per stream, in bytes.",
   "server.http2.connectionWindowBytes": "Window per connection, in bytes.",
   "server.reclaimEveryBytes":
-    "Relayed body bytes after which eProxy asks V8 for a young-generation collection, freeing the socket buffers of what was already relayed (bounds the memory of a large upload). 0 turns it off.",
+    "Relayed body bytes after which eProxy asks V8 for a young-generation collection, freeing the socket buffers of what was already relayed (bounds the memory of a large upload). Only when Node runs with `--expose-gc` (command line or `NODE_OPTIONS`): eProxy sets no V8 flag itself. 0 turns it off.",
   "server.trustedProxies":
     "Reverse proxies (IPs) whose `X-Forwarded-For` is believed for the caller IP in traces.",
   "server.internalListener":

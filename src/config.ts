@@ -232,7 +232,8 @@ export const configSchema = z
         /**
          * Relayed body bytes after which eProxy asks V8 for a young-generation collection, which frees
          * the socket read buffers of what was already relayed (src/infra/reclaim.ts): bounds the memory
-         * a large streamed upload takes. 0 turns it off.
+         * a large streamed upload takes. Only when Node runs with `--expose-gc` (command line or
+         * `NODE_OPTIONS`): eProxy sets no V8 flag itself. 0 turns it off.
          */
         reclaimEveryBytes: z
           .number()

@@ -120,12 +120,34 @@ export function flushLogs(
   });
 }
 
-/** Creates the root logger; lines written inside a request carry its request id. */
+/**
+ * Where the access line of a logger made here (or by `childLogger`) is written by construction: the
+ * destination this module gave pino, and the logger's bindings as pino writes them. Public API only
+ * (`bindings()`, `stdTimeFunctions`, the stream we created): no pino internal is read.
+ */
+interface LineSink {
+  stream: { write(s: string): unknown };
+  /** `,"service":"eproxy",...`: the bindings as they follow `time` on every line. */
+  bindings: string;
+}
+const sinks = new WeakMap<object, LineSink>();
+
+function bindingsJson(log: Logger): string {
+  const b = JSON.stringify(log.bindings());
+  return b === "{}" ? "" : `,${b.slice(1, -1)}`;
+}
+
+/**
+ * Creates the root logger; lines written inside a request carry its request id. Without a
+ * destination, standard output (pino's own destination, made here so that the access line can be
+ * written to it).
+ */
 export function createLogger(
   level: string,
   destination?: NodeJS.WritableStream | pino.DestinationStream,
 ): Logger {
   const none = {};
+  const dest = destination ?? pino.destination(1);
   const logger = pino(
     {
       level,
@@ -142,24 +164,19 @@ export function createLogger(
       mixinMergeStrategy: (obj, mixed) => (mixed === none ? obj : Object.assign(mixed, obj)),
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination as pino.DestinationStream | undefined,
+    dest as pino.DestinationStream,
   );
-  ownShape.add(logger);
+  sinks.set(logger, { stream: dest as LineSink["stream"], bindings: bindingsJson(logger) });
   return logger;
 }
 
-/** Loggers made by createLogger: their line shape is known (level label, ISO time, no mixin for access lines). */
-const ownShape = new WeakSet<object>();
-/** Made by createLogger, or a child of one (pino's children inherit from their parent). */
-function hasOwnShape(log: Logger): boolean {
-  for (let o: object | null = log; o; o = Object.getPrototypeOf(o)) if (ownShape.has(o)) return true;
-  return false;
+/** A child of a logger made here, whose access lines are still written by construction. */
+export function childLogger(log: Logger, bindings: Record<string, string | number | boolean>): Logger {
+  const child = log.child(bindings);
+  const parent = sinks.get(log);
+  if (parent) sinks.set(child, { stream: parent.stream, bindings: bindingsJson(child) });
+  return child;
 }
-
-const { streamSym, timeSym, chindingsSym, needsMetadataGsym } = pino.symbols as unknown as Record<
-  string,
-  symbol
->;
 
 /** A string field of the access line (`,"k":"v"`), omitted when undefined. */
 const str = (k: string, v: string | undefined): string =>
@@ -224,10 +241,8 @@ export function writeAccessLine(
     (typeof responseLength === "number" ? responseLength : Number(responseLength ?? Number.NaN) || undefined);
   const route = a.route ?? path.slice(0, 200);
   const durationMsRounded = Math.round(durationMs * 10) / 10;
-  const stream = (log as unknown as Record<symbol, { write(s: string): unknown } & Record<symbol, unknown>>)[
-    streamSym as symbol
-  ];
-  if (!hasOwnShape(log) || !stream || stream[needsMetadataGsym as symbol]) {
+  const sink = sinks.get(log);
+  if (!sink) {
     log.info(
       {
         requestId: ctx.requestId,
@@ -252,11 +267,10 @@ export function writeAccessLine(
     return;
   }
   // The hot path (one line per call): the same line pino writes for the object above, built by
-  // construction — its fields are known, none is a redacted path, and pino's generic walk (one
-  // key at a time, its own string escaping, the mixin) cost ~5 % of a relayed call's CPU.
-  const self = log as unknown as Record<symbol, unknown>;
-  stream.write(
-    `{"level":"info"${(self[timeSym as symbol] as () => string)()}${self[chindingsSym as symbol] as string}` +
+  // construction: its fields are known and none is a redacted path (pino's generic walk cost ~5 %
+  // of a relayed call's CPU, bench/reports/hot-path.md). test/unit/log.test.ts compares the two.
+  sink.stream.write(
+    `{"level":"info"${pino.stdTimeFunctions.isoTime()}${sink.bindings}` +
       `${str("requestId", ctx.requestId)}${str("clientId", a.clientId)}${str("method", req.method)}` +
       `${str("route", route)}${str("protocol", protocol)}${str("code", code)},"status":${status}` +
       `,"completed":${completed}${str("httpVersion", req.httpVersion)}${num("durationMs", durationMsRounded)}` +

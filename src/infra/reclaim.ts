@@ -1,35 +1,15 @@
 /**
- * Bounded memory for large streamed bodies. Node allocates a fresh buffer for each read of a TLS
- * socket (16–64 KiB) and V8 frees it only when a garbage collection finds its JS object dead. A
- * relayed MTOM upload allocates ~1 KiB of heap per 64 KiB read, so once the young generation has
- * grown under load (up to 64 MiB semi-spaces) no young-generation collection comes during an
- * upload, and V8's external-memory trigger waits for ~64 MB more: a 100 MiB upload grew the process
- * by ~100 MiB (`process.memoryUsage().arrayBuffers` +100 MB in 0.4 s, back after the next
- * collection). After every `everyBytes` relayed, this asks V8 for a young-generation collection
- * (a scavenge, run as a task right after; ~1 ms when little survives), which frees the read buffers
- * of the bytes already relayed. Measured with bench:compare (100 MiB MTOM, after the 2 KB load):
- * first-upload growth 38 MiB without, 28 MiB every 16 MiB, 5–7 MiB every 4 MiB (the default).
- *
- * The collector is V8's `gc` extension, enabled at start by setting `--expose-gc` as a V8 flag and
- * read from a fresh context (no command-line flag needed).
- *
- * Only large bodies count: the first `UNCOUNTED_BODY_BYTES` of each body (each way) do not. Small
- * calls allocate heap as they go, so V8's own young-generation collections free their buffers; when
- * they counted, 2 KB calls at 3,700/s asked for ~5 extra collections a second, and those that fell
- * while V8 was starting a marking (the performance entry saying so comes one or two event-loop turns
- * late) became full collections finished at once: 14–20 ms pauses, 1–2 per 8 s run.
- *
- * Never while V8 is marking the old generation incrementally: a young-generation collection asked
- * for then, with the allocation limit overshot, makes V8 finish the full collection at once
- * ("testing; Incremental marking forced finalization" in --trace-gc): the marking left to do moved
- * into the pause, 21–26 ms pauses instead of 5–12 (measured at 4,000 calls/s). The start and the
- * end of that marking come from the `gc` performance entries (kind incremental, then major); the
- * collection asked for meanwhile waits for the next relayed chunk after the end, or until twice
- * `everyBytes` were relayed (then it is asked anyway: the memory bound of large uploads first).
+ * Bounded memory for large streamed bodies, when Node runs with `--expose-gc` (on its command line
+ * or in `NODE_OPTIONS`; off otherwise: eProxy sets no V8 flag at run time). Node allocates a fresh
+ * buffer for each read of a TLS socket and V8 frees it only when a collection finds its JS object
+ * dead; a streamed MTOM upload allocates little heap per read, so no young-generation collection
+ * comes during it and the process grows by up to the upload's size until V8's external-memory
+ * trigger. After every `everyBytes` relayed past each body's first `UNCOUNTED_BODY_BYTES`, this asks
+ * V8 for an asynchronous young-generation collection, never while V8 marks the old generation
+ * incrementally (that would finish the marking in the pause) unless twice `everyBytes` are waiting.
+ * What it pays (RSS growth of a 100 MiB upload) and why each rule: bench/reports/reclaim.md.
  */
 import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 
 /** Bytes at the start of each relayed body that do not count (small calls never do). */
 export const UNCOUNTED_BODY_BYTES = 256 * 1024;
@@ -54,19 +34,15 @@ function watchMarking(): () => boolean {
 /**
  * Counts relayed bytes and asks for a young-generation collection every `everyBytes` (0: never).
  * Each call tells one chunk: its size and its body's size so far; only what lies past the body's
- * first `UNCOUNTED_BODY_BYTES` counts. `probe` replaces V8 in tests: the collector and the marking
- * state.
+ * first `UNCOUNTED_BODY_BYTES` counts. Undefined (nothing to tell) when Node does not expose `gc`.
+ * `probe` replaces V8 in tests: the collector and the marking state.
  */
 export function createReclaimer(
   everyBytes: number,
   probe?: { collect: NodeJS.GCFunction; marking: () => boolean },
 ): ((bytes: number, bodyBytes: number) => void) | undefined {
   if (!(everyBytes > 0)) return undefined;
-  let gc = probe?.collect ?? (globalThis as { gc?: NodeJS.GCFunction }).gc;
-  if (typeof gc !== "function") {
-    setFlagsFromString("--expose-gc");
-    gc = runInNewContext("gc") as NodeJS.GCFunction | undefined;
-  }
+  const gc = probe?.collect ?? (globalThis as { gc?: NodeJS.GCFunction }).gc;
   if (typeof gc !== "function") return undefined;
   const collect = gc;
   const marking = probe?.marking ?? watchMarking();

@@ -5,7 +5,7 @@
  * promoted per scavenge, 10–20 ms pauses) and cost ~30–90 % more CPU per call. This guard keeps a
  * refactoring from bringing one back without a measurement.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
 const HOT_PATH = [
@@ -43,4 +43,18 @@ describe("per-call hashing", () => {
       expect(readFileSync(file, "utf8")).not.toMatch(/createHash\s*\(/);
     },
   );
+});
+
+/**
+ * No V8 flag is set at run time (`v8.setFlagsFromString`: Node's documentation says behaviour after
+ * it is undefined, it may crash): a V8 feature eProxy uses (the reclaimer's `gc`) is the operator's
+ * choice on Node's command line or in NODE_OPTIONS.
+ */
+describe("V8 flags", () => {
+  it("src/ never sets one at run time", () => {
+    const offenders = readdirSync("src", { recursive: true, encoding: "utf8" })
+      .filter((f) => f.endsWith(".ts"))
+      .filter((f) => /setFlagsFromString/.test(readFileSync(`src/${f}`, "utf8")));
+    expect(offenders).toEqual([]);
+  });
 });

@@ -1,6 +1,13 @@
 import { Writable } from "node:stream";
-import { describe, expect, it } from "vitest";
-import { createLogger, noteAccess, protocolOf, requestContext, writeAccessLine } from "../../src/log.ts";
+import { describe, expect, it, vi } from "vitest";
+import {
+  childLogger,
+  createLogger,
+  noteAccess,
+  protocolOf,
+  requestContext,
+  writeAccessLine,
+} from "../../src/log.ts";
 
 function capture(level = "info") {
   const lines: string[] = [];
@@ -122,7 +129,9 @@ describe("access line", () => {
 
   it("is built by construction byte for byte as pino would write it (escapes, null for NaN, children)", () => {
     const { lines, log } = capture();
-    const child = log.child({ worker: 3 });
+    const child = childLogger(log, { worker: 3 });
+    // A child made by pino alone: written through pino (the generic path), the same line.
+    const plain = log.child({ worker: 4 });
     const ctx = {
       requestId: 'r-"1',
       access: {
@@ -133,7 +142,7 @@ describe("access line", () => {
       },
     };
     const odd = { ...request, contentLength: "abc", method: "PO\tST" };
-    for (const l of [log, child]) {
+    for (const l of [log, child, plain]) {
       writeAccessLine(l, ctx, odd, 502, true, 12.345, undefined);
       // The reference: pino's own line for the same fields.
       l.info(
@@ -155,14 +164,26 @@ describe("access line", () => {
       );
     }
     const untimed = lines.map((l) => l.replace(/"time":"[^"]+"/, '"time":"T"'));
-    expect(untimed).toHaveLength(4);
+    expect(untimed).toHaveLength(6);
     expect(untimed[0]).toBe(untimed[1]);
     expect(untimed[2]).toBe(untimed[3]);
+    expect(untimed[4]).toBe(untimed[5]);
+    expect(untimed[2]).toContain('"worker":3');
     expect(JSON.parse(untimed[2] as string)).toMatchObject({
       worker: 3,
       bytesIn: null,
       clientId: ctx.access.clientId,
     });
+  });
+
+  it("is written by construction (not through pino's info) for loggers of createLogger and childLogger", () => {
+    const { lines, log } = capture();
+    for (const l of [log, childLogger(log, { worker: 1 })]) {
+      const info = vi.spyOn(l, "info");
+      writeAccessLine(l, { requestId: "r", access: {} }, request, 200, true, 1, undefined);
+      expect(info).not.toHaveBeenCalled();
+    }
+    expect(lines).toHaveLength(2);
   });
 
   it("tells the protocol from the content type and the path", () => {

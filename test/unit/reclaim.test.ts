@@ -1,4 +1,5 @@
-import { constants, PerformanceObserver } from "node:perf_hooks";
+import { execFileSync } from "node:child_process";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { createReclaimer, UNCOUNTED_BODY_BYTES } from "../../src/infra/reclaim.ts";
 
@@ -71,27 +72,31 @@ describe("reclaimer", () => {
     expect(p.calls).toHaveLength(1);
   });
 
-  it("is off at 0, and runs a real young-generation collection on V8 otherwise", async () => {
+  it("is off at 0, and off when Node does not expose gc (eProxy sets no V8 flag itself)", () => {
     expect(createReclaimer(0)).toBeUndefined();
-    const minor = new Promise<void>((resolve) => {
+    expect(typeof (globalThis as { gc?: unknown }).gc).toBe("undefined");
+    expect(createReclaimer(1024)).toBeUndefined();
+  });
+
+  it("runs a real young-generation collection when Node runs with --expose-gc", () => {
+    const script = `
+      import { constants, PerformanceObserver } from "node:perf_hooks";
+      import { createReclaimer, UNCOUNTED_BODY_BYTES } from ${JSON.stringify(path.resolve("src/infra/reclaim.ts"))};
       const obs = new PerformanceObserver((list) => {
-        if (
-          list
-            .getEntries()
-            .some(
-              (e) =>
-                (e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR,
-            )
-        ) {
-          obs.disconnect();
-          resolve();
+        if (list.getEntries().some((e) => e.detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR)) {
+          console.log("minor");
+          process.exit(0);
         }
       });
       obs.observe({ entryTypes: ["gc"] });
+      const reclaim = createReclaimer(1024);
+      if (typeof reclaim !== "function") { console.log("off"); process.exit(1); }
+      reclaim(4096, UNCOUNTED_BODY_BYTES + 4096);
+      setTimeout(() => { console.log("none"); process.exit(1); }, 10_000);
+    `;
+    const out = execFileSync(process.execPath, ["--expose-gc", "--input-type=module", "-e", script], {
+      encoding: "utf8",
     });
-    const reclaim = createReclaimer(1024);
-    expect(reclaim).toBeTypeOf("function");
-    reclaim?.(4096, UNCOUNTED_BODY_BYTES + 4096);
-    await minor;
+    expect(out.trim()).toBe("minor");
   });
 });
