@@ -16,7 +16,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writ
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+import { type CliProcess, startCli } from "../support/cli.ts";
 import { docBlocks, type SandboxPorts, withPorts } from "../support/doc-blocks.ts";
 import { docFiles } from "../support/docs.ts";
 
@@ -109,24 +109,31 @@ function bash(
 }
 
 beforeAll(async () => {
-  ports = { proxy: await freePort(), psc: await freePort(), teleservices: await freePort() };
   // The blocks run from the repository's root in the docs: here `certs/` and `node_modules` stand in.
   mkdirSync(path.join(work, "certs"));
   symlinkSync(path.join(root, "node_modules"), path.join(work, "node_modules"));
+  // Port 0: the sandbox picks free ports for the proxy, both simulators and the admin listener.
   sandbox = startCli([
     "sandbox",
     "--port",
-    String(ports.proxy),
-    "--psc-port",
-    String(ports.psc),
-    "--teleservices-port",
-    String(ports.teleservices),
+    "0",
     "--dir",
     path.join(work, "certs"),
     "--approve-after-ms",
     "300",
   ]);
   await Promise.all([sandbox.waitFor(/Ctrl-C stops it/, 60_000), buildClient()]);
+  const port = (re: RegExp) => Number(re.exec(sandbox?.stdout() ?? "")?.[1]);
+  ports = {
+    proxy: port(/sandbox ready on https:\/\/localhost:(\d+)/),
+    psc: port(/PSC simulator on https:\/\/localhost:(\d+)/),
+    teleservices: port(/Teleservice simulators on https:\/\/localhost:(\d+)/),
+    admin: port(/Metrics \(Prometheus\) on http:\/\/127\.0\.0\.1:(\d+)/),
+  };
+  expect(
+    Object.values(ports).every((p) => p > 0),
+    sandbox.stdout(),
+  ).toBe(true);
   // The sandbox's printed commands, as a new integrator runs them first: live sessions, no newSession.
   const prelude = await bash(
     withPorts(

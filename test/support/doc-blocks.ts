@@ -40,6 +40,7 @@ export interface SandboxPorts {
   proxy: number;
   psc: number;
   teleservices: number;
+  admin: number;
 }
 
 /** Rewrites the documented sandbox ports (8443, 8444, 8445, 8446) to a test sandbox's. */
@@ -48,5 +49,5 @@ export function withPorts(code: string, ports: SandboxPorts): string {
     .replaceAll("localhost:8443", `localhost:${ports.proxy}`)
     .replaceAll("localhost:8444", `localhost:${ports.psc}`)
     .replaceAll("localhost:8445", `localhost:${ports.teleservices}`)
-    .replaceAll("127.0.0.1:8446", `127.0.0.1:${ports.proxy + 3}`);
+    .replaceAll("127.0.0.1:8446", `127.0.0.1:${ports.admin}`);
 }
