@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -20,7 +20,9 @@ afterAll(async () => {
 });
 
 /** Starts a sandbox on free ports; resolves with the arguments `eproxy conformity` needs for it. */
-async function sandbox(extra: string[] = []): Promise<{ process: CliProcess; args: string[] }> {
+async function sandbox(
+  extra: string[] = [],
+): Promise<{ process: CliProcess; args: string[]; certs: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), "eproxy-conformity-"));
   const port = await freePort();
   const p = startCli([
@@ -42,7 +44,7 @@ async function sandbox(extra: string[] = []): Promise<{ process: CliProcess; arg
   // The command the sandbox prints, as a developer would paste it.
   const printed = /^ {2}npx eproxy (conformity .*)$/m.exec(p.stdout())?.[1];
   expect(printed, "the sandbox prints the conformity command").toBeDefined();
-  return { process: p, args: (printed as string).split(" ") };
+  return { process: p, args: (printed as string).split(" "), certs: path.join(dir, "certs") };
 }
 
 async function conformity(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -53,7 +55,7 @@ async function conformity(args: string[]): Promise<{ code: number | null; stdout
 
 describe("eproxy conformity", () => {
   it("passes the agency's scenario against the sandbox (text and JSON reports)", async () => {
-    const { args, process: sb } = await sandbox();
+    const { args, process: sb, certs } = await sandbox();
     const text = await conformity(args);
     expect(text.code, `${text.stdout}\n${text.stderr}`).toBe(0);
     expect(text.stdout).toMatch(/^signature\s+OK\s+ES256 JWS by key mock-\w+ over the session data$/m);
@@ -79,6 +81,21 @@ describe("eproxy conformity", () => {
       ["send", true],
       ["logout", true],
     ]);
+
+    // As a user software with an API key (no client certificate, so no JWKS from the mTLS-only mock):
+    // the signature is then only seen, a warning that does not fail the run.
+    const keys = JSON.parse(readFileSync(path.join(certs, "sandbox-api-keys.json"), "utf8"));
+    const keyFile = path.join(certs, "lps-demo.api-key");
+    writeFileSync(keyFile, keys["lps-demo"].key, { mode: 0o600 });
+    const option = (name: string) => args[args.indexOf(name) + 1] as string;
+    const byKey = await conformity([
+      "conformity",
+      ...["--url", option("--url"), "--ca", option("--ca"), "--api-key-file", keyFile],
+      ...["--client-id", "lps-demo", "--national-id", "899700218896"],
+    ]);
+    expect(byKey.code, `${byKey.stdout}\n${byKey.stderr}`).toBe(0);
+    expect(byKey.stdout).toMatch(/^signature\s+WARN\s+present, not verified/m);
+    expect(byKey.stdout).toContain("conformity scenario PASSED");
     sb.child.kill("SIGTERM");
     await sb.exited;
   });
