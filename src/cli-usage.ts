@@ -174,7 +174,7 @@ Options:
     development: true,
     help: `Usage: eproxy sandbox [--port 8443] [--psc-port P] [--teleservices-port P] [--dir certs]
                       [--approve-after-ms 3000] [--strict-misuse-limits]
-                      [--withhold-traces TYPE,...]
+                      [--withhold-traces TYPE,...] [--console-port P | --no-console]
 
 Development only: a development PKI, the PSC simulator, the teleservice simulators and the proxy, with
 in-memory stores, on one machine with zero configuration. Needs the development dependencies (npm ci).
@@ -188,6 +188,8 @@ Options:
   --strict-misuse-limits    block as \`serve\` does after repeated failures (default here: alerts only)
   --withhold-traces TYPES   drop these trace types (e.g. DISCONNECT): rehearses a proxy that fails
                             the conformity test's trace check (eproxy conformity)
+  --console-port N          port of the sandbox console in the browser (default: port + 4)
+  --no-console              no sandbox console (the code flow then signs in without a login page)
   -h, --help                this help
 `,
   },

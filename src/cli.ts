@@ -102,6 +102,8 @@ async function sandbox(args: string[]): Promise<void> {
       "approve-after-ms": { type: "string" },
       "strict-misuse-limits": { type: "boolean" },
       "withhold-traces": { type: "string" },
+      "console-port": { type: "string" },
+      "no-console": { type: "boolean" },
     },
   });
   const num = (name: string, v: string | undefined, max: number): number | undefined => {
@@ -114,6 +116,7 @@ async function sandbox(args: string[]): Promise<void> {
   const teleservicesPort = num("teleservices-port", values["teleservices-port"], 65535);
   const approveAfterMs = num("approve-after-ms", values["approve-after-ms"], 600_000);
   const port = num("port", values.port, 65535) ?? 8443;
+  const consolePort = values["no-console"] ? false : num("console-port", values["console-port"], 65535);
   const { runSandbox } = await devImport(() => import("./sandbox/sandbox.ts"), "sandbox");
   const running = await runSandbox({
     port,
@@ -122,6 +125,7 @@ async function sandbox(args: string[]): Promise<void> {
     ...(approveAfterMs !== undefined ? { approveAfterMs } : {}),
     ...(values["strict-misuse-limits"] ? { strictMisuseLimits: true } : {}),
     ...(values["withhold-traces"] ? { withholdTraces: values["withhold-traces"].split(",") } : {}),
+    ...(consolePort !== undefined ? { consolePort } : {}),
     certsDir: path.resolve(values.dir ?? "certs"),
     out: process.stdout,
   });

@@ -253,7 +253,12 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
   const events = new EventEmitter<PscEvents>();
   const pending = new Map<
     string,
-    { request: InstanceType<Provider["BackchannelAuthenticationRequest"]>; timer?: NodeJS.Timeout }
+    {
+      request: InstanceType<Provider["BackchannelAuthenticationRequest"]>;
+      timer?: NodeJS.Timeout;
+      sentAt: number;
+      expiresAt: number;
+    }
   >();
 
   const server = https.createServer({
@@ -417,9 +422,19 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
         verifyUserCode: async () => {},
         triggerAuthenticationDevice: async (_ctx: KoaContextWithOIDC, request) => {
           stats.cibaRequests++;
-          const entry: { request: typeof request; timer?: NodeJS.Timeout } = { request };
+          const sentAt = Date.now();
+          const entry: {
+            request: typeof request;
+            timer?: NodeJS.Timeout;
+            sentAt: number;
+            expiresAt: number;
+          } = {
+            request,
+            sentAt,
+            expiresAt: sentAt + settings.cibaTtlSeconds * 1000,
+          };
           pending.set(request.jti, entry);
-          events.emit("push", pushOf(request.jti, request));
+          events.emit("push", pushOf(request.jti, entry));
           if (settings.autoApproveMs !== null) {
             entry.timer = setTimeout(() => {
               approve(request.jti).catch(() => {});
@@ -469,7 +484,10 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
   });
 
   type CibaRequest = InstanceType<Provider["BackchannelAuthenticationRequest"]>;
-  function pushOf(authReqId: string, request: CibaRequest): PendingPush {
+  function pushOf(
+    authReqId: string,
+    { request, sentAt, expiresAt }: { request: CibaRequest; sentAt: number; expiresAt: number },
+  ): PendingPush {
     const params = (request.params ?? {}) as Record<string, string>;
     return {
       authReqId,
@@ -477,8 +495,8 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       bindingMessage: params.binding_message ?? "",
       channel: params.channel ?? "",
       clientId: request.clientId as string,
-      sentAt: (request.iat ?? 0) * 1000,
-      expiresAt: (request.exp ?? 0) * 1000,
+      sentAt,
+      expiresAt,
     };
   }
 
@@ -533,7 +551,8 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
       return;
     }
     const params = details.params as Record<string, string | undefined>;
-    if (settings.loginPageUrl) {
+    // Browsers (they ask for HTML) get the page; scripts following redirects (curl) are signed in at once.
+    if (settings.loginPageUrl && /\btext\/html\b/.test(req.headers.accept ?? "")) {
       // The sandbox console's PSC-like page: a person chooses the professional and approves.
       const query = new URLSearchParams({ client: params.client_id ?? "", hint: params.login_hint ?? "" });
       events.emit("interaction", { uid: details.uid, clientId: params.client_id ?? "" });
@@ -613,7 +632,7 @@ export async function startPscSimulator(opts: PscSimulatorOptions): Promise<PscS
         pending.delete(id);
       }
     }
-    return [...pending.entries()].map(([authReqId, { request }]) => pushOf(authReqId, request));
+    return [...pending.entries()].map(([authReqId, entry]) => pushOf(authReqId, entry));
   }
 
   function reset(): void {

@@ -3,7 +3,7 @@
  * development PKI, the PSC simulator, the proxy on a fixed port, and how to call it. Never imported
  * by `serve`.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { stringify as toYaml } from "yaml";
@@ -13,9 +13,13 @@ import { parseConfig } from "../config.ts";
 import { createDeps } from "../deps.ts";
 import { ensureDevPki } from "../infra/dev-pki.ts";
 import { freePort } from "../infra/free-port.ts";
+import { createMemoryStore } from "../infra/memory-store.ts";
 import { createMemoryTraceStore } from "../infra/memory-traces.ts";
 import { createLogger } from "../log.ts";
 import { startServer } from "../server.ts";
+import { sessionHashOf, type TraceEvent } from "../trace/traces.ts";
+import { type SandboxConsole, startConsole } from "./console/console-server.ts";
+import { tapTraceStore, trackSessions } from "./console/observe.ts";
 import { PROFESSIONALS } from "./professionals.ts";
 import { type PscSimulator, startPscSimulator } from "./psc-simulator.ts";
 import { insiSearchRequest } from "./soap-samples.ts";
@@ -56,6 +60,8 @@ export interface SandboxOptions {
    * that fails the conformity test's trace check. Never in `serve`.
    */
   withholdTraces?: readonly string[];
+  /** Port of the sandbox console (proxy port + 4 by default); false: no console. */
+  consolePort?: number | false;
 }
 
 /** The sandbox's misuse thresholds: `serve`'s defaults, alerting but never blocking. */
@@ -88,6 +94,8 @@ export interface Sandbox {
   psc: PscSimulator;
   /** The teleservice simulators. */
   teleservices: TeleserviceSimulator;
+  /** The sandbox console, unless turned off. */
+  console?: SandboxConsole;
   /** Stops everything. */
   close(): Promise<void>;
 }
@@ -108,15 +116,12 @@ function sandboxApiKeys(dir: string): Record<string, { key: string; hash: string
 
 /** The sandbox's trace store, dropping the withheld types (a rehearsal of a failing conformity test). */
 function withholding(
-  config: ReturnType<typeof parseConfig>,
+  store: ReturnType<typeof createMemoryTraceStore>,
   types: ReadonlySet<string>,
   log: { warn(msg: string): void },
 ): ReturnType<typeof createMemoryTraceStore> {
+  if (types.size === 0) return store;
   log.warn(`SANDBOX: traces of type ${[...types].join(", ")} are withheld (dropped, never stored)`);
-  const store = createMemoryTraceStore({
-    file: config.traces.file,
-    retentionMs: config.traces.retentionDays * 86_400_000,
-  });
   return { ...store, insertMany: (events) => store.insertMany(events.filter((e) => !types.has(e.type))) };
 }
 
@@ -140,6 +145,10 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
     opts.teleservicesPort === undefined ? "--teleservices-port N (or --port N)" : "--teleservices-port N",
   );
   await ensureFree(adminPort, "metrics, proxy port + 3", "--port N");
+  const consolePort =
+    opts.consolePort === false ? false : (opts.consolePort ?? (opts.port === 0 ? 0 : port + 4));
+  if (consolePort !== false)
+    await ensureFree(consolePort, "sandbox console", "--console-port N (or --no-console)");
   const publicBaseUrl = `https://localhost:${port}`;
   const psc = await startPscSimulator({
     port: pscPort,
@@ -231,16 +240,42 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       "sandbox: push sent to the professional",
     );
   });
-  const withheld = new Set(opts.withholdTraces ?? []);
-  const deps = await createDeps(
-    config,
+  // The console sees sessions and traces through the stores handed to eProxy (nothing changes inside).
+  const sessions = trackSessions(createMemoryStore(), sessionHashOf);
+  const traceListeners = new Set<(events: readonly TraceEvent[]) => void>();
+  mkdirSync(path.dirname(config.traces.file), { recursive: true });
+  const traceStore = withholding(
+    tapTraceStore(
+      createMemoryTraceStore({
+        file: config.traces.file,
+        retentionMs: config.traces.retentionDays * 86_400_000,
+      }),
+      (events) => {
+        for (const l of traceListeners) l(events);
+      },
+    ),
+    new Set(opts.withholdTraces ?? []),
     log,
-    withheld.size > 0 ? { traceStore: withholding(config, withheld, log) } : {},
   );
+  const deps = await createDeps(config, log, { store: sessions.store, traceStore });
   // The control API (and the console) accept the authReqId a backend holds: eProxy's, mapped to PSC's.
   const cibaStore = createCibaStore(deps.store);
   psc.resolveAuthReqId = async (id) => (await cibaStore.load(id))?.pscAuthReqId;
   const server = await startServer(deps);
+  const sandboxConsole =
+    consolePort === false
+      ? undefined
+      : await startConsole({
+          port: consolePort,
+          psc,
+          teleservices,
+          sessions: sessions.list,
+          onTraces: (l) => {
+            traceListeners.add(l);
+            return () => traceListeners.delete(l);
+          },
+          log,
+        });
   const ca = rel(pki.ca.certFile);
   // A ready-to-send INSi request, written next to the PKI for the curl example.
   const insiSample = insiSearchRequest("UNIQUE", "urn:uuid:00000000-0000-4000-8000-000000000001");
@@ -256,6 +291,9 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       `eProxy sandbox ready on ${url}  (CA: ${ca})`,
       `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
       `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
+      ...(sandboxConsole
+        ? [`Sandbox console (e-CPS phone, live view, faults): open ${sandboxConsole.url} in a browser`]
+        : []),
       `Metrics (Prometheus) on ${server.metricsUrl ?? "(admin listener off)"}`,
       `Configuration written to ${rel(configFile)}; check it with: npx eproxy doctor --config ${rel(configFile)} --client-ca ${ca}`,
       opts.strictMisuseLimits
@@ -288,7 +326,9 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
     url,
     psc,
     teleservices,
+    ...(sandboxConsole ? { console: sandboxConsole } : {}),
     async close() {
+      await sandboxConsole?.close();
       await server.close();
       await psc.close();
       await teleservices.close();

@@ -33,7 +33,7 @@ export interface SandboxCli {
 export async function startSandboxCli(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<SandboxCli> {
   const dir = mkdtempSync(path.join(tmpdir(), "eproxy-sandbox-"));
   const certsDir = path.join(dir, "certs");
-  const ports = ["--port", "--psc-port", "--teleservices-port"];
+  const ports = ["--port", "--psc-port", "--teleservices-port", "--console-port"];
   const portArgs: string[] = [];
   for (const p of ports) if (!args.includes(p)) portArgs.push(p, String(await freePort()));
   const p = startCli(["sandbox", ...portArgs, "--dir", certsDir, ...args], env);

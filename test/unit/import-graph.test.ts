@@ -137,6 +137,36 @@ describe("import graph of src/", () => {
     );
   });
 
+  it("keeps the sandbox console out of what `eproxy serve` loads (static and dynamic imports from its modules)", () => {
+    // The modules `serve` imports, read from the CLI's serve function itself.
+    const cli = readFileSync(path.join(SRC, "cli.ts"), "utf8");
+    const serveBody = cli.slice(
+      cli.indexOf("async function serve("),
+      cli.indexOf("\n}\n", cli.indexOf("async function serve(")),
+    );
+    const roots = [...serveBody.matchAll(/import\(\s*"\.\/([^"]+)"\s*\)/g)].map((m) => m[1] as string);
+    expect(roots).toEqual(expect.arrayContaining(["config.ts", "deps.ts", "server.ts"]));
+    const loaded = new Set<string>();
+    const todo = [...roots];
+    while (todo.length) {
+      const f = todo.pop() as string;
+      if (loaded.has(f) || !g.has(f)) continue;
+      loaded.add(f);
+      todo.push(...(g.get(f)?.local ?? []));
+    }
+    expect(loaded.size).toBeGreaterThan(40);
+    expect([...loaded].filter((f) => layer(f) === "sandbox")).toEqual([]);
+    // The console is loaded by the sandbox only.
+    const consoleLoaders = [...g]
+      .filter(
+        ([f, { local }]) =>
+          !f.startsWith(`sandbox${path.sep}console`) &&
+          local.some((t) => t.startsWith(`sandbox${path.sep}console`)),
+      )
+      .map(([f]) => f);
+    expect(consoleLoaders).toEqual([path.join("sandbox", "sandbox.ts")]);
+  });
+
   it("keeps Connect, undici, MongoDB and Redis clients out of the domain and of http/", () => {
     const offending = [...g].flatMap(([file, { packages }]) =>
       [...DOMAIN, "http"].includes(layer(file))
