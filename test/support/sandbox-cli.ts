@@ -34,10 +34,19 @@ export async function startSandboxCli(args: string[] = [], env: NodeJS.ProcessEn
   const dir = mkdtempSync(path.join(tmpdir(), "eproxy-sandbox-"));
   const certsDir = path.join(dir, "certs");
   const ports = ["--port", "--psc-port", "--teleservices-port", "--console-port"];
-  const portArgs: string[] = [];
-  for (const p of ports) if (!args.includes(p)) portArgs.push(p, String(await freePort()));
-  const p = startCli(["sandbox", ...portArgs, "--dir", certsDir, ...args], env);
-  await p.waitFor(/Ctrl-C stops it/, 60_000);
+  let p: CliProcess | undefined;
+  // The metrics listener takes the proxy's port + 3, which another program may hold: try other ports.
+  for (let attempt = 1; ; attempt++) {
+    const portArgs: string[] = [];
+    for (const flag of ports) if (!args.includes(flag)) portArgs.push(flag, String(await freePort()));
+    p = startCli(["sandbox", ...portArgs, "--dir", certsDir, ...args], env);
+    try {
+      await p.waitFor(/Ctrl-C stops it/, 60_000);
+      break;
+    } catch (err) {
+      if (attempt >= 3 || !/is already in use/.test(p.stderr())) throw err;
+    }
+  }
   const out = p.stdout();
   const url = /eProxy sandbox ready on (https:\/\/localhost:\d+)/.exec(out)?.[1] as string;
   const pscOrigin = /PSC simulator on (https:\/\/localhost:\d+)/.exec(out)?.[1] as string;
