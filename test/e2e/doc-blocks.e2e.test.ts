@@ -109,6 +109,11 @@ function bash(
 }
 
 beforeAll(async () => {
+  // What the documented blocks use besides Node: said plainly rather than as a failing block.
+  const tools = await bash("for t in curl jq base64 sha256sum; do command -v $t >/dev/null || echo $t; done");
+  expect(tools.stdout.trim(), "the documentation's examples need these tools (.ci/install-tools.sh jq)").toBe(
+    "",
+  );
   // The blocks run from the repository's root in the docs: here `certs/` and `node_modules` stand in.
   mkdirSync(path.join(work, "certs"));
   symlinkSync(path.join(root, "node_modules"), path.join(work, "node_modules"));
