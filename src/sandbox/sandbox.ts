@@ -292,7 +292,10 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
       `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
       `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
       ...(sandboxConsole
-        ? [`Sandbox console (e-CPS phone, live view, faults): open ${sandboxConsole.url} in a browser`]
+        ? [
+            `Sandbox console (e-CPS phone, live view, faults): open ${sandboxConsole.url} in a browser`,
+            "  (to answer pushes there yourself, turn its automatic approval off)",
+          ]
         : []),
       `Metrics (Prometheus) on ${server.metricsUrl ?? "(admin listener off)"}`,
       `Configuration written to ${rel(configFile)}; check it with: npx eproxy doctor --config ${rel(configFile)} --client-ca ${ca}`,

@@ -171,6 +171,9 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     const form = (await exchange.locator("pre").first().textContent()) ?? "";
     expect(form).toContain("grant_type = urn:ietf:params:oauth:grant-type:token-exchange");
     expect(form).toMatch(/subject_token = … \(\d+ characters, masked\)/);
+    await page.locator("#timeline").evaluate((ol: { scrollTop: number }) => {
+      ol.scrollTop = 0;
+    });
     await page.locator("#live").screenshot({ path: path.join(IMAGES, "sandbox-console-timeline.png") });
   });
 
