@@ -11,7 +11,7 @@
  * default 4000), DURABILITY_CONCURRENCY (default 8), MONGO_URL (default: a FerretDB started here).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -35,6 +35,8 @@ export interface DurabilityRound {
   lostWindowMs: number;
   /** Relays per second during the load. */
   rate: number;
+  /** eProxy's CPU time (user + system) per relay answered during the load, in ms. */
+  cpuPerRelayMs: number;
   /** Exit status of `eproxy traces verify` over the run's range (0: clean). */
   verifyExit: number | null;
   verifyOutput: string;
@@ -53,6 +55,16 @@ export interface DurabilityOptions {
 }
 
 const EPROXY = path.resolve("bin/eproxy.js");
+
+/** CPU time of a process so far (user + system), in ms, from /proc. */
+function cpuMs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 function startEproxy(config: string): ChildProcess {
   return spawn(process.execPath, [EPROXY, "serve", "--config", config], {
@@ -195,7 +207,11 @@ export async function runDurability(opts: DurabilityOptions): Promise<Durability
           }
         }
       });
-      await new Promise((r) => setTimeout(r, opts.loadMs));
+      // CPU per relay over the steady part (after the first half second: JIT, pools).
+      await new Promise((r) => setTimeout(r, 500));
+      const [cpu0, n0] = [cpuMs(child.pid), answered.size];
+      await new Promise((r) => setTimeout(r, Math.max(0, opts.loadMs - 500)));
+      const cpuPerRelayMs = (cpuMs(child.pid) - cpu0) / Math.max(1, answered.size - n0);
       const rate = (answered.size / (Date.now() - t0)) * 1000;
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
       stopAt = Date.now();
@@ -243,6 +259,7 @@ export async function runDurability(opts: DurabilityOptions): Promise<Durability
         lost: lost.length,
         lostWindowMs: stopAt - oldestLost,
         rate,
+        cpuPerRelayMs,
         verifyExit: verify.status,
         verifyOutput: `${verify.stdout}${verify.stderr}`,
       };
@@ -297,7 +314,7 @@ async function main(): Promise<void> {
       `trace durability: ${loadMs} ms of INSi relays at concurrency ${concurrency} before each stop, traces in MongoDB (FerretDB)`,
       ...rounds.map(
         (r) =>
-          `  ${r.stop.padEnd(7)} ${String(r.answered).padStart(6)} answered (${r.rate.toFixed(0)}/s)  ${String(r.lost).padStart(4)} lost  oldest lost answered ${String(r.lostWindowMs).padStart(4)} ms before the stop  verify exit ${r.verifyExit}`,
+          `  ${r.stop.padEnd(7)} ${String(r.answered).padStart(6)} answered (${r.rate.toFixed(0)}/s, ${r.cpuPerRelayMs.toFixed(2)} ms CPU each)  ${String(r.lost).padStart(4)} lost  oldest lost answered ${String(r.lostWindowMs).padStart(4)} ms before the stop  verify exit ${r.verifyExit}`,
       ),
       `planned stop (SIGTERM): ${term.reduce((n, r) => n + r.lost, 0)} traces lost`,
       `crash (kill -9): at most ${Math.max(0, ...kills.map((r) => r.lost))} traces lost, answered at most ${Math.max(0, ...kills.map((r) => r.lostWindowMs))} ms before the crash`,

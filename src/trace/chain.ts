@@ -47,16 +47,40 @@ type Unchained = Exclude<keyof TraceEvent, (typeof CHAINED_FIELDS)[number] | "ha
 const everyFieldChained: [Unchained] extends [never] ? true : Unchained = true;
 void everyFieldChained;
 
-/** The canonical encoding: a JSON array of the chained fields in order, null for an absent one. */
+/**
+ * The canonical encoding: `t1` then the JSON array of the chained fields in CHAINED_FIELDS' order,
+ * null for an absent one, trailing nulls left out. Spelled out field by field (a loop over the names
+ * costs twice as much, and this runs for every trace); a unit test holds it equal to the list.
+ */
 export function canonicalTrace(e: Readonly<TraceEvent>): string {
-  const values: unknown[] = [];
-  let end = 0;
-  for (let i = 0; i < CHAINED_FIELDS.length; i++) {
-    const v = e[CHAINED_FIELDS[i] as keyof TraceEvent];
-    // A stored null (MongoDB keeps undefined as null) and an absent field are the same.
-    values.push(v ?? null);
-    if (v !== undefined && v !== null) end = i + 1;
-  }
+  // A stored null (MongoDB keeps undefined as null) and an absent field are the same.
+  const values: unknown[] = [
+    e.id,
+    e.type,
+    e.at,
+    e.clientId ?? null,
+    e.nationalId ?? null,
+    e.callerIp ?? null,
+    e.sessionHash ?? null,
+    e.sessionState ?? null,
+    e.certificateDn ?? null,
+    e.correlationId ?? null,
+    e.requestId ?? null,
+    e.service ?? null,
+    e.method ?? null,
+    e.path ?? null,
+    e.soapAction ?? null,
+    e.upstreamStatus ?? null,
+    e.durationMs ?? null,
+    e.bytesIn ?? null,
+    e.bytesOut ?? null,
+    e.outcome ?? null,
+    e.writerId ?? null,
+    e.seq ?? null,
+    e.prevHash ?? null,
+  ];
+  let end = values.length;
+  while (end > 0 && values[end - 1] === null) end--;
   values.length = end;
   return `t1${JSON.stringify(values)}`;
 }

@@ -3,7 +3,7 @@
  * covered by test/int/trace-verify.int.test.ts).
  */
 import { describe, expect, it } from "vitest";
-import { canonicalTrace, createTraceChain, traceHash } from "../../src/trace/chain.ts";
+import { CHAINED_FIELDS, canonicalTrace, createTraceChain, traceHash } from "../../src/trace/chain.ts";
 import { type TraceEvent, type TraceQuery, toEvent } from "../../src/trace/traces.ts";
 import { chainsFromQuery, verifyTraces } from "../../src/trace/verify.ts";
 
@@ -37,6 +37,19 @@ describe("trace chain", () => {
     expect(e[0]?.prevHash).toBe("");
     for (let i = 1; i < 4; i++) expect(e[i]?.prevHash).toBe(e[i - 1]?.hash);
     for (const x of e) expect(x.hash).toBe(traceHash(x));
+  });
+
+  it("encodes exactly CHAINED_FIELDS, in order", () => {
+    const [e] = chained(1) as [TraceEvent];
+    const full = Object.fromEntries(
+      CHAINED_FIELDS.map((f, i) => [f, f === "at" || f === "seq" ? i : `v${i}`]),
+    );
+    expect(canonicalTrace(full as unknown as TraceEvent)).toBe(
+      `t1${JSON.stringify(CHAINED_FIELDS.map((f, i) => (f === "at" || f === "seq" ? i : `v${i}`)))}`,
+    );
+    expect(canonicalTrace(e)).toBe(
+      `t1${JSON.stringify(CHAINED_FIELDS.map((f) => e[f] ?? null).slice(0, CHAINED_FIELDS.length))}`,
+    );
   });
 
   it("hashes an absent field and a stored null alike, and leaves trailing absent fields out", () => {
