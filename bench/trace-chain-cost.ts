@@ -60,11 +60,11 @@ const without = BSON.calculateObjectSize(doc(unchained as TraceEvent));
 const indexKey = BSON.calculateObjectSize({ writerId, seq });
 
 process.stdout.write(
-  [
+  `${[
     `trace chain cost, ${N} SEND traces sealed in batches of 200 (median of 3 runs)`,
     `  CPU: ${perTrace.toFixed(2)} µs a trace = ${((perTrace / 1000 / RELAY_CPU_MS) * 100).toFixed(1)} % of a relayed call's ${RELAY_CPU_MS} ms (off the request path, in the writer's batch)`,
     `  MongoDB document (BSON): ${without} -> ${withChain} bytes a SEND trace (+${withChain - without}, +${(((withChain - without) / without) * 100).toFixed(0)} %)`,
     `  chain index key (writerId, seq): ${indexKey} bytes of BSON a trace before the storage engine's prefix compression`,
     `  (seq ${seq}, prevHash "${prevHash}", hash ${hash})`,
-  ].join("\n") + "\n",
+  ].join("\n")}\n`,
 );
