@@ -33,6 +33,7 @@ const READING_ORDER = [
   "docs/guides/soap-relay.md",
   "docs/guides/errors.md",
   "docs/guides/traces.md",
+  "docs/guides/conformity.md",
 ];
 const pages = [
   ...READING_ORDER,
@@ -117,6 +118,12 @@ beforeAll(async () => {
   // The blocks run from the repository's root in the docs: here `certs/` and `node_modules` stand in.
   mkdirSync(path.join(work, "certs"));
   symlinkSync(path.join(root, "node_modules"), path.join(work, "node_modules"));
+  // `npx eproxy …` (as the sandbox prints it) runs the repository's CLI, as it does from its root.
+  symlinkSync(path.join(root, "bin/eproxy.js"), path.join(work, "eproxy.js"));
+  writeFileSync(
+    path.join(work, "package.json"),
+    JSON.stringify({ name: "eproxy-doc-blocks", private: true, bin: { eproxy: "./eproxy.js" } }),
+  );
   // Port 0: the sandbox picks free ports for the proxy, both simulators and the admin listener.
   sandbox = startCli([
     "sandbox",
