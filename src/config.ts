@@ -194,6 +194,11 @@ export const configSchema = z
           .int()
           .positive()
           .default(16 * 1024 * 1024),
+        /**
+         * Plain gRPC and Connect unary ForwardSoap calls served by eProxy's fast path built from
+         * Connect's parts (src/rpc/forward-soap-fast-path.ts); false: every call through Connect.
+         */
+        forwardSoapFastPath: z.boolean().default(true),
         maxHeaderBytes: z
           .number()
           .int()

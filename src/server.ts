@@ -30,7 +30,12 @@ import { createRestRouter, type Route } from "./rest/router.ts";
 import { createTraceRoutes } from "./rest/trace-routes.ts";
 import { createAuthService } from "./rpc/auth-service.ts";
 import { kPeer } from "./rpc/caller.ts";
-import { createForwardSoapFastPath } from "./rpc/forward-soap-fast-path.ts";
+import {
+  CONNECT_VERSION,
+  createForwardSoapFastPath,
+  forwardSoapFastPathUsable,
+  installedConnectVersion,
+} from "./rpc/forward-soap-fast-path.ts";
 import { createHealthService } from "./rpc/health-service.ts";
 import { createErrorInterceptor } from "./rpc/interceptors.ts";
 import { registerReflection } from "./rpc/reflection-service.ts";
@@ -119,13 +124,23 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
   // Plain gRPC and Connect unary ForwardSoap calls skip Connect's generic machinery (same parts,
   // same answer): the typed clients' relay.
   const jsonOptions = { ignoreUnknownFields: false };
-  const forwardSoapFastPath = createForwardSoapFastPath({
-    impl: relayService,
-    interceptors,
-    maxBytes: config.server.maxRequestBytes,
-    contextValues,
-    jsonOptions,
-  });
+  const fastPathUsable = forwardSoapFastPathUsable();
+  if (config.server.forwardSoapFastPath && !fastPathUsable) {
+    log.warn(
+      { connect: installedConnectVersion(), checked: CONNECT_VERSION },
+      "ForwardSoap fast path off: it was checked against another release of @connectrpc/connect",
+    );
+  }
+  const forwardSoapFastPath =
+    config.server.forwardSoapFastPath && fastPathUsable
+      ? createForwardSoapFastPath({
+          impl: relayService,
+          interceptors,
+          maxBytes: config.server.maxRequestBytes,
+          contextValues,
+          jsonOptions,
+        })
+      : () => false;
   const handler = connectNodeAdapter({
     routes(router) {
       router.service(AuthService, createAuthService(deps));

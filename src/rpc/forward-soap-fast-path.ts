@@ -1,34 +1,30 @@
 /**
  * Fast path for `eproxy.v1.RelayService/ForwardSoap`, the relay of typed clients: plain gRPC and
- * Connect unary calls.
+ * Connect unary calls, served with Connect's own parts instead of its generic machinery (async
+ * iterable pipelines, the universal request/response, DOMExceptions per call) — about half the CPU
+ * per call (figures and history: bench/reports/hot-path.md; `server.forwardSoapFastPath: false` turns
+ * it off).
  *
- * Connect serves every RPC through generic machinery: for gRPC a pipeline of async iterables (split
- * the envelopes, parse, invoke, serialize, join, catch) written as down-levelled async generators,
- * for every protocol the node adapter's universal request and response (headers copied twice, an
- * async iterable for a one-chunk body), and two AbortControllers aborted per call without a reason
- * (each builds a DOMException, stack included). For a relayed 2 KB call that machinery cost more
- * than the relay itself: 0.40 ms of CPU per gRPC call and 0.26 (binary) / 0.34 (JSON) per Connect
- * call, against 0.16 ms for the same call on `POST /send` over HTTP/2 (h2load, 16 connections).
+ * It serves ForwardSoap only when it comes as plain gRPC (HTTP/2, `application/grpc` or
+ * `application/grpc+proto`) or as a Connect unary POST (`application/proto` or `application/json`,
+ * HTTP/1.1 or HTTP/2), and only when no compression is in play: the request is not compressed
+ * (`grpc-encoding` / `content-encoding`) and the caller does not accept a compression Connect would
+ * answer with (`grpc-accept-encoding` / `accept-encoding` naming gzip or br): then Connect serves the
+ * call and negotiates. Everything else — gRPC-Web, Connect streaming or GET, other methods — goes to
+ * Connect too. Its parts: `createHandlerContext` (deadlines, linked signals),
+ * `invokeUnaryImplementation` (the same interceptors around the same implementation), the method's
+ * serialization (JSON's base64 by Node: forward-soap-json.ts; the binary answer in one buffer:
+ * forward-soap-binary.ts), `setTrailerStatus` / `errorToJsonBytes` / `trailerMux` for the answer.
  *
- * This serves ForwardSoap when it comes as plain gRPC (HTTP/2, `application/grpc` or
- * `application/grpc+proto`, no message compression) or as a Connect unary POST (`application/proto`
- * or `application/json`, HTTP/1.1 or HTTP/2, no `content-encoding`), with Connect's own parts, so
- * that the answer is the one Connect gives: `createHandlerContext` (deadline from `grpc-timeout` or
- * `connect-timeout-ms`, linked signals), `invokeUnaryImplementation` (the same interceptors, in the
- * same order, around the same implementation), the method's serialization (Connect's for Connect
- * calls, the server's JSON options; JSON's base64 by Node: forward-soap-json.ts; the binary answer
- * written in one buffer: forward-soap-binary.ts),
- * `setTrailerStatus` / `errorToJsonBytes` and `trailerMux` for the answer. Everything else —
- * gRPC-Web, Connect streaming or GET, compressed messages, other methods — goes to Connect.
- * `test/int/forward-soap-fast-path.int.test.ts` sends every request both ways and compares the
- * answers, success and errors.
- *
- * Answers are not compressed, whatever `grpc-accept-encoding` or `accept-encoding` offers (both
- * protocols let a server answer identity): a relayed SOAP answer costs more CPU to gzip than it
- * saves on the networks eProxy serves.
+ * Fences: it runs only on the Connect release it was checked against (`CONNECT_VERSION`, else
+ * `forwardSoapFastPathUsable` says no and the server uses Connect alone);
+ * test/unit/forward-soap-fast-path-pins.test.ts fails when a Connect part it imports or a message it
+ * words as Connect does changes; test/int/forward-soap-fast-path.int.test.ts compares its answers with
+ * Connect's on fixed cases and on random ones (messages, metadata, deadlines, gzip either way).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { createRequire } from "node:module";
 import { fromBinary } from "@bufbuild/protobuf";
 import {
   Code,
@@ -57,6 +53,30 @@ import { createForwardSoapJson } from "./forward-soap-json.ts";
 import { PARSE_FAILURE, PUBLIC_MESSAGE } from "./strict-messages.ts";
 
 const method = RelayService.method.forwardSoap;
+
+/** The @connectrpc/connect release whose parts and words this fast path was checked against. */
+export const CONNECT_VERSION = "2.3.0";
+
+/** The installed @connectrpc/connect release (`unknown` when it cannot be read). */
+export function installedConnectVersion(): string {
+  try {
+    // Its package.json is not exported: found from the entry point's directory.
+    const require = createRequire(import.meta.url);
+    const entry = require.resolve("@connectrpc/connect");
+    const root = entry.slice(0, entry.lastIndexOf("/dist/"));
+    return (require(`${root}/package.json`) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+/** Whether the fast path may run: the installed Connect is the release it was checked against. */
+export function forwardSoapFastPathUsable(): boolean {
+  return installedConnectVersion() === CONNECT_VERSION;
+}
+
+/** Compressions Connect's node adapter answers with (its default `acceptCompression`). */
+const CONNECT_COMPRESSIONS = /(?:^|,)\s*(?:gzip|br)\s*(?:;|,|$)/i;
 
 /** The request path this fast path answers. */
 export const FORWARD_SOAP_PATH = `/${RelayService.typeName}/${method.name}`;
@@ -260,6 +280,7 @@ export function createForwardSoapFastPath(
       if (req.httpVersionMajor !== 2) return false;
       const encoding = req.headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
+      if (acceptsCompression(req.headers["grpc-accept-encoding"])) return false;
       serveGrpc(req as Http2ServerRequest, res as Http2ServerResponse).catch(() => res.destroy());
       return true;
     }
@@ -267,11 +288,18 @@ export function createForwardSoapFastPath(
     if (binary || ct === "application/json" || ct === "application/json; charset=utf-8") {
       const encoding = req.headers["content-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
+      if (acceptsCompression(req.headers["accept-encoding"])) return false;
       serveConnect(req, res, binary).catch(() => res.destroy());
       return true;
     }
     return false;
   };
+}
+
+/** The caller accepts an answer compressed as Connect would compress it: Connect negotiates. */
+function acceptsCompression(accept: string | string[] | undefined): boolean {
+  if (accept === undefined) return false;
+  return CONNECT_COMPRESSIONS.test(Array.isArray(accept) ? accept.join(",") : accept);
 }
 
 /**
