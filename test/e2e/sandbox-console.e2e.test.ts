@@ -157,6 +157,10 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     const send = page.locator('#timeline li[data-type="SEND"]', { hasText: "insi" }).first();
     await send.waitFor({ timeout: 15_000 });
     expect(await send.textContent()).toContain("OK");
+    // The token exchange that preceded it (the session's first relay to insi).
+    await expect
+      .poll(() => send.locator(".exchange-before").textContent())
+      .toMatch(/API token from the token exchange at .* OK/);
     const details = send.locator("details.call-soap");
     await details.waitFor({ timeout: 15_000 });
     await details.locator("summary").click();

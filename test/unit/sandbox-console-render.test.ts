@@ -35,6 +35,14 @@ describe("sandbox console bodies", () => {
     expect(json).toContain('"expires_in": 3600');
   });
 
+  it("shows a large body by its beginning", () => {
+    const big = Buffer.from(`<a>${"<b>x</b>".repeat(100_000)}</a>`);
+    const text = renderBody(big, "application/soap+xml");
+    expect(text.length).toBeLessThan(400 * 1024);
+    expect(text).toMatch(/^<a>\n {2}<b>x<\/b>\n/);
+    expect(text).toMatch(/… \(\d+ more bytes\)$/);
+  });
+
   it("splits MTOM parts and summarises binary attachments", () => {
     const body = Buffer.concat([
       Buffer.from(

@@ -189,7 +189,14 @@ export function renderBody(body: Buffer, contentType = ""): string {
     }
   }
   if (!printable(body)) return `[${body.length} bytes of binary data]`;
-  const text = body.toString("utf8");
+  // A large body is shown by its beginning (a 64 MiB document is not indented in full).
+  const cut = body.length > MAX_TEXT;
+  const text = body.subarray(0, MAX_TEXT).toString("utf8");
+  if (cut) return `${renderText(text, ct)}\n… (${body.length - MAX_TEXT} more bytes)`;
+  return renderText(text, ct);
+}
+
+function renderText(text: string, ct: string): string {
   if (ct.includes("x-www-form-urlencoded")) {
     const form = new URLSearchParams(text);
     return [...form]

@@ -42,6 +42,7 @@ const I18N = {
     call: "Appel reçu par le simulateur",
     soapExchange: "Échange SOAP relayé (requête et réponse)",
     tokenExchange: "Échange de jeton (vu par le serveur d'autorisation)",
+    exchangeBefore: "Jeton d'API obtenu par l'échange de {t} ({d} ms, {o})",
     request: "Requête",
     answer: "Réponse",
     noAnswer: "pas de réponse (connexion coupée)",
@@ -106,6 +107,7 @@ const I18N = {
     call: "Call received by the simulator",
     soapExchange: "Relayed SOAP exchange (request and answer)",
     tokenExchange: "Token exchange (as the authorization server saw it)",
+    exchangeBefore: "API token from the token exchange at {t} ({d} ms, {o})",
     request: "Request",
     answer: "Answer",
     noAnswer: "no answer (connection cut)",
@@ -433,6 +435,20 @@ function entryFor(key) {
     el("span", { class: "what", text: traceSummary(e) }),
   );
   for (const [cid, owner] of callOwner) if (owner === key) li.append(callDetails(calls.get(cid)));
+  if (e.type === "SEND" && e.sessionHash) {
+    // The token exchange that gave this session its API token for the service.
+    const x = traces.findLast(
+      (o) =>
+        o.type === "EXCHANGE" && o.sessionHash === e.sessionHash && o.service === e.service && o.at <= e.at,
+    );
+    if (x)
+      li.append(
+        el("p", {
+          class: "exchange-before",
+          text: t("exchangeBefore", { t: time(x.at), d: x.durationMs ?? "?", o: x.outcome ?? "" }),
+        }),
+      );
+  }
   return li;
 }
 
