@@ -34,6 +34,8 @@ describe("sandbox console prerequisites", () => {
   });
 });
 
+/** A busy two-core machine: give the page and the stores time. */
+const POLL = { timeout: 15_000 };
 const DOCTOR = "899700218896";
 const PHARMACIST = "899700366240";
 const NURSE = "899700412375";
@@ -106,7 +108,7 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     // The sandbox started with a 600 s auto-approval: the switch turns it off (pushes wait for a click).
     expect(await page.locator("#auto").isChecked()).toBe(true);
     await page.locator("#auto").uncheck();
-    await expect.poll(() => stateNow().then((s) => s.settings.autoApproveMs)).toBeNull();
+    await expect.poll(() => stateNow().then((s) => s.settings.autoApproveMs), POLL).toBeNull();
     const started = await sb.auth.startCiba({
       clientId: "lps-demo",
       nationalId: DOCTOR,
@@ -115,7 +117,7 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     });
     const push = phoneOf(DOCTOR).locator(".push");
     await push.waitFor();
-    await expect.poll(() => push.textContent()).toContain("lps-demo");
+    await expect.poll(() => push.textContent(), POLL).toContain("lps-demo");
     expect(await push.locator(".code").textContent()).toBe("42");
     expect(await push.textContent()).toContain("MOBILE");
     await page.locator("#phone").screenshot({ path: path.join(IMAGES, "sandbox-console-phone.png") });
@@ -123,10 +125,10 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     await push.getByRole("button", { name: "Approve" }).click();
     expect(await watched).toBe(CibaStatus.APPROVED);
     expect(sessionToken).toMatch(/^eps_/);
-    await expect.poll(() => phoneOf(DOCTOR).locator(".push").count()).toBe(0);
+    await expect.poll(() => phoneOf(DOCTOR).locator(".push").count(), POLL).toBe(0);
     // The live session appears in the live view.
     await expect
-      .poll(() => page.locator("#sessions tbody").textContent(), { timeout: 10_000 })
+      .poll(() => page.locator("#sessions tbody").textContent(), POLL)
       .toContain("Camille SANDBOX-MEDECIN");
   });
 
@@ -159,7 +161,7 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     expect(await send.textContent()).toContain("OK");
     // The token exchange that preceded it (the session's first relay to insi).
     await expect
-      .poll(() => send.locator(".exchange-before").textContent())
+      .poll(() => send.locator(".exchange-before").textContent(), POLL)
       .toMatch(/API token from the token exchange at .* OK/);
     const details = send.locator("details.call-soap");
     await details.waitFor({ timeout: 15_000 });
@@ -190,7 +192,7 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
         body: readFileSync(path.join(sb.certsDir, "insi-request.xml")),
       });
     await page.getByLabel("HTML 502 page (broken load balancer)").check();
-    await expect.poll(() => faultsNow().then((f) => f.teleHtml502)).toBe(true);
+    await expect.poll(() => faultsNow().then((f) => f.teleHtml502), POLL).toBe(true);
     const failed = await relay().catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(ConnectError);
     expect((failed as ConnectError).metadata.get("x-eproxy-error")).toBe("UPSTREAM_BAD_RESPONSE");
@@ -198,14 +200,14 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     await trace.waitFor({ timeout: 15_000 });
     await page.locator("#faults").screenshot({ path: path.join(IMAGES, "sandbox-console-faults.png") });
     await page.getByLabel("HTML 502 page (broken load balancer)").uncheck();
-    await expect.poll(() => faultsNow().then((f) => f.teleHtml502)).toBe(false);
+    await expect.poll(() => faultsNow().then((f) => f.teleHtml502), POLL).toBe(false);
     expect((await relay()).statusCode).toBe(200);
   });
 
   it("auto-approval switch: a push is approved after N seconds without a click", async () => {
     await page.locator("#autoSec").fill("1");
     await page.locator("#auto").check();
-    await expect.poll(() => stateNow().then((s) => s.settings.autoApproveMs)).toBe(1000);
+    await expect.poll(() => stateNow().then((s) => s.settings.autoApproveMs), POLL).toBe(1000);
     const started = await sb.auth.startCiba({
       clientId: "lps-demo",
       nationalId: NURSE,
@@ -262,7 +264,7 @@ describe.runIf(CHROMIUM)("the sandbox console in Chromium", () => {
     expect(await axeViolations(page)).toEqual([]);
     await page.getByRole("button", { name: "English" }).click();
     await phoneOf(NURSE).getByRole("button", { name: "Let it expire" }).click();
-    await expect.poll(() => phoneOf(NURSE).locator(".push.ignored").count()).toBe(1);
+    await expect.poll(() => phoneOf(NURSE).locator(".push.ignored").count(), POLL).toBe(1);
     expect(started.authReqId).toBeTruthy();
     // The check can fail: an image without a text alternative is a critical violation.
     await page.evaluate(
