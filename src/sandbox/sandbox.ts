@@ -289,7 +289,7 @@ export async function runSandbox(opts: SandboxOptions): Promise<Sandbox> {
     [
       "",
       `eProxy sandbox ready on ${url}  (CA: ${ca})`,
-      `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s)`,
+      `PSC simulator on ${psc.issuer} (approves CIBA requests after ${(opts.approveAfterMs ?? 3000) / 1000} s; eProxy polls at PSC's 5 s interval, so a login answers after about 5 s)`,
       `Teleservice simulators on ${teleservices.url} (token exchange, INSi, DMP); relayed as /send/insi, /send/dmp/…`,
       ...(sandboxConsole
         ? [
