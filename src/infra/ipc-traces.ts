@@ -64,9 +64,16 @@ export function createIpcTraceStore(
       clearTimeout(p.timer);
       if (r.ok) p.resolve(r.result);
       else p.reject(new Error(`trace store (primary): ${r.error}`));
-    } else if (m.op === "flush") {
-      const done = () => channel.send?.({ [TAG]: 1, op: "flushed", id: m.id } satisfies Flushed);
-      (flush ? flush() : Promise.resolve()).then(done, done);
+    } else if (m.op === "flush" && flush) {
+      // Only the store a writer writes through answers (one a worker): the primary waits for it.
+      const done = () => {
+        try {
+          channel.send?.({ [TAG]: 1, op: "flushed", id: m.id } satisfies Flushed);
+        } catch {
+          // The primary is gone: nobody waits for the answer.
+        }
+      };
+      flush().then(done, done);
     }
   };
   channel.on("message", listener);
