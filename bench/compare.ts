@@ -1,9 +1,12 @@
 /**
- * `npm run bench:compare`: eProxy against Debian's nginx, in the same run, on the same machine.
+ * `npm run bench:compare`: eProxy against Debian's nginx and against the Node floor, in the same run,
+ * on the same machine. `BENCH_SHAPES=bench,operator,redis-mongo,workers npm run bench:compare` runs
+ * each configuration shape in turn (BENCH_SHAPE, below) and ends with the issue-25 targets.
  *
  * Fronts, all relaying to the same upstreams:
  * - direct: the load generator talks to the upstream itself;
  * - nginx: `proxy_pass` with `proxy_ssl_certificate` (mTLS) and a keep-alive upstream pool;
+ * - floor: bench/minimal-relay.ts, none of eProxy's work on the same listener options and undici;
  * - eProxy: `eproxy serve` with the same client certificate, a real session and a cached API token.
  *
  * Upstreams: a fast nginx answering a fixed 5 KB SOAP 1.2 envelope over mTLS (`ssl_verify_client on`,
@@ -14,19 +17,25 @@
  *
  * Per front it reports: req/s at fixed concurrency (wrk, closed loop), CPU ms per request of the
  * front's process tree (utime+stime from /proc/<pid>/stat of the process and all its descendants:
- * nginx master + workers, eProxy primary + workers), p50/p99 at a fixed arrival rate of 50 % of
- * eProxy's own maximum (vegeta, open model), the 100 MiB MTOM upload time (curl, streamed), the RSS
- * growth of the front during its first upload and byte-exactness. Rounds are interleaved
- * (direct, nginx, eProxy, direct, ...) and figures are medians with min–max: the machine is shared,
- * so only figures and ratios from one run are comparable with each other.
+ * nginx master + workers, eProxy primary + workers), per protocol with h2load (/send HTTP/1.1 and
+ * HTTP/2, ForwardSoap gRPC / Connect binary / JSON), p50/p99 at a fixed arrival rate on the steady
+ * part (one vegeta attack: BENCH_WARM seconds of warm-up, then BENCH_SECONDS measured; only the
+ * requests after the warm-up count) — /send at 50 % of eProxy's own maximum for every front,
+ * ForwardSoap over gRPC at 50 % of its own maximum against the floor's /send over HTTP/2 at the same
+ * rate —, the 100 MiB MTOM upload time over HTTP/1.1 and HTTP/2 (curl, streamed), the RSS growth of
+ * the front during its first upload and byte-exactness. Rounds are interleaved and figures are
+ * medians with min–max: the machine is shared, so only figures and ratios from one run compare.
  *
- * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_CONNECTIONS (64), BENCH_MTOM_MB (100),
- * BENCH_MTOM_ROUNDS (3), BENCH_FRONTS (e.g. `eProxy` alone, for profiling), BENCH_RATE (fixed arrival rate
- * instead of half eProxy's maximum), BENCH_MTOM_HTTP (`1.1` or `2`: the uploads to nginx and eProxy), BENCH_RATE_HTTP (`1.1` or `2`: the
- * fixed-rate runs; with 2 vegeta multiplexes its requests over one connection per front), BENCH_WORKERS (eProxy's `server.workers`, when set), BENCH_STORE
- * (`memory` | `redis`; redis starts a private redis-server), BENCH_CPU_PROF=DIR (V8 CPU profile of
- * eProxy), BENCH_NODE_FLAGS (extra flags for eProxy's node), BENCH_LOG_LEVEL (eProxy's log level, default info: its access line is part of the cost,
- * as nginx's access_log is), BENCH_KEEP=1 (keep the temporary directory),
+ * Environment: BENCH_SHAPE (`bench` | `operator` | `redis-mongo` | `workers`, see SHAPE), BENCH_SHAPES
+ * (several, one after the other), BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_WARM (3), BENCH_CONNECTIONS
+ * (64), BENCH_MTOM_MB (100), BENCH_MTOM_ROUNDS (3), BENCH_MTOM_HTTP (`1.1` or `2` only; default both),
+ * BENCH_FRONTS (comma list), BENCH_PARTS (`wrk,proto,rate,mtom`), BENCH_RATE / BENCH_RPC_RATE (fixed
+ * arrival rates instead of half the maxima), BENCH_RATE_HTTP (`2`: /send's fixed rate over HTTP/2),
+ * BENCH_WORKERS, BENCH_STORE (`memory` | `redis`), BENCH_CPU_PROF=DIR (V8 CPU profile of eProxy),
+ * BENCH_NODE_FLAGS (extra flags for eProxy's node, e.g. `--expose-gc` for the reclaimer), BENCH_WRAP
+ * (a command eProxy's node runs under, e.g. `valgrind --tool=callgrind --instr-atstart=no`),
+ * BENCH_EPROXY_BIN, BENCH_LOG_LEVEL (default info: the access line is part of the cost, as nginx's
+ * access_log is), BENCH_KEEP=1 (keep the temporary directory), BENCH_OUT (the tables, as Markdown),
  * BENCH_HOLD=SECONDS (after the set-up, print the fronts with their headers and hold, for other tools).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
@@ -43,6 +52,7 @@ import {
   writeSync,
 } from "node:fs";
 import https from "node:https";
+import { connect } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
@@ -61,6 +71,7 @@ import {
 } from "../src/sandbox/soap-samples.ts";
 import { startTeleserviceSimulator } from "../src/sandbox/teleservices.ts";
 import { freePort } from "../test/support/cli.ts";
+import { ferretBinary } from "../test/support/servers.ts";
 import { benchConfig } from "./bench-config.ts";
 
 const MiB = 1024 * 1024;
@@ -69,11 +80,27 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const MTOM_MB = Number(process.env.BENCH_MTOM_MB ?? 100);
 const MTOM_ROUNDS = Number(process.env.BENCH_MTOM_ROUNDS ?? 3);
-const WORKERS = process.env.BENCH_WORKERS;
-const STORE = process.env.BENCH_STORE ?? (WORKERS && WORKERS !== "1" ? "redis" : "memory");
+/**
+ * BENCH_SHAPE: the configuration measured. `bench` (default): two teleservices, memory sessions, the
+ * trace file. The production shapes of issue 25: `operator` (a): three teleservices with
+ * `extraParams`, 101 MiB bodies, 64 connections per origin, no relay-rate alert, memory sessions, the
+ * trace file; `redis-mongo` (b): the same with Redis sessions and MongoDB traces (FerretDB, SQLite);
+ * `workers` (c): the same as (b) with `server.workers: 2`.
+ */
+const SHAPE = (process.env.BENCH_SHAPE ?? "bench") as "bench" | "operator" | "redis-mongo" | "workers";
+if (!["bench", "operator", "redis-mongo", "workers"].includes(SHAPE)) {
+  throw new Error(`BENCH_SHAPE: bench, operator, redis-mongo or workers, not ${SHAPE}`);
+}
+const WORKERS = process.env.BENCH_WORKERS ?? (SHAPE === "workers" ? "2" : undefined);
+const STORE =
+  process.env.BENCH_STORE ??
+  (SHAPE === "redis-mongo" || SHAPE === "workers" || (WORKERS && WORKERS !== "1") ? "redis" : "memory");
+const MONGO = SHAPE === "redis-mongo" || SHAPE === "workers";
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? "info";
+/** Warm-up of each fixed-rate attack, not counted (BENCH_WARM, seconds). */
+const WARM_SECONDS = Number(process.env.BENCH_WARM ?? 3);
 /** HTTP version of the MTOM uploads to the nginx and eProxy fronts (direct is HTTP/1.1: the simulator). */
-const MTOM_HTTP = process.env.BENCH_MTOM_HTTP === "2" ? "2" : "1.1";
+const MTOM_HTTP_ENV = process.env.BENCH_MTOM_HTTP as "1.1" | "2" | undefined;
 /** HTTP version of the fixed-rate runs (vegeta): HTTP/2 multiplexes them over one connection. */
 const RATE_HTTP = process.env.BENCH_RATE_HTTP === "2" ? "2" : "1.1";
 const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
@@ -82,9 +109,10 @@ const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) |
 /** BENCH_PARTS (comma list of `wrk`, `rate`, `mtom`, `proto`): the parts run (default all). */
 const PARTS = new Set((process.env.BENCH_PARTS ?? "wrk,rate,mtom,proto").split(","));
 
-type FrontName = "direct" | "nginx" | "eProxy";
+/** `floor`: bench/minimal-relay.ts, the Node floor (same listener options, undici client, upstream). */
+type FrontName = "direct" | "nginx" | "floor" | "eProxy";
 /** BENCH_FRONTS (comma list, for profiling runs): the fronts measured; eProxy is always one of them (it sets the rate). */
-const FRONTS: FrontName[] = (["direct", "nginx", "eProxy"] as const).filter(
+const FRONTS: FrontName[] = (["direct", "nginx", "floor", "eProxy"] as const).filter(
   (n) => n === "eProxy" || !process.env.BENCH_FRONTS || process.env.BENCH_FRONTS.split(",").includes(n),
 );
 
@@ -187,6 +215,22 @@ async function waitFor(url: string, ca: string, timeoutMs = 20_000): Promise<voi
     });
     if (ok) return;
     if (Date.now() > until) throw new Error(`${url} did not answer`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, "127.0.0.1", () => {
+        s.end();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > until) throw new Error(`port ${port} did not open`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -342,36 +386,42 @@ function vegetaBin(): string | undefined {
   return undefined;
 }
 
+/** What vegeta sends: one request, repeated. */
+interface RateTarget {
+  /** Names the results files. */
+  name: string;
+  url: string;
+  headers: Record<string, string>;
+  bodyFile: string;
+  /** HTTP/2 (gRPC calls) or HTTP/1.1. */
+  http2: boolean;
+}
+
+/**
+ * One attack at a fixed arrival rate: `WARM_SECONDS` of warm-up then `seconds` measured, in one run
+ * (the generator's connections open during the warm-up); only the requests sent after the warm-up
+ * count (per-request results, `vegeta encode -to csv`: timestamp ns, code, latency ns).
+ */
 async function vegeta(
   bin: string,
   dir: string,
-  f: Front,
-  bodyFile: string,
+  t: RateTarget,
   ca: string,
   rate: number,
   seconds: number,
   round: number,
-): Promise<{
-  p50: number;
-  p99: number;
-  p99Steady: number;
-  max: number;
-  success: number;
-  peakConnections: number;
-}> {
-  const targets = path.join(dir, `vegeta-${f.name}.txt`);
-  const headers = { ...f.headers, "content-type": "application/soap+xml; charset=utf-8" };
+): Promise<{ p50: number; p99: number; max: number; success: number; peakConnections: number }> {
+  const targets = path.join(dir, `vegeta-${t.name}.txt`);
   writeFileSync(
     targets,
-    `POST ${f.soapUrl}\n${Object.entries(headers)
+    `POST ${t.url}\n${Object.entries(t.headers)
       .map(([k, v]) => `${k}: ${v}`)
-      .join("\n")}\n@${bodyFile}\n`,
+      .join("\n")}\n@${t.bodyFile}\n`,
   );
-  // One results file per round (BENCH_KEEP=1 keeps them: `vegeta encode -to csv` for per-request times).
-  const results = path.join(dir, `vegeta-${f.name}-${round + 1}.bin`);
-  // Connections the generator holds open on the front (sampled): vegeta adds a worker, and a
-  // connection, whenever all its workers are busy at a tick, so a slow start opens many at once.
-  const port = new URL(f.soapUrl).port;
+  // One results file per round (BENCH_KEEP=1 keeps them).
+  const results = path.join(dir, `vegeta-${t.name}-${round + 1}.bin`);
+  // Connections the generator holds open on the front (sampled).
+  const port = new URL(t.url).port;
   let peakConnections = 0;
   const sampler = setInterval(() => {
     try {
@@ -385,36 +435,27 @@ async function vegeta(
     "attack",
     `-targets=${targets}`,
     `-rate=${Math.round(rate)}/s`,
-    `-duration=${seconds}s`,
+    `-duration=${WARM_SECONDS + seconds}s`,
     `-root-certs=${ca}`,
-    `-http2=${RATE_HTTP === "2"}`,
+    `-http2=${t.http2}`,
     "-keepalive=true",
     `-max-connections=${CONNECTIONS * 4}`,
     `-output=${results}`,
   ]);
   clearInterval(sampler);
-  const rep = JSON.parse(await run(bin, ["report", "-type=json", results])) as {
-    latencies: Record<string, number>;
-    success: number;
-  };
-  // The same run without its first second (connection set-up: a TLS handshake per connection the
-  // generator opens), from the per-request results (CSV: timestamp ns, code, latency ns, ...).
   const rows = (await run(bin, ["encode", "-to", "csv", results]))
     .split("\n")
     .filter((l) => l)
     .map((l) => l.split(",").slice(0, 3).map(Number) as [number, number, number]);
   const start = rows.reduce((m, r) => Math.min(m, r[0]), Number.POSITIVE_INFINITY);
-  const steady = rows
-    .filter((r) => r[0] >= start + 1e9)
-    .map((r) => r[2])
-    .sort((a, b) => a - b);
-  const ms = (ns: number | undefined) => (ns ?? 0) / 1e6;
+  const steady = rows.filter((r) => r[0] >= start + WARM_SECONDS * 1e9);
+  const lat = steady.map((r) => r[2]).sort((a, b) => a - b);
+  const q = (p: number) => (lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? 0) / 1e6;
   return {
-    p50: ms(rep.latencies["50th"]),
-    p99: ms(rep.latencies["99th"]),
-    p99Steady: ms(steady[Math.min(steady.length - 1, Math.floor(steady.length * 0.99))]),
-    max: ms(rep.latencies.max),
-    success: rep.success,
+    p50: q(0.5),
+    p99: q(0.99),
+    max: (lat[lat.length - 1] ?? 0) / 1e6,
+    success: steady.length ? steady.filter((r) => r[1] >= 200 && r[1] < 300).length / steady.length : 0,
     peakConnections,
   };
 }
@@ -424,11 +465,12 @@ async function curlUpload(
   file: string,
   contentType: string,
   ca: string,
+  http: "1.1" | "2",
 ): Promise<{ ms: number; status: number; text: string }> {
   const respFile = `${file}.${f.name}.resp`;
   const args = [
     "-sS",
-    f.name === "direct" || MTOM_HTTP === "1.1" ? "--http1.1" : "--http2",
+    f.name === "direct" || http === "1.1" ? "--http1.1" : "--http2",
     "-X",
     "POST",
     "-T",
@@ -573,6 +615,29 @@ async function main(): Promise<void> {
       redisUrl = `redis://127.0.0.1:${redisPort}`;
       writeFileSync(path.join(dir, "store.key"), randomBytes(32).toString("base64"));
     }
+    // MongoDB traces (b, c): FerretDB with its SQLite backend (.ci/install-ferretdb.sh builds it).
+    let mongoUrl: string | undefined;
+    if (MONGO) {
+      const bin = ferretBinary();
+      if (!bin) throw new Error("FerretDB not found: bash .ci/install-ferretdb.sh");
+      const mongoPort = await freePort();
+      execFileSync("mkdir", ["-p", `${dir}/ferret`]);
+      const ferret = spawn(
+        bin,
+        [
+          "--handler=sqlite",
+          `--sqlite-url=file:${dir}/ferret/`,
+          `--listen-addr=127.0.0.1:${mongoPort}`,
+          `--state-dir=${dir}/ferret`,
+          "--log-level=error",
+          "--debug-addr=-",
+        ],
+        { stdio: "ignore", env: { ...process.env, FERRETDB_TELEMETRY: "disable" } },
+      );
+      children.push(ferret);
+      mongoUrl = `mongodb://127.0.0.1:${mongoPort}/eproxy`;
+      await waitForPort(mongoPort);
+    }
     const key = createApiKey();
     const config = path.join(dir, "eproxy.yaml");
     const insiUrl = `https://localhost:${upPort}/insi`;
@@ -588,7 +653,7 @@ async function main(): Promise<void> {
           tele,
           insiUrl,
           dmpMaxBodyBytes: 2 * MTOM_MB * MiB,
-          shape: process.env.BENCH_SHAPE === "operator" ? "operator" : "bench",
+          shape: SHAPE === "bench" ? "bench" : "operator",
           relaysPerSessionMax: 1_000_000_000,
           logLevel: LOG_LEVEL,
           server: {
@@ -597,18 +662,26 @@ async function main(): Promise<void> {
             ...(process.env.BENCH_SERVER_JSON ? JSON.parse(process.env.BENCH_SERVER_JSON) : {}),
           },
           extra: {
-            ...(redisUrl
+            ...(redisUrl || mongoUrl
               ? {
                   stores: {
-                    sessions: { kind: "redis", url: redisUrl },
-                    encryption: {
-                      keys: [{ id: "k1", file: path.join(dir, "store.key") }],
-                      activeKeyId: "k1",
-                    },
+                    ...(redisUrl
+                      ? {
+                          sessions: { kind: "redis", url: redisUrl },
+                          encryption: {
+                            keys: [{ id: "k1", file: path.join(dir, "store.key") }],
+                            activeKeyId: "k1",
+                          },
+                        }
+                      : {}),
+                    ...(mongoUrl ? { mongodbUrl: mongoUrl } : {}),
                   },
                 }
               : {}),
-            traces: { spoolFile: path.join(dir, "spool"), file: path.join(dir, "traces.jsonl") },
+            // With MongoDB, traces go there (through the spool); otherwise to the JSON-lines file.
+            traces: mongoUrl
+              ? { spoolFile: path.join(dir, "spool") }
+              : { spoolFile: path.join(dir, "spool"), file: path.join(dir, "traces.jsonl") },
           },
         }),
       ),
@@ -634,6 +707,24 @@ async function main(): Promise<void> {
       { stdio: ["ignore", logFd, "inherit"] },
     );
     children.push(eproxy);
+
+    // The Node floor, beside eProxy: the same configuration on its own port.
+    const floorPort = await freePort();
+    const floorConfig = path.join(dir, "floor.json");
+    const cfgJson = JSON.parse(readFileSync(config, "utf8")) as { server: Record<string, unknown> };
+    writeFileSync(
+      floorConfig,
+      JSON.stringify({ ...cfgJson, server: { ...cfgJson.server, port: floorPort } }),
+    );
+    const floor = FRONTS.includes("floor")
+      ? spawn(process.execPath, [path.resolve("bench/minimal-relay.ts"), "--config", floorConfig], {
+          stdio: ["ignore", "ignore", "inherit"],
+        })
+      : undefined;
+    if (floor) {
+      children.push(floor);
+      await waitFor(`https://localhost:${floorPort}/healthz`, tls.ca);
+    }
 
     await waitFor(`https://localhost:${port}/healthz`, tls.ca, wrap.length ? 600_000 : 20_000);
     await waitFor(`https://localhost:${upDirectPort}/`, tls.ca);
@@ -685,6 +776,14 @@ async function main(): Promise<void> {
         headers: { authorization: `Bearer ${apiToken}` },
         pid: nginx.pid as number,
       },
+      floor: {
+        name: "floor",
+        soapUrl: `https://localhost:${floorPort}/send/insi`,
+        mtomUrl: `https://localhost:${floorPort}/send/dmp/repository`,
+        // The floor relays the caller's Authorization as it is: it is given the API token.
+        headers: { authorization: `Bearer ${apiToken}` },
+        pid: floor?.pid as number,
+      },
       eProxy: {
         name: "eProxy",
         soapUrl: `https://localhost:${port}/send/insi`,
@@ -707,32 +806,36 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, hold * 1000));
     }
 
-    say("# eProxy vs nginx (bench/compare.ts)");
+    const shapeName = {
+      bench:
+        "bench (two teleservices with scopes, insi at the default body limit, memory sessions, trace file)",
+      operator:
+        "(a) operator: three teleservices with tokenExchange extraParams, maxBodyBytes 101 MiB, maxConnectionsPerOrigin 64, relaysPerSession null, memory sessions, trace file + spool",
+      "redis-mongo": "(b) the operator's, with Redis sessions and MongoDB traces (FerretDB 1.24, SQLite)",
+      workers: "(c) the operator's, with Redis sessions, MongoDB traces and server.workers: 2",
+    }[SHAPE];
+    say(`## Shape ${SHAPE}: ${shapeName}`);
     say("");
     say(
-      `- machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, load average at start ${loadavg()[0]?.toFixed(2)} (shared)`,
+      `- machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, load average at start ${loadavg()[0]?.toFixed(2)} (shared); ${process.version}`,
     );
     say(
-      `- ${process.version}, ${
-        execFileSync("/usr/sbin/nginx", ["-v"], { stdio: ["ignore", "pipe", "pipe"] })
-          .toString()
-          .trim() || "nginx"
-      } (worker_processes auto), wrk, vegeta, curl`,
+      `- eProxy: workers ${WORKERS ?? "(default)"}, store ${STORE}${MONGO ? " + MongoDB traces" : ""}, log level ${LOG_LEVEL}; ${ROUNDS} interleaved rounds × ${SECONDS} s, c=${CONNECTIONS} (wrk, HTTP/1.1); fixed rate: one vegeta attack of ${WARM_SECONDS} s warm-up + ${SECONDS} s, only the requests after the warm-up counted`,
     );
     say(
-      `- eProxy: workers ${WORKERS ?? "(default)"}, store ${STORE}, log level ${LOG_LEVEL}; ${ROUNDS} interleaved rounds × ${SECONDS} s, ${CONNECTIONS} connections, HTTP/1.1`,
+      "- 2 KB SOAP 1.2 request, fixed 5 KB SOAP answer from an nginx upstream with ssl_verify_client on; floor = bench/minimal-relay.ts",
     );
-    say("- 2 KB SOAP 1.2 request, fixed 5 KB SOAP answer from an nginx upstream with ssl_verify_client on");
     say("");
 
     // Warm-up: code loaded, pools open, JIT done.
     for (const name of FRONTS) await wrk(dir, fronts[name], soapBody, 2);
 
+    const none = () => ({ direct: [], nginx: [], floor: [], eProxy: [] }) as Record<FrontName, number[]>;
     // 1. Throughput and CPU per request at fixed concurrency.
-    const rps: Record<FrontName, number[]> = { direct: [], nginx: [], eProxy: [] };
-    const cpu: Record<FrontName, number[]> = { direct: [], nginx: [], eProxy: [] };
+    const rps = none();
+    const cpu = none();
     // Per front: only eProxy's failures fail the command; the others' are reported.
-    const errors: Record<FrontName, number> = { direct: 0, nginx: 0, eProxy: 0 };
+    const errors: Record<FrontName, number> = { direct: 0, nginx: 0, floor: 0, eProxy: 0 };
     for (let r = 0; r < (PARTS.has("wrk") ? ROUNDS : 0); r++) {
       for (const name of FRONTS) {
         const f = fronts[name];
@@ -746,97 +849,7 @@ async function main(): Promise<void> {
       }
     }
 
-    // 2. Latency at a fixed arrival rate: 50 % of eProxy's own maximum.
-    const vbin = vegetaBin();
-    const rate = process.env.BENCH_RATE
-      ? Number(process.env.BENCH_RATE)
-      : Math.max(10, median(rps.eProxy) / 2);
-    const lat: Record<FrontName, { p50: number[]; p99: number[]; p99Steady: number[]; conns: number[] }> = {
-      direct: { p50: [], p99: [], p99Steady: [], conns: [] },
-      nginx: { p50: [], p99: [], p99Steady: [], conns: [] },
-      eProxy: { p50: [], p99: [], p99Steady: [], conns: [] },
-    };
-    const gcPauses: number[] = [];
-    if (vbin && PARTS.has("rate")) {
-      for (let r = 0; r < ROUNDS; r++) {
-        for (const name of FRONTS) {
-          const logStart = readFileSync(eproxyLog).length;
-          const v = await vegeta(vbin, dir, fronts[name], soapFile, pki.ca.certFile, rate, SECONDS, r);
-          lat[name].p50.push(v.p50);
-          lat[name].p99.push(v.p99);
-          lat[name].p99Steady.push(v.p99Steady);
-          lat[name].conns.push(v.peakConnections);
-          if (v.success < 1) {
-            errors[name]++;
-            process.stderr.write(`${name}: vegeta success ratio ${v.success}\n`);
-          }
-          if (name === "eProxy") {
-            const gc = readFileSync(eproxyLog).subarray(logStart).toString();
-            for (const m of gc.matchAll(/MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/g)) {
-              gcPauses.push(Number(m[1]));
-            }
-          }
-        }
-      }
-    } else {
-      process.stderr.write("vegeta not found (.ci/install-tools.sh vegeta): fixed-rate latencies skipped\n");
-    }
-
-    // 3. MTOM: 100 MiB upload, streamed by curl; the DMP simulator answers the SHA-256 of what it got.
-    const boundary = `MIMEBoundary_${randomBytes(8).toString("hex")}`;
-    const parts = mtomParts(boundary, iti41RootPart("doc1@bench"));
-    const mtomFile = path.join(dir, "upload.mtom");
-    const hash = createHash("sha256");
-    const fd = openSync(mtomFile, "w");
-    const head = Buffer.from(parts.head + parts.attachmentHead("doc1@bench"));
-    hash.update(head);
-    writeSync(fd, head);
-    const chunk = randomBytes(MiB);
-    for (let n = 0; n < MTOM_MB; n++) {
-      hash.update(chunk);
-      writeSync(fd, chunk);
-    }
-    const tail = Buffer.from(parts.tail);
-    hash.update(tail);
-    writeSync(fd, tail);
-    closeSync(fd);
-    const digest = hash.digest("hex");
-    const mtomType = mtomContentType(boundary, ACTIONS.iti41);
-    const mtom: Record<
-      FrontName,
-      { ms: number[]; firstGrowthMb?: number; growthMb: number[]; exact: boolean }
-    > = {
-      direct: { ms: [], growthMb: [], exact: true },
-      nginx: { ms: [], growthMb: [], exact: true },
-      eProxy: { ms: [], growthMb: [], exact: true },
-    };
-    for (let r = 0; r < (PARTS.has("mtom") ? MTOM_ROUNDS : 0); r++) {
-      for (const name of FRONTS) {
-        const f = fronts[name];
-        const before = f.pid ? rssKb(f.pid) : 0;
-        let peak = before;
-        const timer = f.pid
-          ? setInterval(() => {
-              peak = Math.max(peak, rssKb(f.pid as number));
-            }, 10)
-          : undefined;
-        const u = await curlUpload(f, mtomFile, mtomType, pki.ca.certFile);
-        clearInterval(timer);
-        const m = mtom[name];
-        m.ms.push(u.ms);
-        if (f.pid) {
-          const growth = (peak - before) / 1024;
-          if (r === 0) m.firstGrowthMb = growth;
-          m.growthMb.push(growth);
-        }
-        const exact = u.status === 200 && u.text.includes(`${digest}</ep:BodyHash>`);
-        if (!exact) process.stderr.write(`${name}: MTOM upload not byte-exact (HTTP ${u.status})\n`);
-        m.exact &&= exact;
-      }
-    }
-    rmSync(mtomFile, { force: true });
-
-    // 4. The relay per protocol (h2load): /send over HTTP/1.1 and HTTP/2, and the ForwardSoap RPC
+    // 2. The relay per protocol (h2load): /send over HTTP/1.1 and HTTP/2, and the ForwardSoap RPC
     // over gRPC and Connect (binary and JSON), against nginx's proxy_pass over HTTP/2.
     const calls: Array<{
       name: string;
@@ -847,9 +860,14 @@ async function main(): Promise<void> {
       http: "1.1" | "2";
     }> = [];
     const h2 = h2loadBin();
-    if (h2 && FRONTS.includes("eProxy") && PARTS.has("proto")) {
-      const soapType = "application/soap+xml; charset=utf-8";
-      const rpcUrl = `${new URL(fronts.eProxy.soapUrl).origin}/eproxy.v1.RelayService/ForwardSoap`;
+    const soapType = "application/soap+xml; charset=utf-8";
+    const rpcUrl = `${new URL(fronts.eProxy.soapUrl).origin}/eproxy.v1.RelayService/ForwardSoap`;
+    const rpcFiles = {
+      bin: path.join(dir, "rpc.bin"),
+      grpc: path.join(dir, "rpc.grpc"),
+      json: path.join(dir, "rpc.json"),
+    };
+    {
       const message = create(ForwardSoapRequestSchema, {
         sessionToken: session.sessionToken,
         service: "insi",
@@ -860,21 +878,20 @@ async function main(): Promise<void> {
       const framed = Buffer.alloc(5 + bin.length);
       framed.writeUInt32BE(bin.length, 1);
       framed.set(bin, 5);
-      const files = {
-        bin: path.join(dir, "rpc.bin"),
-        grpc: path.join(dir, "rpc.grpc"),
-        json: path.join(dir, "rpc.json"),
-      };
-      writeFileSync(files.bin, bin);
-      writeFileSync(files.grpc, framed);
-      writeFileSync(files.json, toJsonString(ForwardSoapRequestSchema, message));
-      const apiKey = { "x-eproxy-api-key": key.key };
+      writeFileSync(rpcFiles.bin, bin);
+      writeFileSync(rpcFiles.grpc, framed);
+      writeFileSync(rpcFiles.json, toJsonString(ForwardSoapRequestSchema, message));
+    }
+    const apiKey = { "x-eproxy-api-key": key.key };
+    const grpcHeaders = { ...apiKey, "content-type": "application/grpc", te: "trailers" };
+    if (h2 && FRONTS.includes("eProxy") && PARTS.has("proto")) {
       const e = fronts.eProxy;
       const ePid = e.pid as number;
-      if (FRONTS.includes("nginx")) {
-        const n = fronts.nginx;
+      for (const name of ["nginx", "floor"] as const) {
+        if (!FRONTS.includes(name)) continue;
+        const n = fronts[name];
         calls.push({
-          name: "nginx proxy_pass, HTTP/2",
+          name: `${name} /send, HTTP/2`,
           pid: n.pid as number,
           url: n.soapUrl,
           headers: { ...n.headers, "content-type": soapType },
@@ -903,8 +920,8 @@ async function main(): Promise<void> {
           name: "eProxy ForwardSoap, gRPC",
           pid: ePid,
           url: rpcUrl,
-          headers: { ...apiKey, "content-type": "application/grpc", te: "trailers" },
-          file: files.grpc,
+          headers: grpcHeaders,
+          file: rpcFiles.grpc,
           http: "2",
         },
         {
@@ -912,7 +929,7 @@ async function main(): Promise<void> {
           pid: ePid,
           url: rpcUrl,
           headers: { ...apiKey, "content-type": "application/proto" },
-          file: files.bin,
+          file: rpcFiles.bin,
           http: "2",
         },
         {
@@ -920,7 +937,7 @@ async function main(): Promise<void> {
           pid: ePid,
           url: rpcUrl,
           headers: { ...apiKey, "content-type": "application/json" },
-          file: files.json,
+          file: rpcFiles.json,
           http: "2",
         },
       );
@@ -948,37 +965,178 @@ async function main(): Promise<void> {
       }
     }
 
+    // 3. Latency at a fixed arrival rate, on the steady part: /send at 50 % of eProxy's own maximum
+    // (wrk) for every front; ForwardSoap over gRPC at 50 % of its own maximum (h2load), with the
+    // floor's /send over HTTP/2 at the same rate as its reference.
+    const vbin = vegetaBin();
+    const rate = process.env.BENCH_RATE
+      ? Number(process.env.BENCH_RATE)
+      : Math.max(10, (median(rps.eProxy) || 1000) / 2);
+    const grpcMax = perCall["eProxy ForwardSoap, gRPC"]?.rps ?? [];
+    const rpcRate = process.env.BENCH_RPC_RATE
+      ? Number(process.env.BENCH_RPC_RATE)
+      : Math.max(10, (median(grpcMax) || 2 * rate) / 2);
+    const lat: Record<string, { p50: number[]; p99: number[]; conns: number[] }> = {};
+    const soapType2 = { "content-type": soapType };
+    const rateTargets: Array<{ key: string; t: RateTarget; rate: number }> = FRONTS.map((name) => ({
+      key: name,
+      rate,
+      t: {
+        name,
+        url: fronts[name].soapUrl,
+        headers: { ...fronts[name].headers, ...soapType2 },
+        bodyFile: soapFile,
+        http2: RATE_HTTP === "2",
+      },
+    }));
+    if (FRONTS.includes("eProxy") && PARTS.has("proto")) {
+      rateTargets.push({
+        key: "eProxy ForwardSoap gRPC",
+        rate: rpcRate,
+        t: { name: "eProxy-grpc", url: rpcUrl, headers: grpcHeaders, bodyFile: rpcFiles.grpc, http2: true },
+      });
+      if (FRONTS.includes("floor")) {
+        rateTargets.push({
+          key: "floor /send HTTP/2",
+          rate: rpcRate,
+          t: {
+            name: "floor-h2",
+            url: fronts.floor.soapUrl,
+            headers: { ...fronts.floor.headers, ...soapType2 },
+            bodyFile: soapFile,
+            http2: true,
+          },
+        });
+      }
+    }
+    const gcPauses: number[] = [];
+    if (vbin && PARTS.has("rate")) {
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const rt of rateTargets) {
+          const logStart = readFileSync(eproxyLog).length;
+          const v = await vegeta(vbin, dir, rt.t, pki.ca.certFile, rt.rate, SECONDS, r);
+          lat[rt.key] ??= { p50: [], p99: [], conns: [] };
+          const l = lat[rt.key] as { p50: number[]; p99: number[]; conns: number[] };
+          l.p50.push(v.p50);
+          l.p99.push(v.p99);
+          l.conns.push(v.peakConnections);
+          if (v.success < 1) {
+            if (rt.key.startsWith("eProxy")) errors.eProxy++;
+            process.stderr.write(`${rt.key}: vegeta success ratio ${v.success}\n`);
+          }
+          if (rt.key === "eProxy") {
+            const gc = readFileSync(eproxyLog).subarray(logStart).toString();
+            for (const m of gc.matchAll(/MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \/ [\d.]+ ms/g)) {
+              gcPauses.push(Number(m[1]));
+            }
+          }
+        }
+      }
+    } else if (!vbin) {
+      process.stderr.write("vegeta not found (.ci/install-tools.sh vegeta): fixed-rate latencies skipped\n");
+    }
+
+    // 4. MTOM: 100 MiB upload, streamed by curl, over HTTP/1.1 and HTTP/2 (direct: HTTP/1.1, the
+    // simulator); the DMP simulator answers the SHA-256 of what it got.
+    const boundary = `MIMEBoundary_${randomBytes(8).toString("hex")}`;
+    const parts = mtomParts(boundary, iti41RootPart("doc1@bench"));
+    const mtomFile = path.join(dir, "upload.mtom");
+    const hash = createHash("sha256");
+    const fd = openSync(mtomFile, "w");
+    const head = Buffer.from(parts.head + parts.attachmentHead("doc1@bench"));
+    hash.update(head);
+    writeSync(fd, head);
+    const chunk = randomBytes(MiB);
+    for (let n = 0; n < MTOM_MB; n++) {
+      hash.update(chunk);
+      writeSync(fd, chunk);
+    }
+    const tail = Buffer.from(parts.tail);
+    hash.update(tail);
+    writeSync(fd, tail);
+    closeSync(fd);
+    const digest = hash.digest("hex");
+    const mtomType = mtomContentType(boundary, ACTIONS.iti41);
+    type MtomFigures = { ms: number[]; firstGrowthMb?: number; growthMb: number[]; exact: boolean };
+    const mtom: Record<string, MtomFigures> = {};
+    const mtomHttps = (MTOM_HTTP_ENV ? [MTOM_HTTP_ENV] : ["1.1", "2"]) as Array<"1.1" | "2">;
+    for (const http of PARTS.has("mtom") ? mtomHttps : []) {
+      for (let r = 0; r < MTOM_ROUNDS; r++) {
+        for (const name of FRONTS) {
+          if (name === "direct" && http === "2") continue;
+          const f = fronts[name];
+          const before = f.pid ? rssKb(f.pid) : 0;
+          let peak = before;
+          const timer = f.pid
+            ? setInterval(() => {
+                peak = Math.max(peak, rssKb(f.pid as number));
+              }, 10)
+            : undefined;
+          const u = await curlUpload(f, mtomFile, mtomType, pki.ca.certFile, http);
+          clearInterval(timer);
+          mtom[`${name} ${http}`] ??= { ms: [], growthMb: [], exact: true };
+          const m = mtom[`${name} ${http}`] as MtomFigures;
+          m.ms.push(u.ms);
+          if (f.pid) {
+            const growth = (peak - before) / 1024;
+            if (r === 0) m.firstGrowthMb = growth;
+            m.growthMb.push(growth);
+          }
+          const exact = u.status === 200 && u.text.includes(`${digest}</ep:BodyHash>`);
+          if (!exact) process.stderr.write(`${name}: MTOM upload not byte-exact (HTTP ${u.status})\n`);
+          m.exact &&= exact;
+          if (!exact && name === "eProxy") errors.eProxy++;
+        }
+      }
+    }
+    rmSync(mtomFile, { force: true });
+
     // Report.
-    const ratio = (a: number[], b: number[]) =>
-      a.length && b.length ? `${(median(a) / median(b)).toFixed(2)}×` : "–";
+    const ratio = (a: number[] | undefined, b: number[] | undefined) =>
+      a?.length && b?.length ? `${(median(a) / median(b)).toFixed(2)}×` : "–";
+    const minus = (a: number[] | undefined, b: number[] | undefined) =>
+      a?.length && b?.length
+        ? `${median(a) - median(b) >= 0 ? "+" : ""}${(median(a) - median(b)).toFixed(2)}`
+        : "–";
+    const mt = (name: FrontName, http: string) => {
+      const m = mtom[`${name} ${http}`];
+      if (!m) return "–";
+      const vsNginx = name === "nginx" ? "" : ` (${ratio(m.ms, mtom[`nginx ${http}`]?.ms)} nginx)`;
+      return `${(median(m.ms) / 1000).toFixed(2)} s${vsNginx}${m.exact ? "" : " NOT byte-exact"}`;
+    };
+    const rss = (name: FrontName) => {
+      const g = mtomHttps
+        .map((h) => mtom[`${name} ${h}`])
+        .filter((m): m is MtomFigures => !!m && m.firstGrowthMb !== undefined);
+      return g.length ? g.map((m) => (m.firstGrowthMb as number).toFixed(1)).join(" / ") : "–";
+    };
     say(
-      `| front | req/s (c=${CONNECTIONS}) | CPU ms/req | p50 ms @ ${Math.round(rate)}/s${RATE_HTTP === "2" ? " HTTP/2" : ""} | p99 ms @ ${Math.round(rate)}/s${RATE_HTTP === "2" ? " HTTP/2" : ""} | MTOM ${MTOM_MB} MiB s (HTTP/${MTOM_HTTP}) | RSS growth 1st upload MiB | byte-exact |`,
+      `| front | req/s (c=${CONNECTIONS}) | CPU ms/call | CPU × floor | p50 / p99 ms @ ${Math.round(rate)}/s (steady) | p99 − direct | p99 − floor | MTOM ${MTOM_MB} MiB HTTP/1.1 | MTOM HTTP/2 | RSS growth, 1st upload MiB (${mtomHttps.join(" / ")}) |`,
     );
-    say("|---|---|---|---|---|---|---|---|");
+    say("|---|---|---|---|---|---|---|---|---|---|");
     for (const name of FRONTS) {
-      const m = mtom[name];
+      const l = lat[name];
       say(
-        `| ${name} | ${fmt(rps[name], 0)} | ${cpu[name].length ? fmt(cpu[name], 3) : "–"} | ${fmt(lat[name].p50, 2)} | ${fmt(lat[name].p99, 2)} | ${fmt(
-          m.ms.map((x) => x / 1000),
-          2,
-        )} | ${m.firstGrowthMb === undefined ? "–" : `${m.firstGrowthMb.toFixed(1)} (later max ${Math.max(...m.growthMb.slice(1), 0).toFixed(1)})`} | ${m.exact} |`,
+        `| ${name} | ${fmt(rps[name], 0)} | ${cpu[name].length ? fmt(cpu[name], 3) : "–"} | ${name === "floor" || !cpu[name].length ? "" : ratio(cpu[name], cpu.floor)} | ${l ? `${median(l.p50).toFixed(2)} / ${fmt(l.p99, 2)}` : "–"} | ${name === "direct" ? "" : minus(l?.p99, lat.direct?.p99)} | ${name === "floor" || name === "direct" ? "" : minus(l?.p99, lat.floor?.p99)} | ${mt(name, "1.1")} | ${mt(name, "2")} | ${rss(name)} |`,
       );
     }
-    say(
-      `| eProxy/nginx | ${ratio(rps.eProxy, rps.nginx)} | ${ratio(cpu.eProxy, cpu.nginx)} | ${ratio(lat.eProxy.p50, lat.nginx.p50)} | ${ratio(lat.eProxy.p99, lat.nginx.p99)} | ${ratio(mtom.eProxy.ms, mtom.nginx.ms)} | | |`,
-    );
+    const g = lat["eProxy ForwardSoap gRPC"];
+    const fl = lat["floor /send HTTP/2"];
+    if (g) {
+      say(
+        `| eProxy ForwardSoap gRPC @ ${Math.round(rpcRate)}/s (50 % of its h2load max) | | | | ${median(g.p50).toFixed(2)} / ${fmt(g.p99, 2)} | | ${minus(g.p99, fl?.p99)} (floor /send HTTP/2 at the same rate: p99 ${fl ? fmt(fl.p99, 2) : "–"}) | | | |`,
+      );
+    }
     say("");
-    const p99Over = lat.eProxy.p99.length ? median(lat.eProxy.p99) - median(lat.direct.p99) : Number.NaN;
     say(
-      `- eProxy p99 − direct p99 at the fixed rate: ${p99Over.toFixed(2)} ms; eProxy GC pauses during the fixed-rate runs (--trace-gc): ${gcPauses.length} pauses, max ${gcPauses.length ? Math.max(...gcPauses).toFixed(2) : "–"} ms, ${gcPauses.filter((p) => p > 10).length} over 10 ms`,
+      `- eProxy GC pauses during its /send fixed-rate runs (--trace-gc): ${gcPauses.length}, max ${gcPauses.length ? Math.max(...gcPauses).toFixed(1) : "–"} ms, ${gcPauses.filter((p) => p > 10).length} over 10 ms; generator's peak connections: ${Object.entries(
+        lat,
+      )
+        .map(([k, l]) => `${k} ${fmt(l.conns, 0)}`)
+        .join(", ")}`,
     );
     say(
-      `- at the fixed rate, p99 without the first second (connection set-up) and the generator's peak open connections: ${FRONTS.map(
-        (n) => `${n} ${fmt(lat[n].p99Steady, 2)} ms, ${fmt(lat[n].conns, 0)} connections`,
-      ).join("; ")}`,
-    );
-    say(
-      `- errors (non-2xx, socket errors, vegeta runs below 100 % success): ${FRONTS.map((n) => `${n} ${errors[n]}`).join(", ")}`,
+      `- errors (non-2xx, socket errors, vegeta below 100 % success, MTOM not byte-exact): ${FRONTS.map((n) => `${n} ${errors[n]}`).join(", ")}`,
     );
     if (calls.length) {
       say("");
@@ -995,8 +1153,26 @@ async function main(): Promise<void> {
     say(
       "Medians with min–max over interleaved rounds; only ratios within one run are comparable (shared machine).",
     );
-    // Failures of nginx or of the upstream alone are the reference's, reported above, not eProxy's.
-    if (errors.eProxy > 0 || !mtom.eProxy.exact) process.exitCode = 1;
+    // Failures of nginx, of the floor or of the upstream alone are the references', reported above.
+    if (errors.eProxy > 0) process.exitCode = 1;
+    const summary = {
+      shape: SHAPE,
+      cpuPerCall: median(cpu.eProxy),
+      floorCpuPerCall: median(cpu.floor),
+      p99: lat.eProxy ? median(lat.eProxy.p99) : Number.NaN,
+      floorP99: lat.floor ? median(lat.floor.p99) : Number.NaN,
+      grpcP99: g ? median(g.p99) : Number.NaN,
+      floorH2P99: fl ? median(fl.p99) : Number.NaN,
+      mtom11:
+        mtom["eProxy 1.1"] && mtom["nginx 1.1"]
+          ? median(mtom["eProxy 1.1"].ms) / median(mtom["nginx 1.1"].ms)
+          : Number.NaN,
+      mtom2:
+        mtom["eProxy 2"] && mtom["nginx 2"]
+          ? median(mtom["eProxy 2"].ms) / median(mtom["nginx 2"].ms)
+          : Number.NaN,
+    };
+    if (process.env.BENCH_SUMMARY) writeFileSync(process.env.BENCH_SUMMARY, JSON.stringify(summary));
     if (process.env.BENCH_OUT) writeFileSync(process.env.BENCH_OUT, `${lines.join("\n")}\n`);
   } finally {
     // Waits for each to exit: a CPU profile is written at exit.
@@ -1012,7 +1188,78 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
+/**
+ * BENCH_SHAPES=bench,operator,redis-mongo,workers: one run per shape (a child each, one after the
+ * other), their tables, then the issue-25 targets read from them. BENCH_OUT gets all of it.
+ */
+async function runShapes(list: string[]): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), "eproxy-shapes-"));
+  const out: string[] = [];
+  const summaries: Array<Record<string, number | string>> = [];
+  let failed = false;
+  out.push(
+    `# bench:compare over production shapes (\`BENCH_SHAPES=${list.join(",")} npm run bench:compare\`)`,
+  );
+  out.push("");
+  out.push(
+    `Run ${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? "?"} (shared), ${process.version}.`,
+  );
+  out.push("");
+  process.stdout.write(`${out.join("\n")}\n`);
+  for (const shape of list) {
+    const file = path.join(dir, `${shape}.md`);
+    const summary = path.join(dir, `${shape}.json`);
+    const code = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, [process.argv[1] as string], {
+        stdio: "inherit",
+        env: {
+          ...process.env,
+          BENCH_SHAPES: "",
+          BENCH_SHAPE: shape,
+          BENCH_OUT: file,
+          BENCH_SUMMARY: summary,
+        },
+      });
+      child.on("exit", (c) => resolve(c ?? 1));
+    });
+    if (code !== 0) failed = true;
+    try {
+      out.push(readFileSync(file, "utf8"));
+      summaries.push(JSON.parse(readFileSync(summary, "utf8")) as Record<string, number | string>);
+    } catch {
+      out.push(`## Shape ${shape}: no result (exit ${code})`, "");
+    }
+  }
+  const n = (x: number | string | undefined, d = 2) =>
+    typeof x === "number" && Number.isFinite(x) ? x.toFixed(d) : "–";
+  const met = (ok: boolean | undefined) => (ok === undefined ? "–" : ok ? "met" : "**not met**");
+  out.push("## Targets (issue 25)", "");
+  out.push(
+    "| shape | CPU/call eProxy ÷ floor (target) | /send p99 − floor p99, ms (≤ 5) | ForwardSoap p99 − floor HTTP/2 p99, ms (≤ 5) | MTOM ÷ nginx HTTP/1.1, HTTP/2 (≤ 1.3) |",
+  );
+  out.push("|---|---|---|---|---|");
+  for (const s of summaries) {
+    const cpuRatio = (s.cpuPerCall as number) / (s.floorCpuPerCall as number);
+    const target = s.shape === "operator" ? 1.3 : s.shape === "redis-mongo" ? 1.6 : undefined;
+    const sendOver = (s.p99 as number) - (s.floorP99 as number);
+    const rpcOver = (s.grpcP99 as number) - (s.floorH2P99 as number);
+    const m11 = s.mtom11 as number;
+    const m2 = s.mtom2 as number;
+    const ok = (x: number, lim: number) => (Number.isFinite(x) ? x <= lim : undefined);
+    out.push(
+      `| ${s.shape} | ${n(cpuRatio)}${target ? ` (≤ ${target}: ${met(ok(cpuRatio, target))})` : ""} | ${n(sendOver)} (${met(ok(sendOver, 5))}) | ${n(rpcOver)} (${met(ok(rpcOver, 5))}) | ${n(m11)}, ${n(m2)} (${met(ok(Math.max(m11, m2), 1.3))}) |`,
+    );
+  }
+  out.push("");
+  const text = `${out.join("\n")}\n`;
+  process.stdout.write(`${out.slice(out.indexOf("## Targets (issue 25)")).join("\n")}\n`);
+  if (process.env.BENCH_OUT) writeFileSync(process.env.BENCH_OUT, text);
+  rmSync(dir, { recursive: true, force: true });
+  if (failed) process.exitCode = 1;
+}
+
+const shapes = (process.env.BENCH_SHAPES ?? "").split(",").filter((x) => x);
+(shapes.length ? runShapes(shapes) : main()).catch((err: unknown) => {
   console.error(err);
   process.exit(1);
 });
