@@ -14,7 +14,7 @@ import {
   startMachine,
   transition,
 } from "./ciba-machine.ts";
-import type { CibaClock, CibaStore } from "./ciba-store.ts";
+import { type CibaClock, type CibaStore, retryWhileStoreDown } from "./ciba-store.ts";
 import type { IdClaims, PscGateway, PscTokens } from "./psc-gateway.ts";
 import type { SessionView } from "./sessions.ts";
 import type { Lease } from "./store.ts";
@@ -119,7 +119,8 @@ export function createCibaPoller(deps: CibaPollerDeps): CibaPoller {
   async function letGo(p: Polled, failure: string, write: () => Promise<void>): Promise<void> {
     forget(p);
     try {
-      await write();
+      // The end of a request (its token above all) is retried through a store failover.
+      await retryWhileStoreDown(clock, write);
     } catch (err) {
       log.error({ err: (err as Error).message }, failure);
     } finally {
@@ -151,7 +152,8 @@ export function createCibaPoller(deps: CibaPollerDeps): CibaPoller {
         });
         return;
       case "create-session":
-        deps.createSession(rec, effect.tokens, effect.claims).then(
+        // PSC's tokens are in hand: a store failover meanwhile must not turn the approval into FAILED.
+        retryWhileStoreDown(clock, () => deps.createSession(rec, effect.tokens, effect.claims)).then(
           ({ session, token }) => dispatch(p, { type: "session-created", session, token }),
           (err: unknown) => {
             log.warn({ err: (err as Error).message }, "session creation after CIBA approval failed");

@@ -61,6 +61,23 @@ export function createWaker(clock: CibaClock): Waker {
   };
 }
 
+/**
+ * Runs a store write again while the store is unavailable (STORE_UNAVAILABLE: a Redis failover takes
+ * 2–5 s), waiting 0.25 s, doubling, up to a last wait of 4 s (~8 s in all); other failures at once.
+ * For the writes whose loss a caller would pay for: a second push, an approval nobody receives.
+ */
+export async function retryWhileStoreDown<T>(clock: CibaClock, write: () => Promise<T>): Promise<T> {
+  for (let delay = 250; ; delay *= 2) {
+    try {
+      return await write();
+    } catch (err) {
+      const down = (err as { code?: unknown } | undefined)?.code === "STORE_UNAVAILABLE";
+      if (!down || delay > 4_000) throw err;
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, delay));
+    }
+  }
+}
+
 /** How long a final request stays readable (the session token is handed out once within it). */
 const FINAL_KEEP_MS = 5 * 60_000;
 /** Topic on which a stopping replica names the requests it hands over. */

@@ -16,7 +16,14 @@ import { EproxyError } from "../errors.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { CibaRecord, CibaStatus } from "./ciba-machine.ts";
 import { createCibaPoller, POLL_LEASE_MS } from "./ciba-poller.ts";
-import { type CibaClock, createCibaStore, createWaker, systemClock, type Waker } from "./ciba-store.ts";
+import {
+  type CibaClock,
+  createCibaStore,
+  createWaker,
+  retryWhileStoreDown,
+  systemClock,
+  type Waker,
+} from "./ciba-store.ts";
 import type { ClientRegistry } from "./clients.ts";
 import type { MisuseGuard } from "./misuse.ts";
 import type { PscGateway } from "./psc-gateway.ts";
@@ -58,9 +65,6 @@ export type CibaStartResult =
  * while the store was unreachable, or a poller that died without handing over (its lease expires).
  */
 const WATCH_RECHECK_MS = POLL_LEASE_MS / 3;
-/** Backoff of the writes that follow a push (0.25 + 0.5 + ... + 4 s: a Redis failover takes 2–5 s). */
-const PUSH_WRITE_RETRY_MIN_MS = 250;
-const PUSH_WRITE_RETRY_MAX_MS = 4_000;
 /** First wait before a watcher reads a request again after the store failed (doubling up to the re-check). */
 const WATCH_RETRY_MIN_MS = 500;
 const NATIONAL_ID = /^(8\d{11}|0\d{9})$/;
@@ -261,22 +265,6 @@ export function createCiba(deps: {
     if (rec) await adopt(rec);
   }
 
-  /** A store write after PSC's push, retried while the store is unavailable (a failover), backing off. */
-  async function afterPush<T>(write: () => Promise<T>): Promise<T> {
-    for (let delay = PUSH_WRITE_RETRY_MIN_MS; ; delay *= 2) {
-      try {
-        return await write();
-      } catch (err) {
-        if (
-          !(err instanceof EproxyError && err.code === "STORE_UNAVAILABLE") ||
-          delay > PUSH_WRITE_RETRY_MAX_MS
-        )
-          throw err;
-        await new Promise<void>((resolve) => clock.setTimeout(resolve, delay));
-      }
-    }
-  }
-
   async function startGated(
     client: ClientConfig,
     nationalId: string,
@@ -342,9 +330,11 @@ export function createCiba(deps: {
     // PSC has pushed: from here a failure would make the caller's retry push again. The writes are
     // retried through a store failover; without the lease the request is still saved, and the
     // replica a watcher or a poll reaches takes it over once nobody holds its lease.
-    const lease = await afterPush(() => store.tryPollLease(rec.id, POLL_LEASE_MS)).catch(() => undefined);
-    await afterPush(() => store.save(rec));
-    await afterPush(() => store.setPending(rec));
+    const lease = await retryWhileStoreDown(clock, () => store.tryPollLease(rec.id, POLL_LEASE_MS)).catch(
+      () => undefined,
+    );
+    await retryWhileStoreDown(clock, () => store.save(rec));
+    await retryWhileStoreDown(clock, () => store.setPending(rec));
     if (lease) poller.own(rec, lease, rec.intervalMs);
     else
       log.warn(

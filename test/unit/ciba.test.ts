@@ -496,6 +496,36 @@ describe("CIBA service on fake time", () => {
     expect(w.statuses().at(-1)).toBe("APPROVED");
   });
 
+  it("an approval while Redis fails over still ends APPROVED with its token (session creation and the end retried)", async () => {
+    const psc = fakePsc();
+    const base = createMemoryStore();
+    let down = false;
+    const unreachable = () =>
+      Promise.reject(new EproxyError("STORE_UNAVAILABLE", "session store unavailable"));
+    const store: AuthStore = {
+      ...base,
+      putTransient: (kind, key, value, ttl) =>
+        down ? unreachable() : base.putTransient(kind, key, value, ttl),
+    };
+    const sessions = fakeSessions();
+    const create = sessions.create.bind(sessions);
+    sessions.create = (c: ClientConfig) => (down ? unreachable() : create(c));
+    const a = replica({ store, psc, sessions }, "a");
+    const b = replica({ store: base, psc }, "b");
+    const req = await started(a);
+    const w = watching(b.watch(client.id, req.authReqId));
+    psc.answer("psc-1", approved);
+    // Redis goes away just before PSC's approval (5 s) and is back 3 s later.
+    await tick(4_900);
+    down = true;
+    await tick(3_000);
+    down = false;
+    await tick(20_000);
+    expect(await w.ended).toBeUndefined();
+    expect(w.statuses()).toEqual(["PENDING", "APPROVED"]);
+    expect(w.seen.at(-1)?.session?.token).toBe("eps_token1");
+  });
+
   it("a store unreachable at a lease renewal does not stop the poller", async () => {
     const psc = fakePsc();
     const base = createMemoryStore();
