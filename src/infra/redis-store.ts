@@ -150,7 +150,16 @@ export function connectRedis(cfg: RedisConfig): Redis | Cluster {
     return new Cluster(cfg.clusterNodes.map(hostPort), { redisOptions: opts, enableOfflineQueue: false });
   }
   if (cfg.sentinel) {
-    return new Redis({ ...opts, sentinels: cfg.sentinel.nodes.map(hostPort), name: cfg.sentinel.name });
+    // failoverDetector: the sentinels' +switch-master moves the connection to the new master at once.
+    // Without it the connection stayed on the old master, which took writes until the sentinels
+    // turned it into a replica (seconds later) and then dropped them with its resync: sessions
+    // created meanwhile were lost (multi-host rig, SENTINEL FAILOVER: 11 of 24).
+    return new Redis({
+      ...opts,
+      sentinels: cfg.sentinel.nodes.map(hostPort),
+      name: cfg.sentinel.name,
+      failoverDetector: true,
+    });
   }
   const u = new URL(cfg.url);
   return new Redis({ ...opts, host: u.hostname, port: Number(u.port || 6379) });
