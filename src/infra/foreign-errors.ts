@@ -158,11 +158,14 @@ export function oauthErrorOf(err: unknown): OAuthError | undefined {
 
 /**
  * True when openid-client rejected what the server answered (not JSON, a missing field, a bad ID
- * token) rather than failing to reach it (a network failure reaches us as a TypeError inside).
+ * token) rather than failing to reach it: a network failure (a TypeError inside) or a timeout
+ * (openid-client's OAUTH_TIMEOUT around a DOMException TimeoutError — a partitioned PSC) is no answer.
  */
 export function isNonConformingAnswer(err: unknown): boolean {
   return (
     findCause(err, (e): e is oidc.ClientError => e instanceof oidc.ClientError) !== undefined &&
-    findCause(err, (e): e is TypeError => e instanceof TypeError) === undefined
+    findCause(err, (e): e is TypeError => e instanceof TypeError) === undefined &&
+    transportFailureOf(err) !== "timeout" &&
+    !codesOf(err).some((c) => c === "OAUTH_TIMEOUT" || c === "OAUTH_ABORT")
   );
 }

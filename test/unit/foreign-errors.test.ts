@@ -74,6 +74,12 @@ describe("foreign error classification", () => {
       status: 400,
     });
     expect(oauthErrorOf(new Error("plain"))).toBeUndefined();
+    // A PSC that does not answer in time (a partition) is unreachable, not a bad answer.
+    const timedOut = Object.assign(
+      new oidc.ClientError("operation timed out", { cause: new DOMException("timed out", "TimeoutError") }),
+      { code: "OAUTH_TIMEOUT" },
+    );
+    expect(isNonConformingAnswer(timedOut)).toBe(false);
     expect(isNonConformingAnswer(new oidc.ClientError("invalid response"))).toBe(true);
     expect(
       isNonConformingAnswer(new oidc.ClientError("fetch", { cause: new TypeError("fetch failed") })),
