@@ -597,8 +597,8 @@ async function redisCommands(c: Ctx): Promise<string[]> {
   const diff = (a: Record<string, number>, b: Record<string, number>) => {
     const out: Record<string, number> = {};
     for (const k of Object.keys(b)) if ((b[k] ?? 0) - (a[k] ?? 0) > 0) out[k] = (b[k] ?? 0) - (a[k] ?? 0);
-    delete out.info;
-    delete out.cluster;
+    // Redis's own traffic (replication, health pings, the rig's INFO), not eProxy's.
+    for (const k of ["info", "cluster", "replconf", "ping", "command", "client", "config", "role"]) delete out[k];
     return out;
   };
   const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: c.d.ca });
