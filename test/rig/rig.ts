@@ -598,7 +598,8 @@ async function redisCommands(c: Ctx): Promise<string[]> {
     const out: Record<string, number> = {};
     for (const k of Object.keys(b)) if ((b[k] ?? 0) - (a[k] ?? 0) > 0) out[k] = (b[k] ?? 0) - (a[k] ?? 0);
     // Redis's own traffic (replication, health pings, the rig's INFO), not eProxy's.
-    for (const k of ["info", "cluster", "replconf", "ping", "command", "client", "config", "role"]) delete out[k];
+    for (const k of ["info", "cluster", "replconf", "ping", "command", "client", "config", "role"])
+      delete out[k];
     return out;
   };
   const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: c.d.ca });
