@@ -139,15 +139,13 @@ function bindingsJson(log: Logger): string {
 
 /**
  * Creates the root logger; lines written inside a request carry its request id. Without a
- * destination, standard output (pino's own destination, made here so that the access line can be
- * written to it).
+ * destination, pino's own choice of standard output (the access line then goes through pino).
  */
 export function createLogger(
   level: string,
   destination?: NodeJS.WritableStream | pino.DestinationStream,
 ): Logger {
   const none = {};
-  const dest = destination ?? pino.destination(1);
   const logger = pino(
     {
       level,
@@ -164,9 +162,11 @@ export function createLogger(
       mixinMergeStrategy: (obj, mixed) => (mixed === none ? obj : Object.assign(mixed, obj)),
       formatters: { level: (label) => ({ level: label }) },
     },
-    dest as pino.DestinationStream,
+    destination as pino.DestinationStream | undefined,
   );
-  sinks.set(logger, { stream: dest as LineSink["stream"], bindings: bindingsJson(logger) });
+  if (destination) {
+    sinks.set(logger, { stream: destination as LineSink["stream"], bindings: bindingsJson(logger) });
+  }
   return logger;
 }
 
