@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Channel, CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
 import { type AuthEnv, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
+import { pushFor } from "../support/psc-wait.ts";
 
 let env: AuthEnv;
 beforeAll(async () => {
@@ -39,6 +40,9 @@ async function watchUntilFinal(authReqId: string, clientId: "lps-demo" | "lps-ot
 
 describe("CIBA", () => {
   it("start → approval → session over gRPC, with the PSC identity", async () => {
+    // Approved by the test, not by the simulator's timer: the push must still be pending when it is
+    // looked at, however slow the machine.
+    env.psc.settings.autoApproveMs = null;
     const auth = env.auth();
     const started = await auth.startCiba({
       clientId: "lps-demo",
@@ -55,6 +59,7 @@ describe("CIBA", () => {
     ]);
     const first = await auth.pollCiba({ authReqId: started.authReqId });
     expect(first.status).toBe(CibaStatus.PENDING);
+    await env.psc.approve(pscIdFor(NURSE));
     const states = await watchUntilFinal(started.authReqId);
     const last = states.at(-1);
     expect(last?.status).toBe(CibaStatus.APPROVED);
@@ -77,6 +82,7 @@ describe("CIBA", () => {
   });
 
   it("works over Connect JSON, and generates a binding message when absent", async () => {
+    env.psc.settings.autoApproveMs = null;
     const auth = env.auth("lps-demo", "connect");
     const started = await auth.startCiba({
       clientId: "lps-demo",
@@ -85,6 +91,7 @@ describe("CIBA", () => {
     });
     expect(started.bindingMessage).toMatch(/^\d{2}$/);
     expect(env.psc.pending()[0]?.channel).toBe("CARD");
+    await env.psc.approve(pscIdFor(PHARMACIST));
     const states = await watchUntilFinal(started.authReqId);
     const token = states.at(-1)?.session?.sessionToken ?? "";
     expect(token).toMatch(/^eps_/);
@@ -204,9 +211,7 @@ describe("CIBA", () => {
       headers: { "x-eproxy-api-key": env.keys["lps-demo"] },
       body: { nationalId: DOCTOR, bindingMessage: "13" },
     });
-    for (let i = 0; i < 50 && env.psc.pending().length === 0; i++)
-      await new Promise((r) => setTimeout(r, 50));
-    await env.psc.deny(pscIdFor(DOCTOR));
+    await env.psc.deny((await pushFor(env.psc, DOCTOR)).authReqId);
     const res = await rest;
     expect(res.status).toBe(403);
     expect(res.json()).toMatchObject({ code: "AUTHENTICATION_DENIED", status: 403 });
