@@ -5,6 +5,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+import { startSandboxCli } from "../support/sandbox-cli.ts";
 import { testPki } from "../support/server.ts";
 
 const sh = promisify(execFile);
@@ -20,29 +21,10 @@ afterAll(async () => {
 
 describe("eproxy sandbox", () => {
   it("starts with zero configuration; the printed commands authenticate a professional", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "eproxy-sandbox-"));
-    const port = await freePort();
-    const p = startCli([
-      "sandbox",
-      "--port",
-      String(port),
-      "--psc-port",
-      String(await freePort()),
-      "--teleservices-port",
-      String(await freePort()),
-      "--dir",
-      path.join(dir, "certs"),
-      "--approve-after-ms",
-      "500",
-    ]);
-    started.push(p);
-    await p.waitFor(/Ctrl-C stops it/);
-    expect(existsSync(path.join(dir, "certs", "clients", "lps-demo.pem"))).toBe(true);
-    const line = (re: RegExp) => {
-      const l = p.stdout().match(re)?.[1];
-      expect(l, `no line matching ${re}`).toBeDefined();
-      return l as string;
-    };
+    const sb = await startSandboxCli(["--approve-after-ms", "500"]);
+    started.push(sb.process);
+    expect(existsSync(path.join(sb.certsDir, "clients", "lps-demo.pem"))).toBe(true);
+    const line = (re: RegExp) => sb.line(re);
 
     const curl = await sh("sh", ["-c", line(/^ {2}(curl .*\/healthz)$/m)]);
     expect(JSON.parse(curl.stdout)).toEqual({ status: "ok" });
@@ -95,9 +77,8 @@ describe("eproxy sandbox", () => {
     expect(again.detail).toContain("DELETE /oauth2/session");
     expect(again.detail).toContain("newSession");
 
-    p.child.kill("SIGTERM");
-    expect(await p.exited).toBe(0);
-    expect(p.stderr()).toContain("SIGTERM received: draining");
+    expect(await sb.stop()).toBe(0);
+    expect(sb.process.stderr()).toContain("SIGTERM received: draining");
   });
 });
 

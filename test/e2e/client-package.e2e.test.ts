@@ -18,18 +18,18 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+import { type SandboxCli, startSandboxCli } from "../support/sandbox-cli.ts";
 
 const run = promisify(execFile);
 const root = path.resolve(".");
 const work = mkdtempSync(path.join(tmpdir(), "eproxy-client-pkg-"));
-let sandbox: CliProcess | undefined;
+let sandbox: Promise<SandboxCli> | undefined;
 
 afterAll(async () => {
-  if (sandbox && sandbox.child.exitCode === null) {
-    sandbox.child.kill("SIGTERM");
-    await sandbox.exited;
-  }
+  await sandbox?.then(
+    (sb) => sb.stop(),
+    () => {},
+  );
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -49,23 +49,9 @@ describe("@eproxy/client, packed and installed in a fresh NodeNext project", () 
   it("compiles with stock tsc and completes a CIBA login and a relay against the sandbox", {
     timeout: 300_000,
   }, async () => {
-    const sandboxDir = path.join(work, "sandbox");
-    sandbox = startCli(
-      [
-        "sandbox",
-        "--port",
-        String(await freePort()),
-        "--psc-port",
-        String(await freePort()),
-        "--teleservices-port",
-        String(await freePort()),
-        "--dir",
-        path.join(sandboxDir, "certs"),
-        "--approve-after-ms",
-        "300",
-      ],
-      {},
-    );
+    // Started now, awaited after the build: it comes up while npm and tsc work.
+    sandbox = startSandboxCli(["--approve-after-ms", "300"]);
+    sandbox.catch(() => {});
 
     // Pack (prepack builds: buf generate with .js extensions, then tsc to dist/).
     const packDir = path.join(work, "pack");
@@ -120,11 +106,10 @@ describe("@eproxy/client, packed and installed in a fresh NodeNext project", () 
       app,
     );
 
-    await sandbox.waitFor(/Ctrl-C stops it/, 60_000);
-    const url = /eProxy sandbox ready on (https:\/\/localhost:\d+)/.exec(sandbox.stdout())?.[1] as string;
+    const { url, certsDir } = await sandbox;
     const out = await sh(
       process.execPath,
-      ["consumer.js", url, path.join(sandboxDir, "certs"), "899700218896", "899700366240"],
+      ["consumer.js", url, certsDir, "899700218896", "899700366240"],
       app,
     );
     const seen = JSON.parse(out.trim().split("\n").at(-1) as string);
@@ -148,10 +133,9 @@ describe("@eproxy/client, packed and installed in a fresh NodeNext project", () 
 
     // The 20-line program, twice in a row for the professional the consumer just logged in: each run
     // meets the live session (CibaSessionReusedError, no push), asks for a new one, then relays.
-    const certs = path.join(sandboxDir, "certs");
     for (const round of [1, 2]) {
       const twice = JSON.parse(
-        (await sh(process.execPath, ["twice.js", url, certs, "899700218896"], app)).trim(),
+        (await sh(process.execPath, ["twice.js", url, certsDir, "899700218896"], app)).trim(),
       );
       expect(twice.reused, `run ${round}`).toMatch(/newSession: true/);
       expect(twice.insi, `run ${round}`).toEqual([200, "00"]);

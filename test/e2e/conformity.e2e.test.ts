@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+import { type CliProcess, startCli } from "../support/cli.ts";
+import { startSandboxCli } from "../support/sandbox-cli.ts";
 
 /**
  * `eproxy conformity` against `eproxy sandbox`, both real processes: the agency's scenario passes
@@ -23,28 +23,11 @@ afterAll(async () => {
 async function sandbox(
   extra: string[] = [],
 ): Promise<{ process: CliProcess; args: string[]; certs: string }> {
-  const dir = mkdtempSync(path.join(tmpdir(), "eproxy-conformity-"));
-  const port = await freePort();
-  const p = startCli([
-    "sandbox",
-    "--port",
-    String(port),
-    "--psc-port",
-    String(await freePort()),
-    "--teleservices-port",
-    String(await freePort()),
-    "--dir",
-    path.join(dir, "certs"),
-    "--approve-after-ms",
-    "200",
-    ...extra,
-  ]);
-  started.push(p);
-  await p.waitFor(/Ctrl-C stops it/);
+  const sb = await startSandboxCli(["--approve-after-ms", "200", ...extra]);
+  started.push(sb.process);
   // The command the sandbox prints, as a developer would paste it.
-  const printed = /^ {2}npx eproxy (conformity .*)$/m.exec(p.stdout())?.[1];
-  expect(printed, "the sandbox prints the conformity command").toBeDefined();
-  return { process: p, args: (printed as string).split(" "), certs: path.join(dir, "certs") };
+  const printed = sb.line(/^ {2}npx eproxy (conformity .*)$/m);
+  return { process: sb.process, args: printed.split(" "), certs: sb.certsDir };
 }
 
 async function conformity(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

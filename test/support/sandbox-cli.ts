@@ -44,7 +44,11 @@ export async function startSandboxCli(args: string[] = [], env: NodeJS.ProcessEn
       await p.waitFor(/Ctrl-C stops it/, 60_000);
       break;
     } catch (err) {
-      if (attempt >= 3 || !/is already in use/.test(p.stderr())) throw err;
+      if (attempt >= 3 || !/is already in use/.test(p.stderr())) {
+        // Not left running behind a failed start (nobody else holds it).
+        if (p.child.exitCode === null) p.child.kill("SIGTERM");
+        throw err;
+      }
     }
   }
   const out = p.stdout();
