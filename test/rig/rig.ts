@@ -300,6 +300,31 @@ async function storeErrors(): Promise<number> {
   return n;
 }
 
+/**
+ * Kills a Redis master with SIGKILL, waits (30 s at most) until `promotedWhen` holds, then lets the
+ * load run 3 s more: when it was killed, the note on its promotion, and the replicas' store errors
+ * meanwhile.
+ */
+async function killRedisMaster(
+  p: ReturnType<typeof redisProc>,
+  victim: string,
+  awaited: string,
+  promotedWhen: () => boolean,
+): Promise<{ at: number; notes: string; peer: () => Promise<string> }> {
+  const e0 = await storeErrors();
+  const at = Date.now();
+  await p?.stop("SIGKILL");
+  await until(awaited, promotedWhen, 30_000);
+  const promoted = Date.now();
+  await sleep(3_000);
+  const e1 = await storeErrors();
+  return {
+    at,
+    notes: `killed ${victim}; promoted after ${((promoted - at) / 1000).toFixed(1)} s`,
+    peer: async () => `store errors on the replicas: ${e1 - e0}`,
+  };
+}
+
 const scenarios: Scenario[] = [
   {
     name: "kill -9 one replica (r1)",
@@ -333,21 +358,14 @@ const scenarios: Scenario[] = [
       const masters = c.d.clusterMasters();
       const victim = masters[0] as string;
       const p = redisProc(c.d, victim);
-      const e0 = await storeErrors();
-      const at = Date.now();
-      await p?.stop("SIGKILL");
-      await until(
+      const killed = await killRedisMaster(
+        p,
+        victim,
         "a new master for the killed one's slots",
         () => c.d.clusterMasters().length === 3 && !c.d.clusterMasters().includes(victim),
-        30_000,
       );
-      const promoted = Date.now();
-      await sleep(3_000);
-      const e1 = await storeErrors();
       return {
-        at,
-        notes: `killed ${victim}; promoted after ${((promoted - at) / 1000).toFixed(1)} s`,
-        peer: async () => `store errors on the replicas: ${e1 - e0}`,
+        ...killed,
         // Once measured, the old node comes back (empty: no persistence in the rig) and the cluster
         // makes it a replica of the promoted one. Restarted during the load, it answered its old slots
         // empty for a moment (it still believed itself their master): a rig artefact, not a failover's.
@@ -520,24 +538,13 @@ const scenarios: Scenario[] = [
     short: false,
     mode: "sentinel",
     async fault(c) {
-      const e0 = await storeErrors();
       const sentinel = `${ipOf("k3")}:26379`;
-      const old = redisCli(sentinel, "sentinel", "get-master-addr-by-name", "rigm").split("\n")[0] as string;
+      const master = () => redisCli(sentinel, "sentinel", "get-master-addr-by-name", "rigm").split("\n")[0];
+      const old = master() as string;
       const p = c.d.sentinel.find((s) => s.name === `redis-${REDIS_HOSTS.find((h) => ipOf(h) === old)}-6379`);
-      const at = Date.now();
-      await p?.stop("SIGKILL");
-      await until(
-        "a new Sentinel master",
-        () => redisCli(sentinel, "sentinel", "get-master-addr-by-name", "rigm").split("\n")[0] !== old,
-        30_000,
-      );
-      const promoted = Date.now();
-      await sleep(3_000);
-      const e1 = await storeErrors();
+      const killed = await killRedisMaster(p, old, "a new Sentinel master", () => master() !== old);
       return {
-        at,
-        notes: `killed ${old}; promoted after ${((promoted - at) / 1000).toFixed(1)} s`,
-        peer: async () => `store errors on the replicas: ${e1 - e0}`,
+        ...killed,
         restore: async () => {
           p?.start();
         },
