@@ -2,8 +2,6 @@
  * Misuse alerts: thresholds crossed through the real services raise one ALERT trace and block the
  * offender with TOO_MANY_REQUESTS + Retry-After, on every protocol; counts are shared by replicas.
  */
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
 import { RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
@@ -83,19 +81,7 @@ describe("misuse alerts", () => {
   it("a session relaying faster than allowed gets one alert and 429 SOAP faults / RESOURCE_EXHAUSTED", async () => {
     const since = Date.now();
     const token = await login(env, DOCTOR);
-    const relay = createClient(
-      RelayService,
-      createGrpcTransport({
-        baseUrl: env.url,
-        nodeOptions: { ca: env.ca },
-        interceptors: [
-          (next) => (req) => {
-            req.header.set("x-eproxy-api-key", env.keys["lps-demo"]);
-            return next(req);
-          },
-        ],
-      }),
-    );
+    const relay = env.grpc(RelayService);
     const soap = new TextEncoder().encode(insiSearchRequest("MARTIN"));
     const forward = (sessionToken: string) =>
       relay.forwardSoap({ sessionToken, service: "insi", contentType: SOAP12, body: soap });

@@ -8,7 +8,7 @@ import path from "node:path";
 import tls from "node:tls";
 import { promisify } from "node:util";
 import { Code, type ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
 import {
@@ -166,10 +166,7 @@ describe("HTTP edges", () => {
   });
 
   it("ForwardSoap: a header name with a space or a value with CRLF is invalid_argument", async () => {
-    const relay = createClient(
-      RelayService,
-      createGrpcTransport({ baseUrl: env.url, nodeOptions: { ca: env.ca }, interceptors: [withKey] }),
-    );
+    const relay = env.grpc(RelayService);
     for (const h of [
       { name: "x bad", value: "1" },
       { name: "x-ok", value: "a\r\nx-injected: 1" },

@@ -3,8 +3,7 @@ import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import https from "node:https";
 import { Readable } from "node:stream";
-import { Code, type ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
 import { ensureDevPki } from "../../src/infra/dev-pki.ts";
@@ -135,14 +134,7 @@ describe("relay: INSi (SOAP 1.2)", () => {
   });
 
   it("works through RelayService.ForwardSoap over gRPC, with the same semantics", async () => {
-    const withKey: Interceptor = (next) => (req) => {
-      req.header.set("x-eproxy-api-key", env.keys["lps-demo"]);
-      return next(req);
-    };
-    const relay = createClient(
-      RelayService,
-      createGrpcTransport({ baseUrl: env.url, nodeOptions: { ca: env.ca }, interceptors: [withKey] }),
-    );
+    const relay = env.grpc(RelayService);
     const res = await relay.forwardSoap({
       sessionToken: token,
       service: "insi",
@@ -166,14 +158,7 @@ describe("relay: INSi (SOAP 1.2)", () => {
   });
 
   it("a teleservice resetting mid-answer: ForwardSoap over gRPC answers unavailable (UPSTREAM_BAD_RESPONSE), the SEND trace says so", async () => {
-    const withKey: Interceptor = (next) => (req) => {
-      req.header.set("x-eproxy-api-key", env.keys["lps-demo"]);
-      return next(req);
-    };
-    const relay = createClient(
-      RelayService,
-      createGrpcTransport({ baseUrl: env.url, nodeOptions: { ca: env.ca }, interceptors: [withKey] }),
-    );
+    const relay = env.grpc(RelayService);
     const since = Date.now();
     // The simulator sends the headers and half the answer, then destroys its socket (a real reset).
     env.tele.faults.resetMidBody = true;

@@ -8,8 +8,6 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { type Collection, MongoClient } from "mongodb";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -204,19 +202,7 @@ describe.skipIf(!mongoUrl)("trace record verification for auditors (REST and gRP
     const gone = docs[2] as Doc;
     await traces.deleteOne({ _id: gone._id });
 
-    const rpc = createClient(
-      TraceService,
-      createGrpcTransport({
-        baseUrl: env.url,
-        nodeOptions: { ca: env.ca },
-        interceptors: [
-          (next) => (req) => {
-            req.header.set("x-eproxy-api-key", env.keys["lps-demo"]);
-            return next(req);
-          },
-        ],
-      }),
-    );
+    const rpc = env.grpc(TraceService);
     const v = await rpc.verifyTraces({
       startTime: timestampFromMs(Date.parse(start)),
       endTime: timestampFromMs(Date.parse(end)),

@@ -3,8 +3,6 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { MongoClient } from "mongodb";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -175,14 +173,7 @@ describe.skipIf(!mongoUrl)("MongoDB traces", () => {
     });
     expect(other.json().filter((t: any) => t.clientId === "lps-demo")).toEqual([]);
 
-    const withKey: Interceptor = (next) => (req) => {
-      req.header.set("x-eproxy-api-key", env.keys["lps-demo"]);
-      return next(req);
-    };
-    const rpc = createClient(
-      TraceService,
-      createGrpcTransport({ baseUrl: env.url, nodeOptions: { ca: env.ca }, interceptors: [withKey] }),
-    );
+    const rpc = env.grpc(TraceService);
     const page = await rpc.listTraces({
       startTime: timestampFromMs(Date.parse(since)),
       endTime: timestampFromMs(Date.parse(until)),

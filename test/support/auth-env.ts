@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { DescService } from "@bufbuild/protobuf";
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { AuthService, CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
@@ -53,6 +54,8 @@ export interface AuthEnv {
   ): Client<typeof AuthService>;
   /** AuthService client authenticated with any API key. */
   authKey(apiKey: string): Client<typeof AuthService>;
+  /** A gRPC client of any service of eProxy, authenticated with a client's API key. */
+  grpc<S extends DescService>(service: S, clientId?: "lps-demo" | "lps-other"): Client<S>;
   /** Starts another eProxy with the same configuration and stores (a replica); returns its URL. */
   replica(): Promise<string>;
   /** Like replica(), with a way to stop that replica alone. */
@@ -250,6 +253,13 @@ export async function startAuthEnv(
         interceptors: [withKey(apiKey)],
       });
       return createClient(AuthService, transport);
+    },
+    grpc(service, clientId = "lps-demo") {
+      const interceptors = [withKey(keys[clientId])];
+      return createClient(
+        service,
+        createGrpcTransport({ baseUrl: url, nodeOptions: { ca: pki.ca }, interceptors }),
+      );
     },
     async startReplica() {
       const cfg = parseConfig(
