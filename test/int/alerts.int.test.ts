@@ -7,6 +7,7 @@ import { CibaStatus } from "../../gen/eproxy/v1/auth_pb.ts";
 import { RelayService } from "../../gen/eproxy/v1/relay_pb.ts";
 import { ACTIONS, insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
 import { type AuthEnv, cibaLogin, DOCTOR, NURSE, PHARMACIST, startAuthEnv } from "../support/auth-env.ts";
+import { pushFor } from "../support/psc-wait.ts";
 
 const redisUrl = inject("redisUrl");
 const SOAP12 = `application/soap+xml; charset=utf-8; action="${ACTIONS.insiSearch}"`;
@@ -43,10 +44,7 @@ describe("misuse alerts", () => {
     try {
       for (let i = 0; i < 3; i++) {
         const started = await env.auth().startCiba({ nationalId: NURSE, bindingMessage: "42" });
-        for (let j = 0; j < 50 && !env.psc.pending().some((p) => p.nationalId === NURSE); j++)
-          await new Promise((r) => setTimeout(r, 20));
-        const pending = env.psc.pending().find((p) => p.nationalId === NURSE);
-        await env.psc.deny(pending?.authReqId as string);
+        await env.psc.deny((await pushFor(env.psc, NURSE)).authReqId);
         let last: any;
         for await (const m of env.auth().watchCiba({ authReqId: started.authReqId })) last = m;
         expect(last.status).toBe(CibaStatus.DENIED);

@@ -72,7 +72,7 @@ describe("health", () => {
           return ConnectError.from(e);
         }
       })();
-      for (let i = 0; i < 50 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      await expect.poll(() => seen.length, { timeout: 20_000 }).toBeGreaterThan(0);
       expect(seen).toEqual([Status.SERVING]);
       const closing = own.server.close();
       // Readiness flipped at once; the process still answers during drainDelayMs.

@@ -44,12 +44,20 @@ describe.skipIf(!redisUrl)("two replicas sharing one Redis", () => {
       expect(env.psc.stats.cibaRequests).toBeGreaterThanOrEqual(1);
       const pushes = env.psc.stats.cibaRequests;
 
+      let saidPending: () => void = () => {};
+      const pendingSaid = new Promise<void>((resolve) => {
+        saidPending = resolve;
+      });
       const watched = (async () => {
         const states = [];
-        for await (const m of b.watchCiba({ authReqId: started.authReqId })) states.push(m);
+        for await (const m of b.watchCiba({ authReqId: started.authReqId })) {
+          states.push(m);
+          saidPending();
+        }
         return states;
       })();
-      await new Promise((r) => setTimeout(r, 300));
+      // Approved once the stream has said PENDING (or ended: then the assertion below says why).
+      await Promise.race([pendingSaid, watched]);
       await env.psc.approve(env.psc.pending().find((p) => p.nationalId === PHARMACIST)?.authReqId as string);
       const states = await watched;
       expect(states.map((m) => m.status)).toEqual([CibaStatus.PENDING, CibaStatus.APPROVED]);
