@@ -325,6 +325,25 @@ async function killRedisMaster(
   };
 }
 
+/** A clock-skew scenario: r3 restarted with libfaketime `offset`, then some load on it. */
+function clockSkew(offset: "+5s" | "-5s", notes: string): Scenario {
+  return {
+    name: `clock skew: r3 ${offset.replace(/s$/, " s")} (libfaketime)`,
+    short: false,
+    mode: "cluster",
+    async fault(c) {
+      c.down.add("r3");
+      await c.d.replicas.r3.stop("SIGTERM", 20_000);
+      const at = Date.now();
+      await c.d.startReplica("r3", { faketime: offset });
+      c.down.delete("r3");
+      await waitLbUp(c.d, "r3");
+      await sleep(full ? 15_000 : 8_000);
+      return { at, notes, peer: async () => "-" };
+    },
+  };
+}
+
 const scenarios: Scenario[] = [
   {
     name: "kill -9 one replica (r1)",
@@ -474,40 +493,8 @@ const scenarios: Scenario[] = [
       return { at, notes: `${((Date.now() - at) / 1000).toFixed(0)} s for the three`, peer: async () => "-" };
     },
   },
-  {
-    name: "clock skew: r3 +5 s (libfaketime)",
-    short: false,
-    mode: "cluster",
-    async fault(c) {
-      c.down.add("r3");
-      await c.d.replicas.r3.stop("SIGTERM", 20_000);
-      const at = Date.now();
-      await c.d.startReplica("r3", { faketime: "+5s" });
-      c.down.delete("r3");
-      await waitLbUp(c.d, "r3");
-      await sleep(full ? 15_000 : 8_000);
-      return {
-        at,
-        notes: "r3 restarted with FAKETIME=+5s (wall clock only), back to true time after the scenario",
-        peer: async () => "-",
-      };
-    },
-  },
-  {
-    name: "clock skew: r3 -5 s (libfaketime)",
-    short: false,
-    mode: "cluster",
-    async fault(c) {
-      c.down.add("r3");
-      await c.d.replicas.r3.stop("SIGTERM", 20_000);
-      const at = Date.now();
-      await c.d.startReplica("r3", { faketime: "-5s" });
-      c.down.delete("r3");
-      await waitLbUp(c.d, "r3");
-      await sleep(full ? 15_000 : 8_000);
-      return { at, notes: "r3 restarted with FAKETIME=-5s", peer: async () => "-" };
-    },
-  },
+  clockSkew("+5s", "r3 restarted with FAKETIME=+5s (wall clock only), back to true time after the scenario"),
+  clockSkew("-5s", "r3 restarted with FAKETIME=-5s"),
   {
     name: "Sentinel failover (SENTINEL FAILOVER)",
     short: false,
