@@ -1,19 +1,12 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
-import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+import { describe, expect, it } from "vitest";
+import { freePort, startCli } from "../support/cli.ts";
+import { stopAfterAll } from "../support/cli-cleanup.ts";
 import { testPki } from "../support/server.ts";
 
-const started: CliProcess[] = [];
-afterAll(async () => {
-  for (const p of started) {
-    if (p.child.exitCode === null) {
-      p.child.kill("SIGKILL");
-      await p.exited;
-    }
-  }
-});
+const started = stopAfterAll("SIGKILL");
 
 async function run(args: string[], env: NodeJS.ProcessEnv = {}) {
   const p = startCli(args, env);

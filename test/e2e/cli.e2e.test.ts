@@ -3,21 +3,14 @@ import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, describe, expect, it } from "vitest";
-import { type CliProcess, freePort, startCli } from "../support/cli.ts";
+import { describe, expect, it } from "vitest";
+import { freePort, startCli } from "../support/cli.ts";
+import { stopAfterAll } from "../support/cli-cleanup.ts";
 import { startSandboxCli } from "../support/sandbox-cli.ts";
 import { testPki } from "../support/server.ts";
 
 const sh = promisify(execFile);
-const started: CliProcess[] = [];
-afterAll(async () => {
-  for (const p of started) {
-    if (p.child.exitCode === null) {
-      p.child.kill("SIGTERM");
-      await p.exited;
-    }
-  }
-});
+const started = stopAfterAll();
 
 describe("eproxy sandbox", () => {
   it("starts with zero configuration; the printed commands authenticate a professional", async () => {

@@ -1,7 +1,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { type CliProcess, startCli } from "../support/cli.ts";
+import { stopAfterAll } from "../support/cli-cleanup.ts";
 import { startSandboxCli } from "../support/sandbox-cli.ts";
 
 /**
@@ -9,15 +10,7 @@ import { startSandboxCli } from "../support/sandbox-cli.ts";
  * against the sandbox, and fails (exit 1, naming the missing trace) against a sandbox that withholds
  * the logout traces.
  */
-const started: CliProcess[] = [];
-afterAll(async () => {
-  for (const p of started) {
-    if (p.child.exitCode === null) {
-      p.child.kill("SIGTERM");
-      await p.exited;
-    }
-  }
-});
+const started = stopAfterAll();
 
 /** Starts a sandbox on free ports; resolves with the arguments `eproxy conformity` needs for it. */
 async function sandbox(

@@ -9,17 +9,15 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { MongoClient } from "mongodb";
 import { pino } from "pino";
-import { afterAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it } from "vitest";
 import { createMongoTraceStore } from "../../src/infra/mongo-traces.ts";
 import { createTraceWriter } from "../../src/trace/writer.ts";
-import { type CliProcess, startCli } from "../support/cli.ts";
+import { startCli } from "../support/cli.ts";
+import { stopAfterAll } from "../support/cli-cleanup.ts";
 import { testPki } from "../support/server.ts";
 
 const mongoUrl = inject("mongoUrl");
-const started: CliProcess[] = [];
-afterAll(async () => {
-  for (const p of started) if (p.child.exitCode === null) p.child.kill("SIGKILL");
-});
+const started = stopAfterAll("SIGKILL");
 
 async function run(args: string[]) {
   const p = startCli(args);
