@@ -47,6 +47,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   writeFileSync,
   writeSync,
@@ -101,13 +102,33 @@ const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? "info";
 const WARM_SECONDS = Number(process.env.BENCH_WARM ?? 3);
 /** HTTP version of the MTOM uploads to the nginx and eProxy fronts (direct is HTTP/1.1: the simulator). */
 const MTOM_HTTP_ENV = process.env.BENCH_MTOM_HTTP as "1.1" | "2" | undefined;
+/**
+ * Connections (and workers) of the fixed-rate generator, the same for every front (BENCH_RATE_CONNECTIONS):
+ * a fixed pool, so a pause of the front does not make vegeta open hundreds of new TLS connections in the
+ * measured window (a handshake storm that then measures the generator, not the relay).
+ */
+const RATE_CONNECTIONS = Number(process.env.BENCH_RATE_CONNECTIONS ?? 16);
 /** HTTP version of the fixed-rate runs (vegeta): HTTP/2 multiplexes them over one connection. */
 const RATE_HTTP = process.env.BENCH_RATE_HTTP === "2" ? "2" : "1.1";
 const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
 const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
-/** BENCH_PARTS (comma list of `wrk`, `rate`, `mtom`, `proto`): the parts run (default all). */
-const PARTS = new Set((process.env.BENCH_PARTS ?? "wrk,rate,mtom,proto").split(","));
+/**
+ * BENCH_PARTS (comma list of `wrk`, `rate`, `mtom`, `proto`, `instructions`): the parts run (default all;
+ * `instructions` is skipped, and said, when valgrind is not installed).
+ */
+const PARTS = new Set((process.env.BENCH_PARTS ?? "wrk,rate,mtom,proto,instructions").split(","));
+/**
+ * The `instructions` part (callgrind, see instructionsPerCall): connections, warm-up calls, and the two
+ * instrumented runs whose difference is measured (BENCH_INSTR_C, BENCH_INSTR_WARM, BENCH_INSTR_N1,
+ * BENCH_INSTR_N2).
+ */
+const INSTR = {
+  c: Number(process.env.BENCH_INSTR_C ?? 16),
+  warm: Number(process.env.BENCH_INSTR_WARM ?? 1500),
+  n1: Number(process.env.BENCH_INSTR_N1 ?? 250),
+  n2: Number(process.env.BENCH_INSTR_N2 ?? 1250),
+};
 
 /** `floor`: bench/minimal-relay.ts, the Node floor (same listener options, undici client, upstream). */
 type FrontName = "direct" | "nginx" | "floor" | "eProxy";
@@ -410,7 +431,14 @@ async function vegeta(
   rate: number,
   seconds: number,
   round: number,
-): Promise<{ p50: number; p99: number; max: number; success: number; peakConnections: number }> {
+): Promise<{
+  p50: number;
+  p99: number;
+  max: number;
+  success: number;
+  peakConnections: number;
+  warmConnections: number;
+}> {
   const targets = path.join(dir, `vegeta-${t.name}.txt`);
   writeFileSync(
     targets,
@@ -420,17 +448,24 @@ async function vegeta(
   );
   // One results file per round (BENCH_KEEP=1 keeps them).
   const results = path.join(dir, `vegeta-${t.name}-${round + 1}.bin`);
-  // Connections the generator holds open on the front (sampled).
+  // Connections the generator holds open on the front (sampled): the peak, and the peak at the end of
+  // the warm-up (more in the measured part means handshakes were measured).
   const port = new URL(t.url).port;
   let peakConnections = 0;
+  let warmConnections = 0;
+  const started = Date.now();
   const sampler = setInterval(() => {
     try {
       const out = execFileSync("ss", ["-Htn", "state", "established", `( sport = :${port} )`]).toString();
       peakConnections = Math.max(peakConnections, out.split("\n").filter((l) => l.trim()).length);
+      if (Date.now() - started < WARM_SECONDS * 1000) warmConnections = peakConnections;
     } catch {
       // ss missing: no figure
     }
   }, 100);
+  // A fixed pool: as many workers as connections, all kept alive (vegeta otherwise adds workers, and
+  // connections, whenever the front falls behind).
+  const pool = t.http2 ? 1 : RATE_CONNECTIONS;
   await run(bin, [
     "attack",
     `-targets=${targets}`,
@@ -439,7 +474,10 @@ async function vegeta(
     `-root-certs=${ca}`,
     `-http2=${t.http2}`,
     "-keepalive=true",
-    `-max-connections=${CONNECTIONS * 4}`,
+    `-workers=${t.http2 ? RATE_CONNECTIONS : pool}`,
+    `-max-workers=${t.http2 ? RATE_CONNECTIONS : pool}`,
+    `-connections=${pool}`,
+    `-max-connections=${pool}`,
     `-output=${results}`,
   ]);
   clearInterval(sampler);
@@ -457,6 +495,7 @@ async function vegeta(
     max: (lat[lat.length - 1] ?? 0) / 1e6,
     success: steady.length ? steady.filter((r) => r[1] >= 200 && r[1] < 300).length / steady.length : 0,
     peakConnections,
+    warmConnections,
   };
 }
 
@@ -491,6 +530,143 @@ async function curlUpload(
   ];
   const out = (await run("curl", args)).trim().split(" ");
   return { status: Number(out[0]), ms: Number(out[1]) * 1000, text: readFileSync(respFile, "utf8") };
+}
+
+// ---------------------------------------------------------------- instructions per call (callgrind)
+
+/** The callgrind processes of a tree (eProxy's cluster workers run under valgrind with --trace-children). */
+function callgrindPids(root: number): number[] {
+  return tree(root).filter((p) => {
+    try {
+      return /callgrind-/.test(readlinkSync(`/proc/${p}/exe`));
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Instructions of the last two callgrind dumps of each process (files `cg.<pid>.<n>`), summed over them. */
+function lastTwoDumps(dir: string, pids: number[]): [number, number] {
+  let first = 0;
+  let second = 0;
+  for (const pid of pids) {
+    const files = readdirSync(dir)
+      .filter((f) => f.startsWith(`cg.${pid}.`))
+      .sort((a, b) => Number(a.split(".")[2]) - Number(b.split(".")[2]));
+    const totals = files.slice(-2).map((f) => {
+      const m = /^totals: (\d+)/m.exec(readFileSync(path.join(dir, f), "utf8"));
+      if (!m) throw new Error(`no totals in ${f}`);
+      return Number(m[1]);
+    });
+    if (totals.length !== 2) throw new Error(`callgrind: ${files.length} dumps for pid ${pid}`);
+    first += totals[0] as number;
+    second += totals[1] as number;
+  }
+  return [first, second];
+}
+
+function commandExists(cmd: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Marginal instructions per /send call (HTTP/1.1) of eProxy and of the floor, in this shape: a second
+ * set-up of this script (BENCH_HOLD) with both under `valgrind --tool=callgrind --instr-atstart=no`;
+ * per front, in parallel: INSTR.warm calls uninstrumented, then N1 calls, dump, N2 calls, dump, each run
+ * by h2load on INSTR.c fresh connections, and per call = (I2 − I1) / (N2 − N1): the handshakes and
+ * anything else per run cancel out. Instruction counts do not depend on the machine's load (the /proc
+ * CPU figures do). Undefined, with the reason on stderr, when valgrind or h2load is missing.
+ */
+async function instructionsPerCall(
+  dir: string,
+): Promise<{ eProxy: number; floor: number; seconds: number } | string> {
+  for (const [cmd, pkg] of [
+    ["valgrind", "valgrind"],
+    ["callgrind_control", "valgrind"],
+    ["h2load", "nghttp2-client"],
+  ]) {
+    if (!commandExists(cmd as string)) return `${cmd} not found (apt-get install -y ${pkg})`;
+  }
+  const t0 = Date.now();
+  const out = path.join(dir, "callgrind");
+  execFileSync("mkdir", ["-p", out]);
+  const multi = WORKERS !== undefined && WORKERS !== "1";
+  const holder = spawn(process.execPath, [process.argv[1] as string], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: {
+      ...process.env,
+      BENCH_SHAPES: "",
+      BENCH_SHAPE: SHAPE,
+      BENCH_FRONTS: "floor,eProxy",
+      BENCH_HOLD: "3600",
+      BENCH_WRAP: `valgrind --tool=callgrind --instr-atstart=no --log-file=${out}/valgrind.%p.log --callgrind-out-file=${out}/cg.%p${multi ? " --trace-children=yes" : ""}`,
+      BENCH_WRAP_FLOOR: "1",
+      BENCH_CPU_PROF: "",
+      BENCH_OUT: "",
+      BENCH_SUMMARY: "",
+    },
+  });
+  try {
+    let text = "";
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("callgrind set-up: no answer in 10 min")), 600_000);
+      holder.stdout?.on("data", (c: Buffer) => {
+        text += c.toString();
+        if (text.includes("\nholding ")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      holder.on("exit", (code) => reject(new Error(`callgrind set-up exited ${code}`)));
+    });
+    const held = JSON.parse(text.slice(0, text.lastIndexOf("\nholding "))) as {
+      body: string;
+      fronts: Record<"floor" | "eProxy", Front>;
+    };
+    const measure = async (f: Front): Promise<number> => {
+      const h2load = async (n: number) => {
+        const o = await run("h2load", [
+          `-c${INSTR.c}`,
+          "-m1",
+          `-n${n}`,
+          "--npn-list=http/1.1",
+          ...Object.entries({ ...f.headers, "content-type": "application/soap+xml; charset=utf-8" }).flatMap(
+            ([k, v]) => ["-H", `${k}: ${v}`],
+          ),
+          "-d",
+          held.body,
+          f.soapUrl,
+        ]);
+        const ok = Number(/(\d+) succeeded/.exec(o)?.[1] ?? 0);
+        if (ok !== n) throw new Error(`${f.name} under callgrind: ${ok} of ${n} calls succeeded`);
+      };
+      const pids = callgrindPids(f.pid as number);
+      const ctl = (...args: string[]) =>
+        Promise.all(pids.map((p) => run("callgrind_control", [...args, String(p)])));
+      await h2load(INSTR.warm);
+      await ctl("-i", "on");
+      await h2load(INSTR.n1);
+      await ctl("-d");
+      await h2load(INSTR.n2);
+      await ctl("-d");
+      await ctl("-i", "off");
+      const [i1, i2] = lastTwoDumps(out, pids);
+      return (i2 - i1) / (INSTR.n2 - INSTR.n1);
+    };
+    const [eProxy, floor] = await Promise.all([measure(held.fronts.eProxy), measure(held.fronts.floor)]);
+    return { eProxy, floor, seconds: (Date.now() - t0) / 1000 };
+  } finally {
+    if (holder.exitCode === null) {
+      const exited = new Promise((r) => holder.once("exit", r));
+      holder.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- main
@@ -716,14 +892,23 @@ async function main(): Promise<void> {
       floorConfig,
       JSON.stringify({ ...cfgJson, server: { ...cfgJson.server, port: floorPort } }),
     );
+    // BENCH_WRAP_FLOOR=1: the floor runs under BENCH_WRAP too (the `instructions` part).
+    const floorWrap = process.env.BENCH_WRAP_FLOOR ? wrap : [];
     const floor = FRONTS.includes("floor")
-      ? spawn(process.execPath, [path.resolve("bench/minimal-relay.ts"), "--config", floorConfig], {
-          stdio: ["ignore", "ignore", "inherit"],
-        })
+      ? spawn(
+          floorWrap[0] ?? process.execPath,
+          [
+            ...(floorWrap.length ? [...floorWrap.slice(1), process.execPath] : []),
+            path.resolve("bench/minimal-relay.ts"),
+            "--config",
+            floorConfig,
+          ],
+          { stdio: ["ignore", "ignore", "inherit"] },
+        )
       : undefined;
     if (floor) {
       children.push(floor);
-      await waitFor(`https://localhost:${floorPort}/healthz`, tls.ca);
+      await waitFor(`https://localhost:${floorPort}/healthz`, tls.ca, floorWrap.length ? 600_000 : 20_000);
     }
 
     await waitFor(`https://localhost:${port}/healthz`, tls.ca, wrap.length ? 600_000 : 20_000);
@@ -976,7 +1161,7 @@ async function main(): Promise<void> {
     const rpcRate = process.env.BENCH_RPC_RATE
       ? Number(process.env.BENCH_RPC_RATE)
       : Math.max(10, (median(grpcMax) || 2 * rate) / 2);
-    const lat: Record<string, { p50: number[]; p99: number[]; conns: number[] }> = {};
+    const lat: Record<string, { p50: number[]; p99: number[]; conns: number[]; warmConns: number[] }> = {};
     const soapType2 = { "content-type": soapType };
     const rateTargets: Array<{ key: string; t: RateTarget; rate: number }> = FRONTS.map((name) => ({
       key: name,
@@ -1015,11 +1200,12 @@ async function main(): Promise<void> {
         for (const rt of rateTargets) {
           const logStart = readFileSync(eproxyLog).length;
           const v = await vegeta(vbin, dir, rt.t, pki.ca.certFile, rt.rate, SECONDS, r);
-          lat[rt.key] ??= { p50: [], p99: [], conns: [] };
-          const l = lat[rt.key] as { p50: number[]; p99: number[]; conns: number[] };
+          lat[rt.key] ??= { p50: [], p99: [], conns: [], warmConns: [] };
+          const l = lat[rt.key] as { p50: number[]; p99: number[]; conns: number[]; warmConns: number[] };
           l.p50.push(v.p50);
           l.p99.push(v.p99);
           l.conns.push(v.peakConnections);
+          l.warmConns.push(v.warmConnections);
           if (v.success < 1) {
             if (rt.key.startsWith("eProxy")) errors.eProxy++;
             process.stderr.write(`${rt.key}: vegeta success ratio ${v.success}\n`);
@@ -1091,6 +1277,17 @@ async function main(): Promise<void> {
     }
     rmSync(mtomFile, { force: true });
 
+    // 5. Instructions per /send call under callgrind, eProxy and the floor (load-independent CPU).
+    let instr: { eProxy: number; floor: number; seconds: number } | undefined;
+    let instrNote = "";
+    if (PARTS.has("instructions") && FRONTS.includes("floor")) {
+      const r = await instructionsPerCall(dir);
+      if (typeof r === "string") {
+        instrNote = `instructions per call skipped: ${r}`;
+        process.stderr.write(`\n*** ${instrNote} ***\n\n`);
+      } else instr = r;
+    }
+
     // Report.
     const ratio = (a: number[] | undefined, b: number[] | undefined) =>
       a?.length && b?.length ? `${(median(a) / median(b)).toFixed(2)}×` : "–";
@@ -1110,34 +1307,41 @@ async function main(): Promise<void> {
         .filter((m): m is MtomFigures => !!m && m.firstGrowthMb !== undefined);
       return g.length ? g.map((m) => (m.firstGrowthMb as number).toFixed(1)).join(" / ") : "–";
     };
+    const ins = (name: FrontName) =>
+      instr && (name === "eProxy" || name === "floor") ? Math.round(instr[name]).toLocaleString("en") : "–";
     say(
-      `| front | req/s (c=${CONNECTIONS}) | CPU ms/call | CPU × floor | p50 / p99 ms @ ${Math.round(rate)}/s (steady) | p99 − direct | p99 − floor | MTOM ${MTOM_MB} MiB HTTP/1.1 | MTOM HTTP/2 | RSS growth, 1st upload MiB (${mtomHttps.join(" / ")}) |`,
+      `| front | req/s (c=${CONNECTIONS}) | CPU ms/call | CPU × floor | instructions/call | × floor | p50 / p99 ms @ ${Math.round(rate)}/s (steady) | p99 − direct | p99 − floor | MTOM ${MTOM_MB} MiB HTTP/1.1 | MTOM HTTP/2 | RSS growth, 1st upload MiB (${mtomHttps.join(" / ")}) |`,
     );
-    say("|---|---|---|---|---|---|---|---|---|---|");
+    say("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (const name of FRONTS) {
       const l = lat[name];
       say(
-        `| ${name} | ${fmt(rps[name], 0)} | ${cpu[name].length ? fmt(cpu[name], 3) : "–"} | ${name === "floor" || !cpu[name].length ? "" : ratio(cpu[name], cpu.floor)} | ${l ? `${median(l.p50).toFixed(2)} / ${fmt(l.p99, 2)}` : "–"} | ${name === "direct" ? "" : minus(l?.p99, lat.direct?.p99)} | ${name === "floor" || name === "direct" ? "" : minus(l?.p99, lat.floor?.p99)} | ${mt(name, "1.1")} | ${mt(name, "2")} | ${rss(name)} |`,
+        `| ${name} | ${fmt(rps[name], 0)} | ${cpu[name].length ? fmt(cpu[name], 3) : "–"} | ${name === "floor" || !cpu[name].length ? "" : ratio(cpu[name], cpu.floor)} | ${ins(name)} | ${name === "eProxy" && instr ? `${(instr.eProxy / instr.floor).toFixed(2)}×` : ""} | ${l ? `${median(l.p50).toFixed(2)} / ${fmt(l.p99, 2)}` : "–"} | ${name === "direct" ? "" : minus(l?.p99, lat.direct?.p99)} | ${name === "floor" || name === "direct" ? "" : minus(l?.p99, lat.floor?.p99)} | ${mt(name, "1.1")} | ${mt(name, "2")} | ${rss(name)} |`,
       );
     }
     const g = lat["eProxy ForwardSoap gRPC"];
     const fl = lat["floor /send HTTP/2"];
     if (g) {
       say(
-        `| eProxy ForwardSoap gRPC @ ${Math.round(rpcRate)}/s (50 % of its h2load max) | | | | ${median(g.p50).toFixed(2)} / ${fmt(g.p99, 2)} | | ${minus(g.p99, fl?.p99)} (floor /send HTTP/2 at the same rate: p99 ${fl ? fmt(fl.p99, 2) : "–"}) | | | |`,
+        `| eProxy ForwardSoap gRPC @ ${Math.round(rpcRate)}/s (50 % of its h2load max) | | | | | | ${median(g.p50).toFixed(2)} / ${fmt(g.p99, 2)} | | ${minus(g.p99, fl?.p99)} (floor /send HTTP/2 at the same rate: p99 ${fl ? fmt(fl.p99, 2) : "–"}) | | | |`,
       );
     }
     say("");
     say(
-      `- eProxy GC pauses during its /send fixed-rate runs (--trace-gc): ${gcPauses.length}, max ${gcPauses.length ? Math.max(...gcPauses).toFixed(1) : "–"} ms, ${gcPauses.filter((p) => p > 10).length} over 10 ms; generator's peak connections: ${Object.entries(
+      `- eProxy GC pauses during its /send fixed-rate runs (--trace-gc): ${gcPauses.length}, max ${gcPauses.length ? Math.max(...gcPauses).toFixed(1) : "–"} ms, ${gcPauses.filter((p) => p > 10).length} over 10 ms; generator's peak connections (pool of ${RATE_CONNECTIONS}, at the end of the warm-up → over the whole attack): ${Object.entries(
         lat,
       )
-        .map(([k, l]) => `${k} ${fmt(l.conns, 0)}`)
+        .map(([k, l]) => `${k} ${Math.max(...l.warmConns)} → ${Math.max(...l.conns)}`)
         .join(", ")}`,
     );
     say(
       `- errors (non-2xx, socket errors, vegeta below 100 % success, MTOM not byte-exact): ${FRONTS.map((n) => `${n} ${errors[n]}`).join(", ")}`,
     );
+    if (instr) {
+      say(
+        `- instructions/call: marginal instructions per /send call (HTTP/1.1) under callgrind, eProxy and the floor side by side in a second set-up of this shape: ${INSTR.warm} calls of warm-up, then (I(${INSTR.n2} calls) − I(${INSTR.n1} calls)) / ${INSTR.n2 - INSTR.n1}, h2load on ${INSTR.c} new connections per run, so handshakes cancel out (${Math.round(instr.seconds)} s); independent of the machine's load`,
+      );
+    } else if (instrNote) say(`- ${instrNote}`);
     if (calls.length) {
       say("");
       say("Per protocol (h2load, 16 connections, one request at a time on each):");
@@ -1159,6 +1363,8 @@ async function main(): Promise<void> {
       shape: SHAPE,
       cpuPerCall: median(cpu.eProxy),
       floorCpuPerCall: median(cpu.floor),
+      instrPerCall: instr ? instr.eProxy : Number.NaN,
+      floorInstrPerCall: instr ? instr.floor : Number.NaN,
       p99: lat.eProxy ? median(lat.eProxy.p99) : Number.NaN,
       floorP99: lat.floor ? median(lat.floor.p99) : Number.NaN,
       grpcP99: g ? median(g.p99) : Number.NaN,
@@ -1235,11 +1441,12 @@ async function runShapes(list: string[]): Promise<void> {
   const met = (ok: boolean | undefined) => (ok === undefined ? "–" : ok ? "met" : "**not met**");
   out.push("## Targets (issue 25)", "");
   out.push(
-    "| shape | CPU/call eProxy ÷ floor (target) | /send p99 − floor p99, ms (≤ 5) | ForwardSoap p99 − floor HTTP/2 p99, ms (≤ 5) | MTOM ÷ nginx HTTP/1.1, HTTP/2 (≤ 1.3) |",
+    "| shape | CPU/call eProxy ÷ floor, /proc (target) | instructions/call eProxy ÷ floor (callgrind) | /send p99 − floor p99, ms (≤ 5) | ForwardSoap p99 − floor HTTP/2 p99, ms (≤ 5) | MTOM ÷ nginx HTTP/1.1, HTTP/2 (≤ 1.3) |",
   );
-  out.push("|---|---|---|---|---|");
+  out.push("|---|---|---|---|---|---|");
   for (const s of summaries) {
     const cpuRatio = (s.cpuPerCall as number) / (s.floorCpuPerCall as number);
+    const instrRatio = (s.instrPerCall as number) / (s.floorInstrPerCall as number);
     const target = s.shape === "operator" ? 1.3 : s.shape === "redis-mongo" ? 1.6 : undefined;
     const sendOver = (s.p99 as number) - (s.floorP99 as number);
     const rpcOver = (s.grpcP99 as number) - (s.floorH2P99 as number);
@@ -1247,7 +1454,7 @@ async function runShapes(list: string[]): Promise<void> {
     const m2 = s.mtom2 as number;
     const ok = (x: number, lim: number) => (Number.isFinite(x) ? x <= lim : undefined);
     out.push(
-      `| ${s.shape} | ${n(cpuRatio)}${target ? ` (≤ ${target}: ${met(ok(cpuRatio, target))})` : ""} | ${n(sendOver)} (${met(ok(sendOver, 5))}) | ${n(rpcOver)} (${met(ok(rpcOver, 5))}) | ${n(m11)}, ${n(m2)} (${met(ok(Math.max(m11, m2), 1.3))}) |`,
+      `| ${s.shape} | ${n(cpuRatio)}${target ? ` (≤ ${target}: ${met(ok(cpuRatio, target))})` : ""} | ${Number.isFinite(instrRatio) ? `${n(instrRatio)} (${Math.round(s.instrPerCall as number).toLocaleString("en")} ÷ ${Math.round(s.floorInstrPerCall as number).toLocaleString("en")})${target ? ` (≤ ${target}: ${met(ok(instrRatio, target))})` : ""}` : "–"} | ${n(sendOver)} (${met(ok(sendOver, 5))}) | ${n(rpcOver)} (${met(ok(rpcOver, 5))}) | ${n(m11)}, ${n(m2)} (${met(ok(Math.max(m11, m2), 1.3))}) |`,
     );
   }
   out.push("");
