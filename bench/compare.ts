@@ -23,14 +23,19 @@
  * requests after the warm-up count) — /send at 50 % of eProxy's own maximum for every front,
  * ForwardSoap over gRPC at 50 % of its own maximum against the floor's /send over HTTP/2 at the same
  * rate —, the 100 MiB MTOM upload time over HTTP/1.1 and HTTP/2 (curl, streamed), the RSS growth of
- * the front during its first upload and byte-exactness. Rounds are interleaved and figures are
+ * the front during its first upload and byte-exactness, and (part `instructions`, with valgrind) the
+ * marginal instructions per /send call of eProxy and of the floor under callgrind, load-independent.
+ * Rounds are interleaved and figures are
  * medians with min–max: the machine is shared, so only figures and ratios from one run compare.
  *
  * Environment: BENCH_SHAPE (`bench` | `operator` | `redis-mongo` | `workers`, see SHAPE), BENCH_SHAPES
- * (several, one after the other), BENCH_ROUNDS (3), BENCH_SECONDS (8), BENCH_WARM (3), BENCH_CONNECTIONS
+ * (several, one after the other, with shorter defaults: see runShapes), BENCH_ROUNDS (3), BENCH_SECONDS (8),
+ * BENCH_WARM (3), BENCH_CONNECTIONS
  * (64), BENCH_MTOM_MB (100), BENCH_MTOM_ROUNDS (3), BENCH_MTOM_HTTP (`1.1` or `2` only; default both),
- * BENCH_FRONTS (comma list), BENCH_PARTS (`wrk,proto,rate,mtom`), BENCH_RATE / BENCH_RPC_RATE (fixed
- * arrival rates instead of half the maxima), BENCH_RATE_HTTP (`2`: /send's fixed rate over HTTP/2),
+ * BENCH_FRONTS (comma list), BENCH_PARTS (`wrk,proto,rate,mtom,instructions`), BENCH_RATE / BENCH_RPC_RATE
+ * (fixed arrival rates instead of half the maxima), BENCH_RATE_HTTP (`2`: /send's fixed rate over HTTP/2),
+ * BENCH_RATE_CONNECTIONS (the fixed-rate generator's fixed pool, 16), BENCH_PROTO_CALLS (`all` | `grpc`),
+ * BENCH_INSTR_C / _WARM / _N1 / _N2 (the `instructions` part), BENCH_WRAP_FLOOR=1 (the floor under BENCH_WRAP too),
  * BENCH_WORKERS, BENCH_STORE (`memory` | `redis`), BENCH_CPU_PROF=DIR (V8 CPU profile of eProxy),
  * BENCH_NODE_FLAGS (extra flags for eProxy's node, e.g. `--expose-gc` for the reclaimer), BENCH_WRAP
  * (a command eProxy's node runs under, e.g. `valgrind --tool=callgrind --instr-atstart=no`),
@@ -108,6 +113,11 @@ const MTOM_HTTP_ENV = process.env.BENCH_MTOM_HTTP as "1.1" | "2" | undefined;
  * measured window (a handshake storm that then measures the generator, not the relay).
  */
 const RATE_CONNECTIONS = Number(process.env.BENCH_RATE_CONNECTIONS ?? 16);
+/**
+ * BENCH_PROTO_CALLS: `all` (default) the per-protocol table in full; `grpc` only what the fixed-rate part
+ * needs (ForwardSoap over gRPC, whose maximum sets its rate) and the floor's /send over HTTP/2 beside it.
+ */
+const PROTO_CALLS = process.env.BENCH_PROTO_CALLS === "grpc" ? "grpc" : "all";
 /** HTTP version of the fixed-rate runs (vegeta): HTTP/2 multiplexes them over one connection. */
 const RATE_HTTP = process.env.BENCH_RATE_HTTP === "2" ? "2" : "1.1";
 const GOBIN = path.join(process.env.HOME ?? "/root", "go/bin");
@@ -534,7 +544,7 @@ async function curlUpload(
 
 // ---------------------------------------------------------------- instructions per call (callgrind)
 
-/** The callgrind processes of a tree (eProxy's cluster workers run under valgrind with --trace-children). */
+/** The callgrind processes of a tree. */
 function callgrindPids(root: number): number[] {
   return tree(root).filter((p) => {
     try {
@@ -592,10 +602,12 @@ async function instructionsPerCall(
   ]) {
     if (!commandExists(cmd as string)) return `${cmd} not found (apt-get install -y ${pkg})`;
   }
+  if (WORKERS !== undefined && WORKERS !== "1") {
+    return "not measured with server.workers > 1 (the cluster's workers run the code of the single-process shape; see redis-mongo)";
+  }
   const t0 = Date.now();
   const out = path.join(dir, "callgrind");
   execFileSync("mkdir", ["-p", out]);
-  const multi = WORKERS !== undefined && WORKERS !== "1";
   const holder = spawn(process.execPath, [process.argv[1] as string], {
     stdio: ["ignore", "pipe", "inherit"],
     env: {
@@ -604,7 +616,7 @@ async function instructionsPerCall(
       BENCH_SHAPE: SHAPE,
       BENCH_FRONTS: "floor,eProxy",
       BENCH_HOLD: "3600",
-      BENCH_WRAP: `valgrind --tool=callgrind --instr-atstart=no --log-file=${out}/valgrind.%p.log --callgrind-out-file=${out}/cg.%p${multi ? " --trace-children=yes" : ""}`,
+      BENCH_WRAP: `valgrind --tool=callgrind --instr-atstart=no --log-file=${out}/valgrind.%p.log --callgrind-out-file=${out}/cg.%p`,
       BENCH_WRAP_FLOOR: "1",
       BENCH_CPU_PROF: "",
       BENCH_OUT: "",
@@ -648,13 +660,24 @@ async function instructionsPerCall(
       const pids = callgrindPids(f.pid as number);
       const ctl = (...args: string[]) =>
         Promise.all(pids.map((p) => run("callgrind_control", [...args, String(p)])));
+      const steps: string[] = [];
+      let t = Date.now();
+      const lap = (what: string) => {
+        steps.push(`${what} ${((Date.now() - t) / 1000).toFixed(0)} s`);
+        t = Date.now();
+      };
+      lap("set-up");
       await h2load(INSTR.warm);
+      lap(`warm-up ${INSTR.warm}`);
       await ctl("-i", "on");
       await h2load(INSTR.n1);
       await ctl("-d");
+      lap(`N1 ${INSTR.n1}`);
       await h2load(INSTR.n2);
       await ctl("-d");
       await ctl("-i", "off");
+      lap(`N2 ${INSTR.n2}`);
+      process.stderr.write(`instructions, ${f.name} under callgrind: ${steps.join(", ")}\n`);
       const [i1, i2] = lastTwoDumps(out, pids);
       return (i2 - i1) / (INSTR.n2 - INSTR.n1);
     };
@@ -1129,6 +1152,10 @@ async function main(): Promise<void> {
     } else if (!h2) {
       process.stderr.write("h2load missing (apt-get install -y nghttp2-client): no per-protocol figures\n");
     }
+    if (PROTO_CALLS === "grpc") {
+      const keep = new Set(["eProxy ForwardSoap, gRPC", "floor /send, HTTP/2"]);
+      calls.splice(0, calls.length, ...calls.filter((c) => keep.has(c.name)));
+    }
     const perCall: Record<string, { rps: number[]; cpu: number[]; failed: number }> = {};
     for (const c of calls) perCall[c.name] = { rps: [], cpu: [], failed: 0 };
     for (let r = 0; r < ROUNDS; r++) {
@@ -1400,6 +1427,16 @@ async function main(): Promise<void> {
  */
 async function runShapes(list: string[]): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), "eproxy-shapes-"));
+  // Shorter defaults than one shape's (BENCH_* set by the caller win): what the issue's tables need,
+  // about 5 minutes a shape (bench/README.md).
+  const defaults: Record<string, string> = {
+    BENCH_ROUNDS: "2",
+    BENCH_SECONDS: "6",
+    BENCH_WARM: "2",
+    BENCH_MTOM_ROUNDS: "2",
+    BENCH_PROTO_CALLS: "grpc",
+  };
+  const settings = Object.fromEntries(Object.entries(defaults).map(([k, v]) => [k, process.env[k] ?? v]));
   const out: string[] = [];
   const summaries: Array<Record<string, number | string>> = [];
   let failed = false;
@@ -1408,7 +1445,11 @@ async function runShapes(list: string[]): Promise<void> {
   );
   out.push("");
   out.push(
-    `Run ${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? "?"} (shared), ${process.version}.`,
+    `Run ${new Date().toISOString()}, ${cpus().length} × ${cpus()[0]?.model ?? "?"} (shared), ${process.version}; ${Object.entries(
+      settings,
+    )
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ")}.`,
   );
   out.push("");
   process.stdout.write(`${out.join("\n")}\n`);
@@ -1420,6 +1461,7 @@ async function runShapes(list: string[]): Promise<void> {
         stdio: "inherit",
         env: {
           ...process.env,
+          ...settings,
           BENCH_SHAPES: "",
           BENCH_SHAPE: shape,
           BENCH_OUT: file,
