@@ -122,11 +122,10 @@ describe("access line on HTTP/2", () => {
       await send("access-reset-2", 300);
       const line = await accessLine("access-reset-2");
       expect(line.completed).toBe(false);
-      let after = await relayCounts();
-      for (let i = 0; i < 50 && sum(after) === sum(before); i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        after = await relayCounts();
-      }
+      await expect
+        .poll(async () => sum(await relayCounts()), { timeout: 20_000, interval: 50 })
+        .not.toBe(sum(before));
+      const after = await relayCounts();
       const moved = Object.keys(after).filter((c) => (after[c] ?? 0) !== (before[c] ?? 0));
       expect(moved).toEqual([String(line.code).toLowerCase()]);
     } finally {

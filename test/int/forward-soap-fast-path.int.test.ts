@@ -231,7 +231,9 @@ describe("gRPC ForwardSoap fast path", () => {
         return all.filter((t) => t.type === "SEND").map((t) => t.outcome);
       };
       // Both the fast path and Connect end the relayed call ABORTED (the upstream call is stopped).
-      for (let i = 0; i < 50 && (await sends()).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+      await expect
+        .poll(async () => (await sends()).length, { timeout: 20_000, interval: 100 })
+        .toBeGreaterThanOrEqual(2);
       expect(await sends()).toEqual(["ABORTED", "ABORTED"]);
     } finally {
       env.tele.faults.slowHeadersMs = 0;

@@ -180,7 +180,9 @@ describe("relay: INSi (SOAP 1.2)", () => {
       const all = await env.deps.traceStore.query({ start: since, end: Date.now() + 1_000, limit: 100 });
       return all.filter((t) => t.type === "SEND");
     };
-    for (let i = 0; i < 50 && (await sends()).length < 1; i++) await new Promise((r) => setTimeout(r, 100));
+    await expect
+      .poll(async () => (await sends()).length, { timeout: 20_000, interval: 100 })
+      .toBeGreaterThan(0);
     const [send] = await sends();
     expect(send).toMatchObject({ service: "insi", outcome: "UPSTREAM_BAD_RESPONSE", upstreamStatus: 200 });
   });
