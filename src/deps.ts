@@ -160,8 +160,10 @@ export async function createDeps(
     spoolFile: config.traces.spoolFile,
     spoolMaxBytes: config.traces.spoolMaxBytes,
     enrich: (e) => {
-      const dn = e.clientId ? clients.identity(e.clientId)?.subjectDn : undefined;
-      return dn && !e.certificateDn ? { ...e, certificateDn: dn } : e;
+      const dn = e.clientId && !e.certificateDn ? clients.identity(e.clientId)?.subjectDn : undefined;
+      // Set in place: every event has the field already (no copy per trace).
+      if (dn) e.certificateDn = dn;
+      return e;
     },
   });
   const traces = measuring ? observeTraces(writer, telemetry) : writer;

@@ -61,9 +61,10 @@ export function createMongoTraceStore(
     async insertMany(events) {
       if (!events.length) return;
       const c = await traces();
-      const docs = events.map(({ id, at, ...rest }) => ({ _id: id, at: new Date(at), ...rest }));
+      const docs = events.map(toDoc);
       try {
-        await c.insertMany(docs, { ordered: false });
+        // Absent fields are undefined in an event (one shape for all): left out, not stored as null.
+        await c.insertMany(docs, { ordered: false, ignoreUndefined: true });
       } catch (err) {
         // Replays of already-stored events are expected; anything else is a real failure.
         const writeErrors =
@@ -103,6 +104,38 @@ export function createMongoTraceStore(
       await client.close().catch(() => undefined);
     },
   };
+}
+
+/** The document of an event: `_id` and a Date for `at`, then its fields in the event's order. */
+function toDoc(e: TraceEvent): TraceDoc {
+  // Every field named (a field added to TraceEvent and not here is a type error).
+  const doc: { [K in keyof Required<TraceDoc>]: TraceDoc[K] | undefined } = {
+    _id: e.id,
+    at: new Date(e.at),
+    requestId: e.requestId,
+    callerIp: e.callerIp,
+    type: e.type,
+    clientId: e.clientId,
+    nationalId: e.nationalId,
+    sessionState: e.sessionState,
+    service: e.service,
+    method: e.method,
+    path: e.path,
+    soapAction: e.soapAction,
+    upstreamStatus: e.upstreamStatus,
+    durationMs: e.durationMs,
+    bytesIn: e.bytesIn,
+    bytesOut: e.bytesOut,
+    correlationId: e.correlationId,
+    outcome: e.outcome,
+    sessionHash: e.sessionHash,
+    certificateDn: e.certificateDn,
+    writerId: e.writerId,
+    seq: e.seq,
+    prevHash: e.prevHash,
+    hash: e.hash,
+  };
+  return doc as TraceDoc;
 }
 
 const fromDoc = ({ _id, at, ...rest }: TraceDoc): TraceEvent =>

@@ -235,27 +235,22 @@ export function createRelay(deps: {
       );
       /** The call's one SEND trace (built here only), once the session is known. */
       const recordSend = (outcome: string, answered?: SendFacts, callerCorrelationId?: string): void => {
+        // One shape for every SEND (absent fields undefined): no conditional spreads per call.
         traces.record({
           type: "SEND",
           clientId: req.caller.id,
           nationalId: rec.professional.nationalId,
           sessionId: rec.id,
-          ...(rec.psc.sessionState ? { sessionState: rec.psc.sessionState } : {}),
+          sessionState: rec.psc.sessionState || undefined,
           service: t.name,
           method: "POST",
           path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
-          ...(answered?.soapAction ? { soapAction: answered.soapAction } : {}),
-          ...(answered ? { upstreamStatus: answered.upstreamStatus } : {}),
+          soapAction: answered?.soapAction || undefined,
+          upstreamStatus: answered?.upstreamStatus,
           durationMs: Math.round(performance.now() - started),
-          ...(answered
-            ? {
-                bytesIn: answered.bytesIn,
-                bytesOut: answered.bytesOut,
-                correlationId: answered.correlationId,
-              }
-            : callerCorrelationId
-              ? { correlationId: callerCorrelationId }
-              : {}),
+          bytesIn: answered?.bytesIn,
+          bytesOut: answered?.bytesOut,
+          correlationId: answered ? answered.correlationId : callerCorrelationId || undefined,
           outcome,
         });
       };

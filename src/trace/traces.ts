@@ -122,15 +122,48 @@ export function traceId(now: number): string {
   return `${now.toString(36).padStart(9, "0")}${sequence.toString(36).padStart(6, "0")}${instance}`;
 }
 
-/** Builds a complete event from an input. */
-export function toEvent(input: TraceInput, now = Date.now()): TraceEvent {
-  const { sessionId, ...rest } = input;
-  return {
+/** The request's own fields of a trace, taken from its context when the input does not name them. */
+export interface TraceContext {
+  requestId?: string | undefined;
+  callerIp?: string | undefined;
+}
+
+/**
+ * Builds a complete event from an input. Every event has the same shape (every field, in one
+ * order, undefined when absent: JSON, the spool and the stores leave those out), so that building,
+ * chaining and serialising it stay on V8's fast paths instead of copying spreads key by key.
+ */
+export function toEvent(input: TraceInput, now = Date.now(), ctx?: TraceContext): TraceEvent {
+  const sessionId = input.sessionId;
+  // Every field named (a field added to TraceEvent and not here is a type error).
+  const e: { [K in keyof Required<TraceEvent>]: TraceEvent[K] | undefined } = {
     id: traceId(now),
     at: now,
-    ...rest,
-    ...(sessionId ? { sessionHash: sessionHashOf(sessionId) } : {}),
+    // An input's own field wins, as the context's fields were spread before it.
+    requestId: "requestId" in input ? input.requestId : ctx?.requestId || undefined,
+    callerIp: "callerIp" in input ? input.callerIp : ctx?.callerIp || undefined,
+    type: input.type,
+    clientId: input.clientId,
+    nationalId: input.nationalId,
+    sessionState: input.sessionState,
+    service: input.service,
+    method: input.method,
+    path: input.path,
+    soapAction: input.soapAction,
+    upstreamStatus: input.upstreamStatus,
+    durationMs: input.durationMs,
+    bytesIn: input.bytesIn,
+    bytesOut: input.bytesOut,
+    correlationId: input.correlationId,
+    outcome: input.outcome,
+    sessionHash: sessionId ? sessionHashOf(sessionId) : input.sessionHash,
+    certificateDn: input.certificateDn,
+    writerId: undefined,
+    seq: undefined,
+    prevHash: undefined,
+    hash: undefined,
   };
+  return e as TraceEvent;
 }
 
 /** Encodes and decodes page tokens (the last event's position). */

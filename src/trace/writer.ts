@@ -223,12 +223,7 @@ export function createTraceWriter(store: TraceStore, log: Logger, opts: TraceWri
   return {
     record(input: TraceInput) {
       if (closed) return;
-      const ctx = requestContext.getStore();
-      let e = toEvent({
-        ...(ctx?.requestId ? { requestId: ctx.requestId } : {}),
-        ...(ctx?.callerIp ? { callerIp: ctx.callerIp } : {}),
-        ...input,
-      });
+      let e = toEvent(input, Date.now(), requestContext.getStore());
       if (opts.enrich) e = opts.enrich(e);
       queue.push(e);
       if (queue.length >= batchSize) void kick();

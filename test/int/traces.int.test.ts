@@ -11,7 +11,7 @@ import { TraceService } from "../../gen/eproxy/v1/trace_pb.ts";
 import { createMemoryTraceStore } from "../../src/infra/memory-traces.ts";
 import { createMongoTraceStore } from "../../src/infra/mongo-traces.ts";
 import { insiSearchRequest } from "../../src/sandbox/soap-samples.ts";
-import type { TraceEvent, TraceStore } from "../../src/trace/traces.ts";
+import { type TraceEvent, type TraceStore, toEvent } from "../../src/trace/traces.ts";
 import { createTraceWriter } from "../../src/trace/writer.ts";
 import { type AuthEnv, DOCTOR, startAuthEnv } from "../support/auth-env.ts";
 import { startFerret, type TestServerProcess } from "../support/servers.ts";
@@ -53,6 +53,14 @@ function traceContract(name: string, make: () => TraceStore) {
           (e) => e.id,
         ),
       ).toEqual([c.id]);
+    });
+
+    it("leaves out the fields an event does not have (toEvent gives them all, undefined)", async () => {
+      const t0 = Date.now() - 5_000;
+      const e = toEvent({ type: "SEND", clientId: "lps-shape", outcome: "OK" }, t0);
+      await store.insertMany([e]);
+      const got = await store.query({ start: t0, end: t0 + 1, clientId: "lps-shape", limit: 10 });
+      expect(got.map((g) => Object.keys(g).sort())).toEqual([["at", "clientId", "id", "outcome", "type"]]);
     });
 
     it("pages by (time, id) without gaps or repeats", async () => {
