@@ -7,8 +7,9 @@
  *
  * Chromium missing: the file is skipped with a banner, and fails under EPROXY_REQUIRE_SERVERS=1 (CI).
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { ConnectError } from "@connectrpc/connect";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
@@ -39,7 +40,14 @@ const POLL = { timeout: 15_000 };
 const DOCTOR = "899700218896";
 const PHARMACIST = "899700366240";
 const NURSE = "899700412375";
-const IMAGES = path.resolve("docs/images");
+/**
+ * Where the screenshots go: docs/images (the console page's figures) only when asked with
+ * EPROXY_UPDATE_SCREENSHOTS=1, so that a test run leaves the working tree as it found it.
+ */
+const IMAGES =
+  process.env.EPROXY_UPDATE_SCREENSHOTS === "1"
+    ? path.resolve("docs/images")
+    : mkdtempSync(path.join(tmpdir(), "eproxy-console-shots-"));
 const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 /** Serious and critical axe-core violations of the page as it is. */
