@@ -4,8 +4,9 @@
  * stayed reachable from that promise's reactions until the body ended). Real V8 collections
  * (`gc` enabled at run time), WeakRefs on the chunks.
  */
-import { setFlagsFromString } from "node:v8";
+
 import { PassThrough } from "node:stream";
+import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { untilAborted } from "../../src/relay/relay.ts";
