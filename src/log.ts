@@ -91,9 +91,56 @@ export function createLogDestination(
     dest: opts.fd ?? 1,
     minLength: bufferBytes,
     sync: false,
-    ...(bufferBytes > 0 ? { periodicFlush: opts.flushMs ?? 250 } : {}),
-  });
-  return dest as unknown as LogDestination;
+  }) as unknown as LogDestination;
+  return bufferBytes > 0 ? gatherLines(dest, bufferBytes, opts.flushMs ?? 250) : dest;
+}
+
+/**
+ * Gathers lines in an array, handed to the destination joined once `bufferBytes` characters are
+ * held, at each flush and at exit. sonic-boom appends each line to the text it holds and measures
+ * that text's UTF-8 length again (a copy and a scan of up to `bufferBytes` per line); here a line
+ * costs an array push, and a gathered chunk is measured once. Before pino's own exit hook (which
+ * writes what sonic-boom holds synchronously), the lines held here are handed to it.
+ */
+function gatherLines(dest: LogDestination, bufferBytes: number, flushMs: number): LogDestination {
+  let lines: string[] = [];
+  let chars = 0;
+  const hand = (): void => {
+    if (lines.length === 0) return;
+    const text = lines.length === 1 ? (lines[0] as string) : lines.join("");
+    lines = [];
+    chars = 0;
+    dest.write(text);
+  };
+  // What sonic-boom's periodicFlush did: write what is held, at most flushMs old.
+  const timer = setInterval(() => {
+    try {
+      hand();
+      dest.flush();
+    } catch {
+      // The destination was ended (exit): nothing left to write to.
+    }
+  }, flushMs);
+  timer.unref();
+  process.prependListener("beforeExit", hand);
+  process.prependListener("exit", hand);
+  const gathered: LogDestination = {
+    write(line: string): boolean {
+      lines.push(line);
+      chars += line.length;
+      if (chars >= bufferBytes) hand();
+      return true;
+    },
+    flush(cb?: (err?: Error) => void): void {
+      hand();
+      dest.flush(cb);
+    },
+    flushSync(): void {
+      hand();
+      dest.flushSync();
+    },
+  };
+  return gathered;
 }
 
 /**
@@ -178,12 +225,17 @@ export function childLogger(log: Logger, bindings: Record<string, string | numbe
   return child;
 }
 
-/** A string field of the access line (`,"k":"v"`), omitted when undefined. */
-const str = (k: string, v: string | undefined): string =>
-  v === undefined ? "" : `,"${k}":${JSON.stringify(v)}`;
-/** A number field, as pino writes it (non-finite numbers as null), omitted when undefined. */
-const num = (k: string, v: number | undefined): string =>
-  v === undefined ? "" : `,"${k}":${Number.isFinite(v) ? v : "null"}`;
+/** pino's `time` field (`stdTimeFunctions.isoTime`), formatted once per millisecond. */
+let timeMs = -1;
+let timeField = "";
+function isoTimeField(): string {
+  const t = Date.now();
+  if (t !== timeMs) {
+    timeMs = t;
+    timeField = `,"time":"${new Date(t).toISOString()}"`;
+  }
+  return timeField;
+}
 
 /** How the request was framed: `grpc`, `grpc-web`, `connect` or `rest`. */
 export function protocolOf(contentType: string | undefined, path: string): string {
@@ -241,41 +293,37 @@ export function writeAccessLine(
     (typeof responseLength === "number" ? responseLength : Number(responseLength ?? Number.NaN) || undefined);
   const route = a.route ?? path.slice(0, 200);
   const durationMsRounded = Math.round(durationMs * 10) / 10;
+  // The fields in pino's order; undefined ones are left out, non-finite numbers written null, by
+  // JSON.stringify as by pino.
+  const fields = {
+    requestId: ctx.requestId,
+    clientId: a.clientId,
+    method: req.method,
+    route,
+    protocol,
+    code,
+    status,
+    completed,
+    httpVersion: req.httpVersion,
+    durationMs: durationMsRounded,
+    bytesIn,
+    bytesOut,
+    teleservice: a.teleservice,
+    soapAction: a.soapAction,
+    upstreamStatus: a.upstreamStatus,
+    correlationId: a.correlationId,
+  };
   const sink = sinks.get(log);
   if (!sink) {
-    log.info(
-      {
-        requestId: ctx.requestId,
-        clientId: a.clientId,
-        method: req.method,
-        route,
-        protocol,
-        code,
-        status,
-        completed,
-        httpVersion: req.httpVersion,
-        durationMs: durationMsRounded,
-        bytesIn,
-        bytesOut,
-        teleservice: a.teleservice,
-        soapAction: a.soapAction,
-        upstreamStatus: a.upstreamStatus,
-        correlationId: a.correlationId,
-      },
-      "request",
-    );
+    log.info(fields, "request");
     return;
   }
-  // The hot path (one line per call): the same line pino writes for the object above, built by
-  // construction: its fields are known and none is a redacted path (pino's generic walk cost ~5 %
-  // of a relayed call's CPU, bench/reports/hot-path.md). test/unit/log.test.ts compares the two.
+  // The hot path (one line per call): the same line pino writes for `fields`, built by construction
+  // (one JSON.stringify of a fixed-shape object): its fields are known and none is a redacted path
+  // (pino's generic walk cost ~5 % of a relayed call's CPU, bench/reports/hot-path.md).
+  // test/unit/log.test.ts compares the two.
+  const json = JSON.stringify(fields);
   sink.stream.write(
-    `{"level":"info"${pino.stdTimeFunctions.isoTime()}${sink.bindings}` +
-      `${str("requestId", ctx.requestId)}${str("clientId", a.clientId)}${str("method", req.method)}` +
-      `${str("route", route)}${str("protocol", protocol)}${str("code", code)},"status":${status}` +
-      `,"completed":${completed}${str("httpVersion", req.httpVersion)}${num("durationMs", durationMsRounded)}` +
-      `${num("bytesIn", bytesIn)}${num("bytesOut", bytesOut)}${str("teleservice", a.teleservice)}` +
-      `${str("soapAction", a.soapAction)}${num("upstreamStatus", a.upstreamStatus)}` +
-      `${str("correlationId", a.correlationId)},"msg":"request"}\n`,
+    `{"level":"info"${isoTimeField()}${sink.bindings}${json.length > 2 ? `,${json.slice(1, -1)}` : ""},"msg":"request"}\n`,
   );
 }

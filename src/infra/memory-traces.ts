@@ -63,17 +63,19 @@ export function createMemoryTraceStore(opts: {
     async insertMany(batch) {
       const fresh = batch.filter((e) => !ids.has(e.id));
       if (fresh.length === 0) return;
-      const lines = fresh.map((e) => `${JSON.stringify(e)}\n`);
-      if (opts.file) appendFileSync(opts.file, lines.join(""), { mode: 0o600 });
+      // Flat strings (no `\n` appended to each): measured and copied without flattening first.
+      const jsons = fresh.map((e) => JSON.stringify(e));
+      if (opts.file) appendFileSync(opts.file, `${jsons.join("\n")}\n`, { mode: 0o600 });
       ring ??= Buffer.allocUnsafeSlow(capacity);
       for (let i = 0; i < fresh.length; i++) {
         const e = fresh[i] as TraceEvent;
-        const line = lines[i] as string;
-        const n = Buffer.byteLength(line);
+        const json = jsons[i] as string;
+        const n = Buffer.byteLength(json) + 1;
         if (n > capacity) continue; // larger than the whole bound: only in the file
         if (count === maxEvents) dropOldest();
         const o = reserve(n);
-        ring.write(line, o, "utf8");
+        ring.write(json, o, "utf8");
+        ring[o + n - 1] = 0x0a;
         const slot = (first + count) % maxEvents;
         off[slot] = o;
         len[slot] = n;
