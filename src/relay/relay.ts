@@ -7,9 +7,10 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { MisuseGuard } from "../auth/misuse.ts";
 import type { Sessions } from "../auth/sessions.ts";
+import type { SessionRecord, WindowCount } from "../auth/store.ts";
 import type { ClientConfig, Config, TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
-import { noteAccess } from "../log.ts";
+import { type AccessFields, noteAccess } from "../log.ts";
 import type { Traces } from "../trace/traces.ts";
 import type { ApiTokens } from "./api-tokens.ts";
 import { toDownstreamHeaders, toUpstreamHeaders } from "./headers.ts";
@@ -66,6 +67,15 @@ interface SendFacts {
   correlationId: string;
 }
 
+/** One relayed call, as the steps after the session lookup share it. */
+interface Call {
+  req: RelayRequest;
+  t: TeleserviceConfig;
+  rec: SessionRecord;
+  uses: WindowCount | undefined;
+  started: number;
+}
+
 /** The relay service. */
 export interface Relay {
   /** The teleservice a caller may use, or NOT_FOUND / PERMISSION_DENIED. */
@@ -73,21 +83,66 @@ export interface Relay {
   forward(req: RelayRequest): Promise<RelayResponse>;
 }
 
+/** A base URL's parts that a relayed path is appended to (the href before its path, the path without trailing slashes). */
+interface ParsedBase {
+  /** `scheme://host[:port]`, or undefined when the base has credentials, a query or a fragment. */
+  prefix: string | undefined;
+  path: string;
+  url: URL;
+}
+const bases = new Map<string, ParsedBase>();
+
+function parsedBase(base: string): ParsedBase {
+  let b = bases.get(base);
+  if (!b) {
+    const url = new URL(base);
+    const plain = url.username === "" && url.password === "" && url.search === "" && url.hash === "";
+    b = {
+      prefix: plain ? `${url.protocol}//${url.host}` : undefined,
+      path: url.pathname.replace(/\/+$/, ""),
+      url,
+    };
+    // Bases come from the configuration: a handful. Bounded anyway.
+    if (bases.size >= 256) bases.clear();
+    bases.set(base, b);
+  }
+  return b;
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the controls are what is refused
+const CONTROL = /[\x00-\x1f\x7f]|%[01][0-9a-f]|%7f/i;
+const ENCODED_SEPARATOR = /%2f|%5c|%2e%2e/i;
+
+/** A dot segment as the URL parser sees it: `.`, `..`, and their `%2e` spellings (`.%2e`, `%2E`). */
+function isDotSegment(s: string): boolean {
+  if (s.length > 6) return false;
+  const d = s.replace(/%2e/gi, ".");
+  return d === "." || d === "..";
+}
+
 /** Appends `path` (with its query) to the teleservice base URL, refusing tricks that would leave it. */
 export function upstreamUrl(base: string, path: string): URL {
-  const b = new URL(base);
+  const b = parsedBase(base);
   // NUL and other control characters (raw or percent-encoded) have no business in a teleservice path.
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the controls are what is refused
-  if (/[\x00-\x1f\x7f]|%[01][0-9a-f]|%7f/i.test(path))
-    throw new EproxyError("INVALID_ARGUMENT", "invalid path");
-  const [p = "", q] = path.split("?", 2) as [string, string | undefined];
+  if (CONTROL.test(path)) throw new EproxyError("INVALID_ARGUMENT", "invalid path");
+  const qi = path.indexOf("?");
+  const p = qi < 0 ? path : path.slice(0, qi);
   const segments = p.split("/").filter((s) => s !== "");
-  if (segments.some((s) => s === "." || s === ".." || /%2f|%5c|%2e%2e/i.test(s) || s.includes("\\"))) {
-    throw new EproxyError("INVALID_ARGUMENT", "invalid path");
+  for (const s of segments) {
+    if (isDotSegment(s) || ENCODED_SEPARATOR.test(s) || s.includes("\\")) {
+      throw new EproxyError("INVALID_ARGUMENT", "invalid path");
+    }
   }
-  const u = new URL(b.href);
-  u.pathname = [b.pathname.replace(/\/+$/, ""), ...segments].join("/") || "/";
-  if (q !== undefined) u.search = `?${q}`;
+  const joined = segments.length === 0 ? b.path || "/" : `${b.path}/${segments.join("/")}`;
+  // The whole URL parsed once. `#` (a fragment in a URL string) and a trailing space (trimmed from
+  // a URL string) go through the setters, which encode them.
+  if (b.prefix !== undefined && !path.includes("#")) {
+    const href = qi < 0 ? `${b.prefix}${joined}` : `${b.prefix}${joined}?${path.slice(qi + 1)}`;
+    if (!href.endsWith(" ")) return new URL(href);
+  }
+  const u = new URL(b.url.href);
+  u.pathname = joined;
+  if (qi >= 0) u.search = `?${path.slice(qi + 1)}`;
   return u;
 }
 
@@ -226,6 +281,239 @@ export function createRelay(deps: {
     return t;
   }
 
+  /** The call's one SEND trace (built here only), once the session is known. */
+  function recordSend(
+    call: Call,
+    outcome: string,
+    answered: SendFacts | undefined,
+    callerCorrelationId: string | undefined,
+  ): void {
+    const { req, rec } = call;
+    // One shape for every SEND (absent fields undefined): no conditional spreads per call.
+    traces.record({
+      type: "SEND",
+      clientId: req.caller.id,
+      nationalId: rec.professional.nationalId,
+      sessionId: rec.id,
+      sessionState: rec.psc.sessionState || undefined,
+      service: call.t.name,
+      method: "POST",
+      path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
+      soapAction: answered?.soapAction || undefined,
+      upstreamStatus: answered?.upstreamStatus,
+      durationMs: Math.round(performance.now() - call.started),
+      bytesIn: answered?.bytesIn,
+      bytesOut: answered?.bytesOut,
+      correlationId: answered ? answered.correlationId : callerCorrelationId || undefined,
+      outcome,
+    });
+  }
+
+  /**
+   * The caller hanging up before the answer is a client abort, traced as such (not as an upstream
+   * failure): the SEND says ABORTED, the transport answers nobody.
+   */
+  async function aborted(call: Call, err: unknown): Promise<never> {
+    const { req } = call;
+    // The request body fails (stream reset) a moment before the transport reports the hang-up.
+    if (!req.signal?.aborted) await new Promise((r) => setImmediate(r));
+    if (req.signal?.aborted) {
+      // The caller's own correlation id, when it gave a safe one, ties the trace to its request.
+      const given = req.headers["x-correlation-id"];
+      recordSend(
+        call,
+        "ABORTED",
+        undefined,
+        typeof given === "string" && SAFE_ID.test(given) ? given : undefined,
+      );
+    }
+    throw err;
+  }
+
+  async function send(call: Call, url: URL, headers: Record<string, string>): Promise<RelayResponse> {
+    const { req, t, rec } = call;
+    await deps.misuse?.relayed(
+      { id: rec.id, nationalId: rec.professional.nationalId },
+      req.caller.id,
+      call.uses,
+    );
+    const apiToken = await apiTokens.get(rec, t, deps.thumbprintOf(req.caller.id), req.signal);
+
+    const ct = req.headers["content-type"];
+    const contentType = Array.isArray(ct) ? ct[0] : ct;
+    const sa = req.headers.soapaction;
+    const counted = { n: 0 };
+    const { head, body, complete } = await peek(
+      limited(
+        req.signal ? untilAborted(req.body, req.signal) : req.body,
+        t.maxBodyBytes,
+        counted,
+        deps.reclaim,
+      ),
+      SNIFF_BYTES,
+    );
+    // Nothing to relay (a chunked body that turned out empty, an empty ForwardSoap body).
+    if (complete && head.length === 0) {
+      throw new EproxyError(
+        "INVALID_ARGUMENT",
+        "empty body: a SOAP envelope (or an MTOM package) is expected",
+      );
+    }
+    const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
+
+    const given = req.headers["x-correlation-id"];
+    const correlationId = typeof given === "string" && SAFE_ID.test(given) ? given : randomUUID();
+    headers["x-correlation-id"] = correlationId;
+    if (apiToken) headers.authorization = `Bearer ${apiToken}`;
+
+    const res = await upstream.post(
+      req.signal
+        ? {
+            clientId: req.caller.id,
+            teleservice: t,
+            url,
+            headers,
+            // A body that fit in the sniffed head goes as one buffer: headers and body in one TLS write.
+            body: complete ? head : body,
+            signal: req.signal,
+          }
+        : { clientId: req.caller.id, teleservice: t, url, headers, body: complete ? head : body },
+    );
+    const rct = res.headers["content-type"];
+    const resType = Array.isArray(rct) ? rct[0] : rct;
+    // Answers that are not SOAP (an HTML error page from a load balancer) are not passed off as SOAP.
+    const accepted = resType
+      ? SOAP_TYPES.test(resType) || (t.jsonAnswers && JSON_TYPES.test(resType))
+      : res.status < 300;
+    if (!accepted) {
+      discard(res.body);
+      log.warn(
+        { teleservice: t.name, status: res.status, contentType: resType },
+        "non-SOAP answer from teleservice",
+      );
+      throw new EproxyError(
+        "UPSTREAM_BAD_RESPONSE",
+        `teleservice ${t.name} answered HTTP ${res.status} without SOAP`,
+      );
+    }
+    // No log line here: the access line (noteAccess in Answer) carries teleservice, action and statuses.
+    return {
+      status: res.status,
+      headers: toDownstreamHeaders(res.headers, t.exposeCorrelationId),
+      body: new Answer(call, res, soap.action, counted, correlationId),
+      soap,
+      correlationId,
+    };
+  }
+
+  /**
+   * The answer's bytes: counts them and records the call's SEND once they end, fail or are left
+   * early. A plain iterator class, not an async generator (see `limited`), nor closures per call.
+   */
+  class Answer implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
+    private readonly call: Call;
+    private readonly source: AsyncIterator<Buffer>;
+    private readonly upstreamBody: UpstreamResponse["body"];
+    private readonly upstreamStatus: number;
+    private readonly soapAction: string | undefined;
+    private readonly counted: { n: number };
+    private readonly correlationId: string;
+    private readonly max: number;
+    private bytesOut = 0;
+    private outcome = "ABORTED";
+    private finished = false;
+
+    constructor(
+      call: Call,
+      res: UpstreamResponse,
+      soapAction: string | undefined,
+      counted: { n: number },
+      correlationId: string,
+    ) {
+      this.call = call;
+      this.upstreamBody = res.body;
+      this.upstreamStatus = res.status;
+      this.soapAction = soapAction;
+      this.counted = counted;
+      this.correlationId = correlationId;
+      this.source = (res.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      this.max = call.req.maxAnswerBytes ?? Number.POSITIVE_INFINITY;
+    }
+
+    [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+      return this;
+    }
+
+    private finish(): void {
+      if (this.finished) return;
+      this.finished = true;
+      const facts: SendFacts = this.soapAction
+        ? {
+            soapAction: this.soapAction,
+            upstreamStatus: this.upstreamStatus,
+            bytesIn: this.counted.n,
+            bytesOut: this.bytesOut,
+            correlationId: this.correlationId,
+          }
+        : {
+            upstreamStatus: this.upstreamStatus,
+            bytesIn: this.counted.n,
+            bytesOut: this.bytesOut,
+            correlationId: this.correlationId,
+          };
+      const access: AccessFields = { teleservice: this.call.t.name };
+      if (facts.soapAction) access.soapAction = facts.soapAction;
+      access.upstreamStatus = facts.upstreamStatus;
+      access.bytesIn = facts.bytesIn;
+      access.bytesOut = facts.bytesOut;
+      access.correlationId = facts.correlationId;
+      noteAccess(access);
+      // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
+      recordSend(this.call, this.outcome, facts, undefined);
+    }
+
+    async next(): Promise<IteratorResult<Buffer>> {
+      if (this.finished) return { done: true, value: undefined };
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await this.source.next();
+      } catch (err) {
+        // The upstream failing mid-answer (a reset, a stall: the adapter's UPSTREAM_* error) is
+        // the teleservice's failure, traced with its code; the caller hanging up stays ABORTED.
+        if (!this.call.req.signal?.aborted) this.outcome = err instanceof EproxyError ? err.code : "INTERNAL";
+        this.finish();
+        throw err;
+      }
+      if (r.done) {
+        this.outcome = "OK";
+        this.finish();
+        return r;
+      }
+      if (this.bytesOut + r.value.length > this.max) {
+        this.outcome = "PAYLOAD_TOO_LARGE";
+        discard(this.upstreamBody);
+        this.finish();
+        await this.source.return?.().catch(() => {});
+        const hint = this.call.req.tooLargeHint;
+        throw new EproxyError(
+          "PAYLOAD_TOO_LARGE",
+          `answer larger than ${this.max} bytes${hint ? `: ${hint}` : ""}`,
+        );
+      }
+      this.bytesOut += r.value.length;
+      deps.reclaim?.(r.value.length, this.bytesOut);
+      return r;
+    }
+
+    async return(): Promise<IteratorResult<Buffer>> {
+      if (!this.finished) {
+        await this.source.return?.();
+        this.finish();
+      }
+      return { done: true, value: undefined };
+    }
+  }
+
   return {
     teleserviceFor,
     async forward(req) {
@@ -244,176 +532,12 @@ export function createRelay(deps: {
         req.caller.id,
         deps.misuse?.relayWindowMs,
       );
-      /** The call's one SEND trace (built here only), once the session is known. */
-      const recordSend = (outcome: string, answered?: SendFacts, callerCorrelationId?: string): void => {
-        // One shape for every SEND (absent fields undefined): no conditional spreads per call.
-        traces.record({
-          type: "SEND",
-          clientId: req.caller.id,
-          nationalId: rec.professional.nationalId,
-          sessionId: rec.id,
-          sessionState: rec.psc.sessionState || undefined,
-          service: t.name,
-          method: "POST",
-          path: `/${req.path.split("?")[0]?.replace(/^\/+/, "") ?? ""}`,
-          soapAction: answered?.soapAction || undefined,
-          upstreamStatus: answered?.upstreamStatus,
-          durationMs: Math.round(performance.now() - started),
-          bytesIn: answered?.bytesIn,
-          bytesOut: answered?.bytesOut,
-          correlationId: answered ? answered.correlationId : callerCorrelationId || undefined,
-          outcome,
-        });
-      };
-      // The caller hanging up before the answer is a client abort, traced as such (not as an
-      // upstream failure): the SEND says ABORTED, the transport answers nobody.
-      const aborted = async (err: unknown): Promise<never> => {
-        // The request body fails (stream reset) a moment before the transport reports the hang-up.
-        if (!req.signal?.aborted) await new Promise((r) => setImmediate(r));
-        if (req.signal?.aborted) {
-          // The caller's own correlation id, when it gave a safe one, ties the trace to its request.
-          const given = req.headers["x-correlation-id"];
-          recordSend(
-            "ABORTED",
-            undefined,
-            typeof given === "string" && SAFE_ID.test(given) ? given : undefined,
-          );
-        }
-        throw err;
-      };
-      const go = async (): Promise<RelayResponse> => {
-        await deps.misuse?.relayed(
-          { id: rec.id, nationalId: rec.professional.nationalId },
-          req.caller.id,
-          uses,
-        );
-        const apiToken = await apiTokens.get(rec, t, deps.thumbprintOf(req.caller.id), req.signal);
-
-        const ct = req.headers["content-type"];
-        const contentType = Array.isArray(ct) ? ct[0] : ct;
-        const sa = req.headers.soapaction;
-        const counted = { n: 0 };
-        const { head, body, complete } = await peek(
-          limited(
-            req.signal ? untilAborted(req.body, req.signal) : req.body,
-            t.maxBodyBytes,
-            counted,
-            deps.reclaim,
-          ),
-          SNIFF_BYTES,
-        );
-        // Nothing to relay (a chunked body that turned out empty, an empty ForwardSoap body).
-        if (complete && head.length === 0) {
-          throw new EproxyError(
-            "INVALID_ARGUMENT",
-            "empty body: a SOAP envelope (or an MTOM package) is expected",
-          );
-        }
-        const soap = sniffSoap(head, contentType, Array.isArray(sa) ? sa[0] : sa);
-
-        const given = req.headers["x-correlation-id"];
-        const correlationId = typeof given === "string" && SAFE_ID.test(given) ? given : randomUUID();
-        headers["x-correlation-id"] = correlationId;
-        if (apiToken) headers.authorization = `Bearer ${apiToken}`;
-
-        const res = await upstream.post({
-          clientId: req.caller.id,
-          teleservice: t,
-          url,
-          headers,
-          // A body that fit in the sniffed head goes as one buffer: headers and body in one TLS write.
-          body: complete ? head : body,
-          ...(req.signal ? { signal: req.signal } : {}),
-        });
-        const rct = res.headers["content-type"];
-        const resType = Array.isArray(rct) ? rct[0] : rct;
-        // Answers that are not SOAP (an HTML error page from a load balancer) are not passed off as SOAP.
-        const accepted = resType
-          ? SOAP_TYPES.test(resType) || (t.jsonAnswers && JSON_TYPES.test(resType))
-          : res.status < 300;
-        if (!accepted) {
-          discard(res.body);
-          log.warn(
-            { teleservice: t.name, status: res.status, contentType: resType },
-            "non-SOAP answer from teleservice",
-          );
-          throw new EproxyError(
-            "UPSTREAM_BAD_RESPONSE",
-            `teleservice ${t.name} answered HTTP ${res.status} without SOAP`,
-          );
-        }
-        // No log line here: the access line (noteAccess below) carries teleservice, action and statuses.
-        const max = req.maxAnswerBytes ?? Number.POSITIVE_INFINITY;
-        const upstreamBody = res.body;
-        // Counts the answer's bytes and records the call's SEND once it ends, fails or is left
-        // early. A plain iterator, not an async generator (see `limited`).
-        const source = (upstreamBody as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-        let bytesOut = 0;
-        let outcome = "ABORTED";
-        let finished = false;
-        const finish = (): void => {
-          if (finished) return;
-          finished = true;
-          const facts: SendFacts = {
-            ...(soap.action ? { soapAction: soap.action } : {}),
-            upstreamStatus: res.status,
-            bytesIn: counted.n,
-            bytesOut,
-            correlationId,
-          };
-          noteAccess({ teleservice: t.name, ...facts });
-          // Left early without an error: the caller stopped reading (hung up), which is ABORTED too.
-          recordSend(outcome, facts);
-        };
-        const answer: AsyncIterator<Buffer> = {
-          async next() {
-            if (finished) return { done: true, value: undefined };
-            let r: IteratorResult<Buffer>;
-            try {
-              r = await source.next();
-            } catch (err) {
-              // The upstream failing mid-answer (a reset, a stall: the adapter's UPSTREAM_* error) is
-              // the teleservice's failure, traced with its code; the caller hanging up stays ABORTED.
-              if (!req.signal?.aborted) outcome = err instanceof EproxyError ? err.code : "INTERNAL";
-              finish();
-              throw err;
-            }
-            if (r.done) {
-              outcome = "OK";
-              finish();
-              return r;
-            }
-            if (bytesOut + r.value.length > max) {
-              outcome = "PAYLOAD_TOO_LARGE";
-              discard(upstreamBody);
-              finish();
-              await source.return?.().catch(() => {});
-              throw new EproxyError(
-                "PAYLOAD_TOO_LARGE",
-                `answer larger than ${max} bytes${req.tooLargeHint ? `: ${req.tooLargeHint}` : ""}`,
-              );
-            }
-            bytesOut += r.value.length;
-            deps.reclaim?.(r.value.length, bytesOut);
-            return r;
-          },
-          async return() {
-            if (!finished) {
-              await source.return?.();
-              finish();
-            }
-            return { done: true, value: undefined };
-          },
-        };
-        return {
-          status: res.status,
-          headers: toDownstreamHeaders(res.headers, t.exposeCorrelationId),
-          body: { [Symbol.asyncIterator]: () => answer },
-          soap,
-          correlationId,
-        };
-      };
-      return go().catch(aborted);
+      const call: Call = { req, t, rec, uses, started };
+      try {
+        return await send(call, url, headers);
+      } catch (err) {
+        return aborted(call, err);
+      }
     },
   };
 }

@@ -85,10 +85,27 @@ describe("upstream path joining", () => {
     expect(join("https://ameli.example/lps", "")).toBe("https://ameli.example/lps");
     expect(join("https://ameli.example/", "")).toBe("https://ameli.example/");
     expect(join("https://ameli.example/lps", "op?x=1&y=%2F")).toBe("https://ameli.example/lps/op?x=1&y=%2F");
+    expect(join("https://ameli.example/lps", "op?x=1?y")).toBe("https://ameli.example/lps/op?x=1?y");
+    // What a URL string would trim or cut is encoded, as the URL setters do.
+    expect(join("https://ameli.example/lps", "a#b?c#d")).toBe("https://ameli.example/lps/a%23b?c%23d");
+    expect(join("https://ameli.example/lps", ".. ")).toBe("https://ameli.example/lps/..%20");
+    expect(join("https://ameli.example/lps?k=1", "op")).toBe("https://ameli.example/lps/op?k=1");
   });
 
   it("refuses paths that would leave the base", () => {
-    for (const p of ["../admin", "a/../../b", "./x", "%2e%2e/x", "a%2Fb", "a%5cb", "a\\b"]) {
+    // `.%2e`, `%2e.` and `%2e` are dot segments to the URL parser too (`x/.%2e/.%2e/admin` left the base).
+    for (const p of [
+      "../admin",
+      "a/../../b",
+      "./x",
+      "%2e%2e/x",
+      "a%2Fb",
+      "a%5cb",
+      "a\\b",
+      "x/.%2e/.%2e/admin",
+      "%2E./x",
+      "%2e/x",
+    ]) {
       expect(() => upstreamUrl("https://dmp.example/services", p), p).toThrow(
         expect.objectContaining({ code: "INVALID_ARGUMENT" }),
       );
