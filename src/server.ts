@@ -85,7 +85,8 @@ function headerListSize(raw: readonly string[]): number {
 
 /** The caller's IP: X-Forwarded-For is believed only when the peer is a configured proxy. */
 function callerIpOf(req: http2.Http2ServerRequest, trusted: readonly string[]): string {
-  const peer = (req.socket?.remoteAddress ?? "").replace(/^::ffff:/, "");
+  const address = req.socket?.remoteAddress ?? "";
+  const peer = address.startsWith("::ffff:") ? address.slice(7) : address;
   const xff = req.headers["x-forwarded-for"];
   if (trusted.includes(peer) && typeof xff === "string") {
     const first = xff.split(",")[0]?.trim();
@@ -221,14 +222,17 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
       const requestId = typeof given === "string" && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
       res.setHeader("x-request-id", requestId);
       const started = performance.now();
-      trackHttp1(req.socket as TLSSocket, res);
+      const socket = req.socket as TLSSocket;
+      const http1 = trackHttp1(socket, res);
       const ctx: RequestContext = {
         requestId,
         callerIp: callerIpOf(req, config.server.trustedProxies),
         access: {},
       };
-      // "close" also fires when the client hung up before the answer was complete (no "finish" then).
+      // One listener for what the request leaves behind. "close" also fires when the client hung up
+      // before the answer was complete (no "finish" then).
       res.once("close", () => {
+        if (http1) http1Done(socket);
         writeAccessLine(
           log,
           ctx,
@@ -244,16 +248,22 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
           performance.now() - started,
           res.getHeader("content-length"),
         );
+        if (req.httpVersionMajor === 2) setImmediate(releaseStream, req, res);
       });
-      if (req.httpVersionMajor === 2) res.once("close", () => setImmediate(releaseStream, req, res));
       const observed = observeRequest(deps.telemetry, req, res, ctx);
-      requestContext.run(ctx, () =>
-        observed.run(() => {
-          if (!forwardSoapFastPath(req, res)) handler(req, res);
-        }),
-      );
+      if (observed) requestContext.run(ctx, () => observed.run(() => serve(req, res)));
+      else requestContext.run(ctx, serve, req, res);
     },
   );
+
+  /**
+   * REST paths that cannot be an RPC (`/<package.Service>/<Method>`) go to the REST router at once;
+   * everything else through the ForwardSoap fast path, then Connect (the REST router as its fallback).
+   */
+  function serve(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void {
+    if (req.url?.startsWith("/send/")) rest(req, res);
+    else if (!forwardSoapFastPath(req, res)) handler(req, res);
+  }
 
   const sessions = new Set<http2.ServerHttp2Session>();
   const sockets = new Set<TLSSocket>();
@@ -261,15 +271,17 @@ export async function startServer(deps: Deps, options: ServerOptions = {}): Prom
   // and busy ones right after their response.
   const http1Active = new Map<TLSSocket, number>();
   let draining = false;
-  function trackHttp1(socket: TLSSocket, res: http2.Http2ServerResponse): void {
-    if (socket.alpnProtocol === "h2") return;
+  /** Counts an HTTP/1.1 request in (true), to be counted out by `http1Done` when it closes. */
+  function trackHttp1(socket: TLSSocket, res: http2.Http2ServerResponse): boolean {
+    if (socket.alpnProtocol === "h2") return false;
     http1Active.set(socket, (http1Active.get(socket) ?? 0) + 1);
     if (draining) res.setHeader("connection", "close");
-    res.once("close", () => {
-      const n = (http1Active.get(socket) ?? 1) - 1;
-      http1Active.set(socket, n);
-      if (draining && n === 0) socket.end();
-    });
+    return true;
+  }
+  function http1Done(socket: TLSSocket): void {
+    const n = (http1Active.get(socket) ?? 1) - 1;
+    http1Active.set(socket, n);
+    if (draining && n === 0) socket.end();
   }
   server.on("session", (s) => {
     // The connection window is not a SETTINGS value: it is raised by a WINDOW_UPDATE on stream 0.

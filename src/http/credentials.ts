@@ -33,14 +33,21 @@ export interface HeaderSource {
   get(name: string): string | null;
 }
 
+/** Node's header object read case-insensitively (one small object per call, no closure). */
+class NodeHeaders implements HeaderSource {
+  readonly #headers: Record<string, string | string[] | undefined>;
+  constructor(headers: Record<string, string | string[] | undefined>) {
+    this.#headers = headers;
+  }
+  get(name: string): string | null {
+    const v = this.#headers[name.toLowerCase()];
+    return Array.isArray(v) ? (v[0] ?? null) : (v ?? null);
+  }
+}
+
 /** Case-insensitive header access on Node's header object (the first value of a repeated header). */
 export function headersOf(req: { headers: Record<string, string | string[] | undefined> }): HeaderSource {
-  return {
-    get(name) {
-      const v = req.headers[name.toLowerCase()];
-      return Array.isArray(v) ? (v[0] ?? null) : (v ?? null);
-    },
-  };
+  return new NodeHeaders(req.headers);
 }
 
 function bearer(h: HeaderSource): string | undefined {
@@ -53,10 +60,10 @@ function bearer(h: HeaderSource): string | undefined {
 export function credentialsOf(h: HeaderSource, peer: Peer | undefined): CallerCredentials {
   const b = bearer(h);
   const apiKey = h.get("x-eproxy-api-key") ?? (b?.startsWith(API_KEY_PREFIX) ? b : undefined);
-  return {
-    ...(apiKey ? { apiKey } : {}),
-    ...(peer?.verifiedCertCn ? { verifiedCertCn: peer.verifiedCertCn } : {}),
-  };
+  const creds: CallerCredentials = {};
+  if (apiKey) creds.apiKey = apiKey;
+  if (peer?.verifiedCertCn) creds.verifiedCertCn = peer.verifiedCertCn;
+  return creds;
 }
 
 /** Extracts a session token: explicit value, `x-eproxy-session`, or `Authorization: Bearer eps_…`. */

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { Readable } from "node:stream";
 import type { Logger } from "pino";
-import { Agent, type Dispatcher, request } from "undici";
+import { Agent, type Dispatcher } from "undici";
 import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
@@ -132,13 +132,16 @@ export function createUndiciUpstream(clients: ClientLookup, log: Logger): Undici
       });
       for (let attempt = 1; ; attempt++) {
         try {
-          const res = await request(url, {
+          // The dispatcher's own `request` with origin and path: what undici's top-level `request(url)`
+          // does after parsing the URL and copying the options, minus that work.
+          const res = await dispatcher.request({
+            origin: url.origin,
+            path: url.search ? `${url.pathname}${url.search}` : url.pathname,
             method: "POST",
             headers,
             // A buffer can be sent again: a connect failure means none of it left.
             body: whole ?? Readable.from(attemptBody()),
-            dispatcher,
-            ...(signal ? { signal } : {}),
+            signal,
           });
           return {
             status: res.statusCode,

@@ -31,8 +31,6 @@ export function completedNormally(req: ObservedRequest, res: ObservedResponse): 
   return req.httpVersionMajor !== 2 || (res.stream?.rstCode ?? 0) === 0;
 }
 
-const passThrough = { run: <T>(fn: () => T): T => fn() };
-
 /**
  * The metric's labels: the RPC (`/eproxy.v1.AuthService/StartCiba`) or the REST route with its
  * method (`POST /send/:service/*`), `unmatched` when nothing was routed (never the raw path, which
@@ -60,14 +58,17 @@ export function requestLabels(
   return { route, protocol, code };
 }
 
-/** Starts observing a request; run the handler through the returned `run`. */
+/**
+ * Starts observing a request; run the handler through the returned `run`. Undefined when neither
+ * metrics nor tracing are on (nothing to observe).
+ */
 export function observeRequest(
   t: Telemetry,
   req: ObservedRequest,
   res: ObservedResponse,
   ctx: RequestContext,
-): { run<T>(fn: () => T): T } {
-  if (t.metrics === noopMetrics && !t.tracing.enabled) return passThrough;
+): { run<T>(fn: () => T): T } | undefined {
+  if (t.metrics === noopMetrics && !t.tracing.enabled) return undefined;
   const started = performance.now();
   const span = t.tracing.startRequest(
     req.headers,

@@ -40,9 +40,12 @@ const CALLER_ONLY = new Set([
 /** Where the teleservice's own request id goes in the answer: `x-request-id` is eProxy's. */
 export const UPSTREAM_REQUEST_ID = "x-upstream-request-id";
 
-function connectionTokens(h: HeaderMap): Set<string> {
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+function connectionTokens(h: HeaderMap): ReadonlySet<string> {
   const v = h.connection;
-  const list = (Array.isArray(v) ? v.join(",") : (v ?? "")).split(",");
+  if (v === undefined) return NO_TOKENS;
+  const list = (Array.isArray(v) ? v.join(",") : v).split(",");
   return new Set(list.map((s) => s.trim().toLowerCase()).filter(Boolean));
 }
 
@@ -50,13 +53,24 @@ function flatten(v: string | string[]): string {
   return Array.isArray(v) ? v.join(", ") : v;
 }
 
+/** The name in lower case; Node's header names already are (no copy then). */
+export function lowerName(k: string): string {
+  for (let i = 0; i < k.length; i++) {
+    const c = k.charCodeAt(i);
+    if (c >= 65 && c <= 90) return k.toLowerCase();
+  }
+  return k;
+}
+
 /** The caller's headers as they may go upstream. */
 export function toUpstreamHeaders(h: HeaderMap): Record<string, string> {
   const named = connectionTokens(h);
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(h)) {
-    const name = k.toLowerCase();
-    if (v === undefined || name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    const name = lowerName(k);
+    if (name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
     if (CALLER_ONLY.has(name) || name.startsWith("x-eproxy-")) continue;
     const value = flatten(v);
     // HTTP/1.1 and HTTP/2 callers were checked by Node; ForwardSoap's headers come from a message.
@@ -75,9 +89,11 @@ export function toDownstreamHeaders(
 ): Record<string, string | string[]> {
   const named = connectionTokens(h);
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of Object.entries(h)) {
-    const name = k.toLowerCase();
-    if (v === undefined || name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    const name = lowerName(k);
+    if (name.startsWith(":") || HOP_BY_HOP.has(name) || named.has(name)) continue;
     // eProxy's own headers (`x-eproxy-error` marks eProxy's answers) never come from a teleservice.
     if (name.startsWith("x-eproxy-")) continue;
     // Correlation ids are for the services, not for the end user's software (trust-space rule).

@@ -109,7 +109,7 @@ export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
       method: "POST",
       pattern: "/send/:service/*",
       onError: soapFaultAnswer,
-      handler: async ({ req, res, params, url }) => {
+      handler: async ({ req, res, params, search }) => {
         const caller = restCaller(deps.clients, req);
         if (hasNoBody(req)) {
           throw new EproxyError(
@@ -132,7 +132,7 @@ export function createRelayRoutes(deps: RelayRoutesDeps): Route[] {
               caller,
               sessionToken: sessionTokenOf(headersOf(req)),
               service: params.service as string,
-              path: `${params["*"] ?? ""}${url.search}`,
+              path: `${params["*"] ?? ""}${search}`,
               headers: req.headers,
               body: req as AsyncIterable<Uint8Array>,
               signal: abort.signal,

@@ -18,7 +18,9 @@ export interface RestContext {
   /** Raw response. */
   res: NodeResponse;
   /** Parsed URL (path and query). */
-  url: URL;
+  readonly url: URL;
+  /** The query with its `?` (`url.search`), `""` without one. */
+  search: string;
   /** Path parameters by name; `*` holds the rest of the path. */
   params: Record<string, string>;
   /** Request id of this request. */
@@ -55,6 +57,46 @@ function match(pattern: string[], segments: string[]): Record<string, string> | 
   return segments.length === pattern.length ? params : undefined;
 }
 
+const ORIGIN = "https://eproxy.invalid";
+
+/**
+ * A request target whose path and query the URL parser would leave as they are: no `//` authority,
+ * no dot segments (nor `%2e`), no character that it would encode, trim or cut (`#`).
+ */
+const PLAIN_TARGET = /^\/(?!\/)[\w\-.~!$&()*+,;=:@/%?]*$/;
+const DOT_SEGMENT = /%2e|(?:^|\/)\.\.?(?:[/?]|$)/i;
+
+/** A handler's context; the URL object is built when a handler asks for it. */
+class Context implements RestContext {
+  req: NodeRequest;
+  res: NodeResponse;
+  params: Record<string, string>;
+  requestId: string;
+  search: string;
+  #url: URL | undefined;
+
+  constructor(
+    req: NodeRequest,
+    res: NodeResponse,
+    params: Record<string, string>,
+    requestId: string,
+    search: string,
+    url: URL | undefined,
+  ) {
+    this.req = req;
+    this.res = res;
+    this.params = params;
+    this.requestId = requestId;
+    this.search = search;
+    this.#url = url;
+  }
+
+  get url(): URL {
+    this.#url ??= new URL(this.req.url ?? "/", ORIGIN);
+    return this.#url;
+  }
+}
+
 /** Builds the fallback handler from a list of routes. */
 export function createRestRouter(
   routes: readonly Route[],
@@ -67,18 +109,47 @@ export function createRestRouter(
     const literal = parts.map((p) => (p.startsWith(":") || p === "*" ? "0" : "1")).join("");
     return { ...r, parts, literal };
   });
+  type Compiled = (typeof compiled)[number];
+
+  function failed(route: Compiled, ctx: RestContext, pathname: string, err: unknown): void {
+    const { req, res } = ctx;
+    noteAccess({ code: err instanceof EproxyError ? err.code : "INTERNAL" });
+    if (!(err instanceof EproxyError) || err.code === "INTERNAL") log.error({ err }, "REST handler failed");
+    const clientId = callerIdOf(req);
+    recordRefusal(
+      traces,
+      { ...(clientId ? { clientId } : {}), method: req.method ?? "", path: pathname },
+      err,
+    );
+    if (route.onError) route.onError(ctx, err);
+    else sendProblem(res, err, ctx.requestId);
+  }
+
   return (req, res) => {
-    const requestId = requestContext.getStore()?.requestId ?? "";
-    let url: URL;
-    try {
-      url = new URL(req.url ?? "/", "https://eproxy.invalid");
-    } catch {
-      sendProblem(res, new EproxyError("INVALID_ARGUMENT", "malformed request target"), requestId);
-      return;
+    const rc = requestContext.getStore();
+    const requestId = rc?.requestId ?? "";
+    const target = req.url ?? "/";
+    let pathname: string;
+    let search: string;
+    let url: URL | undefined;
+    if (PLAIN_TARGET.test(target) && !DOT_SEGMENT.test(target)) {
+      // What `new URL` would give, without parsing.
+      const q = target.indexOf("?");
+      pathname = q < 0 ? target : target.slice(0, q);
+      search = q < 0 || q === target.length - 1 ? "" : target.slice(q);
+    } else {
+      try {
+        url = new URL(target, ORIGIN);
+      } catch {
+        sendProblem(res, new EproxyError("INVALID_ARGUMENT", "malformed request target"), requestId);
+        return;
+      }
+      pathname = url.pathname;
+      search = url.search;
     }
-    const segments = url.pathname.split("/").slice(1);
+    const segments = pathname.split("/").slice(1);
     // The routes this path matches, keeping only the most literal pattern (and all its methods).
-    let found: Array<{ route: (typeof compiled)[number]; params: Record<string, string> }> = [];
+    let found: Array<{ route: Compiled; params: Record<string, string> }> = [];
     for (const route of compiled) {
       let params: Record<string, string> | undefined;
       try {
@@ -98,25 +169,13 @@ export function createRestRouter(
         allowed.push(route.method);
         continue;
       }
-      const ctx: RestContext = { req, res, url, params, requestId };
-      noteAccess({ route: route.pattern });
-      const fail = (err: unknown) => {
-        noteAccess({ code: err instanceof EproxyError ? err.code : "INTERNAL" });
-        if (!(err instanceof EproxyError) || err.code === "INTERNAL")
-          log.error({ err }, "REST handler failed");
-        const clientId = callerIdOf(req);
-        recordRefusal(
-          traces,
-          { ...(clientId ? { clientId } : {}), method: req.method ?? "", path: url.pathname },
-          err,
-        );
-        if (route.onError) route.onError(ctx, err);
-        else sendProblem(res, err, requestId);
-      };
+      const ctx = new Context(req, res, params, requestId, search, url);
+      if (rc) rc.access.route = route.pattern;
       try {
-        Promise.resolve(route.handler(ctx)).catch(fail);
+        const r = route.handler(ctx);
+        if (r) r.then(undefined, (err: unknown) => failed(route, ctx, pathname, err));
       } catch (err) {
-        fail(err);
+        failed(route, ctx, pathname, err);
       }
       return;
     }
@@ -131,6 +190,6 @@ export function createRestRouter(
       );
       return;
     }
-    sendProblem(res, new EproxyError("NOT_FOUND", `no route for ${url.pathname}`), requestId);
+    sendProblem(res, new EproxyError("NOT_FOUND", `no route for ${pathname}`), requestId);
   };
 }
