@@ -135,9 +135,9 @@ const PARTS = new Set((process.env.BENCH_PARTS ?? "wrk,rate,mtom,proto,instructi
  */
 const INSTR = {
   c: Number(process.env.BENCH_INSTR_C ?? 16),
-  warm: Number(process.env.BENCH_INSTR_WARM ?? 1500),
-  n1: Number(process.env.BENCH_INSTR_N1 ?? 250),
-  n2: Number(process.env.BENCH_INSTR_N2 ?? 1250),
+  warm: Number(process.env.BENCH_INSTR_WARM ?? 3000),
+  n1: Number(process.env.BENCH_INSTR_N1 ?? 500),
+  n2: Number(process.env.BENCH_INSTR_N2 ?? 3500),
 };
 
 /** `floor`: bench/minimal-relay.ts, the Node floor (same listener options, undici client, upstream). */
