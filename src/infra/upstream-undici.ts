@@ -12,7 +12,6 @@ import type { ClientIdentity, ClientLookup } from "../auth/clients.ts";
 import type { TeleserviceConfig } from "../config.ts";
 import { EproxyError } from "../errors.ts";
 import type { Upstream } from "../relay/ports.ts";
-import { type NodeReadable, streamChunks } from "../relay/stream-chunks.ts";
 import { codesOf, ownError, transportFailureOf } from "./foreign-errors.ts";
 
 /** Translates an undici failure into the relay's error codes. */
@@ -41,16 +40,16 @@ export function toUpstreamError(err: unknown, service: string): EproxyError {
  * stream is kept (the relay destroys it to drop an answer); only its iterator is wrapped.
  */
 function failingAsUpstream(body: Readable, service: string): Readable {
+  const iterate = body[Symbol.asyncIterator];
   const fail = (err: unknown): never => {
     throw toUpstreamError(err, service);
   };
-  // Read through its events (relay/stream-chunks.ts): the stream's own iterator joins the chunks
-  // that wait while the caller is slower than the teleservice into new buffers (a large answer copied).
   body[Symbol.asyncIterator] = function iterator(this: Readable) {
-    const it = streamChunks(this as unknown as NodeReadable);
+    const it: AsyncIterator<unknown> = iterate.call(this);
     return {
       next: () => it.next().then(undefined, fail),
-      return: async () => (it.return ? it.return() : { done: true as const, value: undefined }),
+      return: (value?: unknown) =>
+        it.return ? it.return(value) : Promise.resolve({ done: true as const, value: undefined }),
       [Symbol.asyncIterator]() {
         return this;
       },
